@@ -1,0 +1,68 @@
+"""One error hierarchy for Atelier.
+
+Every error carries the message a person should read (`str(err)`); none of them ever holds a secret.
+The command line maps the classes to exit codes; the Discord layer shows the message privately.
+"""
+
+from __future__ import annotations
+
+
+class AtelierError(Exception):
+    """Base class: the message is safe to show to a user."""
+
+
+class InputError(AtelierError):
+    """The request itself is wrong (bad image, unknown filter, over-long prompt...). Nothing was sent."""
+
+
+class ConfigError(AtelierError):
+    """The configuration cannot serve the request (no key, unknown provider...). Nothing was sent."""
+
+
+class ProviderError(AtelierError):
+    """A provider call went wrong. `retryable` says whether the same call may succeed later."""
+
+    retryable: bool = False
+
+    def __init__(self, provider: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.detail = message
+        self.status = status
+
+
+class ProviderAuthError(ProviderError):
+    """401/403: the key was rejected or the account needs attention."""
+
+
+class ProviderRejectedError(ProviderError):
+    """4xx validation error: the provider refused the request; its own message is kept."""
+
+
+class ProviderUnavailableError(ProviderError):
+    """5xx, timeouts, connection errors or rate limits that outlasted our retries."""
+
+    retryable = True
+
+
+class ProviderProtocolError(ProviderError):
+    """The provider answered something we cannot understand (malformed JSON, unknown status)."""
+
+
+class MalformedResponseError(ProviderProtocolError):
+    """A body that should be JSON is not: often a truncated answer, so a poll may try again a few times."""
+
+
+class OutputError(ProviderError):
+    """An output image could not be downloaded or is not an image."""
+
+
+class QuotaError(AtelierError):
+    """The user's quota does not allow this job. Nothing was sent and nothing was charged."""
+
+    def __init__(self, message: str, *, kind: str, limit: int, used: int, resets_at: object = None) -> None:
+        super().__init__(message)
+        self.kind = kind  # "daily" or "concurrent"
+        self.limit = limit
+        self.used = used
+        self.resets_at = resets_at  # datetime (UTC) for daily limits

@@ -1,0 +1,166 @@
+"""fal.ai queue API for GLM Image: `fal-ai/glm-image` (imagine) and `fal-ai/glm-image/image-to-image` (edit).
+
+Protocol notes (../shared/docs/providers.md §1): the status, result and cancel URLs come from the submit
+response and are used verbatim; status answers 202 while pending and 200 when COMPLETED; COMPLETED is terminal
+but the outcome is known only from the result (a 422 with a `detail` list is a failure); there is no FAILED
+status in practice, though an `error`/`error_type` may ride on COMPLETED.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from bot.errors import InputError, ProviderAuthError, ProviderProtocolError
+from bot.operations import EditRequest, ImagineRequest, Operation, Request, Size
+from bot.providers.base import KeyCheck, Provider, check_dimensions
+from bot.providers.http import CLIENT_ERRORS, provider_message
+from bot.providers.status import (
+    Failed,
+    JobStatus,
+    OutputImage,
+    Queued,
+    RemoteHandle,
+    Running,
+    Succeeded,
+)
+
+MODELS = {Operation.IMAGINE: "fal-ai/glm-image", Operation.EDIT: "fal-ai/glm-image/image-to-image"}
+# fal's own presets carry the same names as Atelier's, so they go through unchanged.
+# Explicit sizes: fal does not document GLM Image's range [U]; these bounds follow the model's 32-px grid.
+MIN_SIDE, MAX_SIDE, MULTIPLE = 256, 2048, 32
+# Infrastructure error types from fal's docs: not billed, and worth another try.
+RETRYABLE_ERROR_TYPES = {
+    "request_timeout", "startup_timeout", "runner_scheduling_failure", "runner_connection_timeout",
+    "runner_disconnected", "runner_connection_refused", "internal_error",
+}
+
+
+STEPS_RANGE = (10, 100)
+GUIDANCE_RANGE = (1.0, 10.0)
+
+
+def check_model_parameters(request: EditRequest) -> None:
+    """GLM Image's documented ranges (fal's model page); shared by every GLM Image host that mirrors it."""
+    if request.steps is not None and not STEPS_RANGE[0] <= request.steps <= STEPS_RANGE[1]:
+        raise InputError(f"steps must be from {STEPS_RANGE[0]} to {STEPS_RANGE[1]}.")
+    if request.guidance is not None and not GUIDANCE_RANGE[0] <= request.guidance <= GUIDANCE_RANGE[1]:
+        raise InputError(f"guidance must be from {GUIDANCE_RANGE[0]:g} to {GUIDANCE_RANGE[1]:g}.")
+
+
+class FalProvider(Provider):
+    name = "fal"
+    operations: ClassVar[frozenset[Operation]] = frozenset({Operation.EDIT, Operation.IMAGINE})
+    typical_duration_s = 15.0
+
+    def __init__(self, *args: Any, queue_url: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue_url = queue_url.rstrip("/")
+
+    async def validate(self, request: Request) -> None:
+        await super().validate(request)
+        if isinstance(request, EditRequest):
+            check_model_parameters(request)
+
+    def resolve_size(self, size: Size) -> str | dict[str, int]:
+        if size.preset is not None:
+            return size.preset.value
+        assert size.width is not None and size.height is not None
+        check_dimensions(self.name, size.width, size.height, min_side=MIN_SIDE, max_side=MAX_SIDE, multiple=MULTIPLE)
+        return {"width": size.width, "height": size.height}
+
+    def payload(self, request: EditRequest | ImagineRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"prompt": request.prompt, "num_images": request.count,
+                                "enable_safety_checker": True}
+        if request.size is not None:
+            body["image_size"] = self.resolve_size(request.size)
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if isinstance(request, EditRequest):
+            # Small inputs go inline as data URIs: no upload round trip, nothing left in anyone's storage.
+            body["image_urls"] = [image.data_uri() for image in request.images]
+            if request.steps is not None:
+                body["num_inference_steps"] = request.steps
+            if request.guidance is not None:
+                body["guidance_scale"] = request.guidance
+            if request.output_format is not None:
+                body["output_format"] = request.output_format
+        return body
+
+    async def submit(self, request: Request) -> RemoteHandle:
+        assert isinstance(request, EditRequest | ImagineRequest)
+        http = self._require_http()
+        model = MODELS[request.operation]
+        response = await http.request("POST", f"{self.queue_url}/{model}", json_body=self.payload(request),
+                                      idempotent=False)
+        data = response.json_object()
+        try:
+            return RemoteHandle(
+                provider=self.name, remote_id=str(data["request_id"]), operation=request.operation.value,
+                status_url=str(data["status_url"]), result_url=str(data["response_url"]),
+                cancel_url=str(data["cancel_url"]),
+                extra={"queue_position": data.get("queue_position")},
+            )
+        except KeyError as exc:
+            raise ProviderProtocolError(self.name, f"submit answer lacks {exc.args[0]!r}") from exc
+
+    async def poll(self, handle: RemoteHandle) -> JobStatus:
+        http = self._require_http()
+        assert handle.status_url
+        response = await http.request("GET", handle.status_url, params={"logs": "1"}, idempotent=True)
+        data = response.json_object()
+        status = data.get("status")
+        if status == "IN_QUEUE":
+            position = data.get("queue_position")
+            return Queued(position=int(position) if isinstance(position, int | float) else None)
+        if status == "IN_PROGRESS":
+            logs = data.get("logs") or []
+            message = logs[-1].get("message") if logs and isinstance(logs[-1], dict) else None
+            return Running(message=message)
+        if status == "COMPLETED":
+            if data.get("error"):
+                error_type = str(data.get("error_type") or "")
+                return Failed(reason=str(data["error"]), retryable=error_type in RETRYABLE_ERROR_TYPES,
+                              charged=False, code=error_type or None)
+            return await self._result(handle)
+        raise ProviderProtocolError(self.name, f"unknown status {str(status)[:40]!r}")
+
+    async def _result(self, handle: RemoteHandle) -> JobStatus:
+        http = self._require_http()
+        assert handle.result_url
+        # The result endpoint returns whatever the model returned, errors included: those are job failures.
+        response = await http.request("GET", handle.result_url, idempotent=True, accept=CLIENT_ERRORS)
+        if response.status >= 400:
+            retryable = response.headers.get("X-Fal-Retryable", response.headers.get("X-Fal-Needs-Retry", ""))
+            return Failed(reason=provider_message(response.body), retryable=retryable.lower() == "true",
+                          charged=False, code=f"http_{response.status}")
+        data = response.json_object()
+        images = data.get("images")
+        if not isinstance(images, list) or not images:
+            return Failed(reason="the result held no images", charged=None, code="no_images")
+        flags = data.get("has_nsfw_concepts") or []
+        outputs = []
+        for i, image in enumerate(images):
+            if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+                raise ProviderProtocolError(self.name, "result image without a url")
+            nsfw = bool(flags[i]) if i < len(flags) else False
+            outputs.append(OutputImage(url=image["url"], nsfw=nsfw, mime=image.get("content_type")))
+        seed = data.get("seed")
+        return Succeeded(outputs=tuple(outputs), seed=int(seed) if isinstance(seed, int | str) and
+                         str(seed).lstrip("-").isdigit() else None)
+
+    async def cancel(self, handle: RemoteHandle) -> bool:
+        if not handle.cancel_url:
+            return False
+        response = await self._require_http().request("PUT", handle.cancel_url, idempotent=True,
+                                                      accept=CLIENT_ERRORS)
+        return response.status < 300
+
+    async def check_key(self) -> KeyCheck:
+        # A status request for a request id that does not exist costs nothing: 401/403 means the key is
+        # rejected, anything else (404) means fal accepted it.
+        url = f"{self.queue_url}/fal-ai/glm-image/requests/00000000-0000-0000-0000-000000000000/status"
+        try:
+            await self._require_http().request("GET", url, idempotent=True, accept=CLIENT_ERRORS)
+        except ProviderAuthError as exc:
+            return KeyCheck(False, exc.detail)
+        return KeyCheck(True, "key accepted")

@@ -1,0 +1,298 @@
+"""The one HTTP path every adapter uses: timeouts, retries that honour Retry-After, error classification.
+
+Rules (see README "Provider calls"):
+- every attempt has a timeout;
+- 429 is retried on any call: the provider refused the request, so nothing was created;
+- 408, 5xx and broken connections are retried only on idempotent calls (polls, result fetches, cancels);
+- a submit is retried only when it surely never reached the provider (the connection could not be opened);
+- 401/403 become ProviderAuthError, other 4xx ProviderRejectedError with the provider's own words.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+from multidict import CIMultiDictProxy
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from bot.errors import (
+    MalformedResponseError,
+    OutputError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderProtocolError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_TEXT = 300
+# 4xx answers an adapter may want to read itself (a job failure, "already completed"); never auth or throttling.
+CLIENT_ERRORS = frozenset(set(range(400, 500)) - {401, 403, 408, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPolicy:
+    timeout_s: float = 30.0
+    download_timeout_s: float = 120.0
+    max_attempts: int = 5
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 20.0
+    # A Retry-After longer than this is not waited out: the call fails as "rate limited" instead.
+    max_retry_after_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = field(repr=False)
+    provider: str = ""
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedResponseError(
+                self.provider, f"answered HTTP {self.status} with a body that is not JSON"
+            ) from exc
+
+    def json_object(self) -> dict[str, Any]:
+        data = self.json()
+        if not isinstance(data, dict):
+            raise ProviderProtocolError(self.provider, f"answered HTTP {self.status} with JSON that is not an object")
+        return data
+
+
+class _Retry(Exception):
+    """Internal: an attempt failed in a way that may be retried."""
+
+    def __init__(self, error: ProviderError, retry_after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def provider_message(body: bytes, *, limit: int = MAX_ERROR_TEXT) -> str:
+    """The provider's own words from an error body, whatever shape it uses."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:limit] or "(empty body)"
+    return _message_from(data)[:limit]
+
+
+def _message_from(data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    if isinstance(data, list):
+        parts = [_message_from(item) for item in data[:5]]
+        return "; ".join(p for p in parts if p)
+    if isinstance(data, dict):
+        for key in ("detail", "message", "msg", "error", "reason", "error_message"):
+            if key in data and data[key]:
+                inner = _message_from(data[key])
+                if key == "msg" and isinstance(data.get("loc"), list):
+                    where = ".".join(str(x) for x in data["loc"] if x != "body")
+                    return f"{where}: {inner}" if where else inner
+                return inner
+        return json.dumps(data)[:MAX_ERROR_TEXT]
+    return str(data)
+
+
+class ProviderHttp:
+    """An HTTP client for one provider: its auth headers, its rate limit, the shared retry policy."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        provider: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secrets: Collection[str] = (),
+        policy: HttpPolicy | None = None,
+        requests_per_second: float | None = None,
+    ) -> None:
+        self.session = session
+        self.provider = provider
+        self.headers = dict(headers or {})
+        self._secrets = [s for s in secrets if s]
+        self.policy = policy or HttpPolicy()
+        self._limiter = AsyncLimiter(requests_per_second, 1.0) if requests_per_second else None
+        self.request_count = 0
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool,
+        json_body: Any = None,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: Collection[int] = (),
+    ) -> HttpResponse:
+        """Send one logical request; return a 2xx response (or one whose status is in `accept`)."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Retry)),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(
+                        method, url, idempotent=idempotent, json_body=json_body, data=data,
+                        params=params, headers=headers, accept=accept,
+                    )
+        except _Retry as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retry) and exc.retry_after is not None:
+            return exc.retry_after
+        step = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2 ** (state.attempt_number - 1))
+        return step * random.uniform(0.5, 1.5)
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool,
+        json_body: Any,
+        data: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        accept: Collection[int],
+    ) -> HttpResponse:
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        self.request_count += 1
+        all_headers = {**self.headers, **(headers or {})}
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
+        try:
+            async with self.session.request(
+                method, url, json=json_body, data=data, params=params, headers=all_headers, timeout=timeout
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                resp_headers: CIMultiDictProxy[str] = resp.headers
+        except aiohttp.ClientConnectorError as exc:
+            # The connection was never opened, so the request surely did not arrive: safe to send again.
+            raise _Retry(ProviderUnavailableError(self.provider, f"cannot connect ({exc.os_error})"), None) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            what = "timed out" if isinstance(exc, TimeoutError) else f"connection failed ({type(exc).__name__})"
+            error = ProviderUnavailableError(self.provider, f"{method} {what}")
+            if idempotent:
+                raise _Retry(error, None) from exc
+            raise error from exc
+
+        log.debug("%s %s %s -> %s", self.provider, method, url, status)
+        response = HttpResponse(status=status, headers=resp_headers, body=body, provider=self.provider)
+        if 200 <= status < 300 or status in accept:
+            return response
+        raise self._classify(method, response, idempotent)
+
+    def _classify(self, method: str, response: HttpResponse, idempotent: bool) -> Exception:
+        status = response.status
+        message = self.redact(provider_message(response.body))
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is not None and retry_after > self.policy.max_retry_after_s:
+                return ProviderUnavailableError(
+                    self.provider, f"rate limited; the provider asks to wait {retry_after:.0f} s", status=status
+                )
+            return _Retry(ProviderUnavailableError(self.provider, f"rate limited (429): {message}", status=status),
+                          retry_after)
+        if status in (401, 403):
+            what = "rejected the API key" if status == 401 else "refused access (the account may need attention)"
+            return ProviderAuthError(self.provider, f"{what} (HTTP {status}): {message}", status=status)
+        if status == 408 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            error = ProviderUnavailableError(self.provider, f"HTTP {status}: {message}", status=status)
+            if idempotent and (retry_after is None or retry_after <= self.policy.max_retry_after_s):
+                return _Retry(error, retry_after)
+            return error
+        return ProviderRejectedError(self.provider, f"HTTP {status}: {message}", status=status)
+
+    async def download(self, url: str, *, max_bytes: int) -> bytes:
+        """Fetch an output file with a size cap; retried like any idempotent call."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Retry)),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._download_once(url, max_bytes)
+        except _Retry as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _download_once(self, url: str, max_bytes: int) -> bytes:
+        timeout = aiohttp.ClientTimeout(total=self.policy.download_timeout_s)
+        self.request_count += 1
+        try:
+            # Output URLs are pre-signed: they must not receive the provider's API key.
+            async with self.session.get(url, timeout=timeout) as resp:
+                if resp.status in (403, 404, 410):
+                    raise OutputError(self.provider, f"the output image is gone (HTTP {resp.status}); it may have expired")
+                if resp.status == 429 or resp.status >= 500:
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    raise _Retry(OutputError(self.provider, f"output download failed (HTTP {resp.status})"), retry_after)
+                if resp.status >= 400:
+                    raise OutputError(self.provider, f"output download failed (HTTP {resp.status})")
+                if resp.content_length is not None and resp.content_length > max_bytes:
+                    raise OutputError(self.provider, f"the output image is larger than {max_bytes} bytes")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise OutputError(self.provider, f"the output image is larger than {max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _Retry(OutputError(self.provider, f"output download failed ({type(exc).__name__})"), None) from exc
+

@@ -1,0 +1,85 @@
+"""Settings, read from the environment and a `.env` file. Every setting is documented in `.env.example`.
+
+Keys are SecretStr: they never appear in logs, errors or reprs. A provider with no key is disabled.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.images import ImageLimits
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Providers. Base URLs are scheme and host only; adapters append their paths.
+    glam_api_key: SecretStr | None = None
+    glam_base_url: str = "https://api.glam.ai"
+    fal_key: SecretStr | None = None
+    fal_queue_url: str = "https://queue.fal.run"
+    pixazo_api_key: SecretStr | None = None
+    pixazo_base_url: str = "https://gateway.pixazo.ai"
+    novita_api_key: SecretStr | None = None
+    novita_base_url: str = "https://api.novita.ai"
+
+    # Per-provider limits: jobs running at once, and HTTP requests per second (0 = unlimited).
+    glam_max_parallel: int = Field(default=2, ge=1)
+    fal_max_parallel: int = Field(default=4, ge=1)
+    pixazo_max_parallel: int = Field(default=2, ge=1)
+    novita_max_parallel: int = Field(default=2, ge=1)
+    local_max_parallel: int = Field(default=2, ge=1)
+    provider_requests_per_second: float = Field(default=10.0, ge=0)
+
+    # HTTP behaviour shared by every adapter.
+    http_timeout_s: float = Field(default=30.0, gt=0)
+    http_max_attempts: int = Field(default=5, ge=1, le=20)
+    http_backoff_base_s: float = Field(default=0.5, ge=0)
+    job_deadline_s: float = Field(default=600.0, gt=0)
+    poll_initial_s: float = Field(default=1.0, gt=0)
+    poll_max_s: float = Field(default=10.0, gt=0)
+
+    # Atelier's own input limits, applied where a provider's are unknown.
+    max_input_mb: float = Field(default=20.0, gt=0)
+    max_input_megapixels: float = Field(default=36.0, gt=0)
+    min_input_side: int = Field(default=64, ge=1)
+    max_prompt_chars: int = Field(default=1000, ge=1)
+    max_output_mb: float = Field(default=50.0, gt=0)
+
+    # Store, quotas, runner.
+    database_url: str = "sqlite:///data/atelier.db"
+    quota_daily: int = Field(default=25, ge=0)
+    quota_concurrent: int = Field(default=3, ge=1)
+    retention_days: float = Field(default=7.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("glam_base_url", "fal_queue_url", "pixazo_base_url", "novita_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("glam_api_key", "fal_key", "pixazo_api_key", "novita_api_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        # An empty KEY= line in .env means "not configured", not "a key that is the empty string".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(
+            max_bytes=int(self.max_input_mb * 1024 * 1024),
+            max_megapixels=self.max_input_megapixels,
+            min_side=self.min_input_side,
+        )
+
+    @property
+    def max_output_bytes(self) -> int:
+        return int(self.max_output_mb * 1024 * 1024)

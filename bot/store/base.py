@@ -1,0 +1,81 @@
+"""The store interface. Callers depend on this, never on SQL, so a PostgreSQL store can be added later."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.store.models import Delivery, Job, JobState, NewJob, Origin, QuotaLimits, QuotaUsage, StoredOutput, Subject
+
+
+class JobStore(Protocol):
+    async def close(self) -> None: ...
+
+    # --- jobs --------------------------------------------------------------------------------------------
+    async def create_job(self, new: NewJob, *, defaults: QuotaLimits, now: datetime) -> Job:
+        """Check the subject's quota and insert the job in ONE transaction (raises bot.errors.QuotaError)."""
+
+    async def get_job(self, job_id: int) -> Job | None: ...
+
+    async def list_jobs(self, subject: Subject | None = None, *, limit: int = 20,
+                        states: Sequence[JobState] | None = None) -> list[Job]:
+        """Newest first. subject=None lists every subject (operator views)."""
+
+    async def update_job(self, job_id: int, *, now: datetime, **fields: Any) -> Job:
+        """Write the named columns (state, handle, queue_position, progress, attempts, outputs, seed,
+        error_code, error_message, charged, message_id, token_expires_at, submitted_at, finished_at,
+        channel_id, extra) and bump updated_at. Returns the updated job."""
+
+    async def transition(self, job_id: int, expected: Sequence[JobState], *, now: datetime,
+                         **fields: Any) -> Job | None:
+        """Like update_job, but only if the job's state is one of `expected` (compare-and-set).
+        Returns None when the state had moved on (e.g. a cancel won the race)."""
+
+    async def refund(self, job_id: int, *, now: datetime) -> bool:
+        """Give the job's cost back (once). True when this call refunded it."""
+
+    # --- quotas ------------------------------------------------------------------------------------------
+    async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage: ...
+
+    async def set_limit(self, scope: str, kind: str, subject_id: str, *, daily: int | None,
+                        concurrent: int | None) -> None:
+        """kind: "member" (a user in a scope), "role", or "scope" (the guild's default; subject_id "")."""
+
+    async def clear_limit(self, scope: str, kind: str, subject_id: str) -> None: ...
+
+    # --- leases: one process works a job at a time ------------------------------------------------------
+    async def claim(self, job_id: int, owner: str, *, host: str, pid: int, now: datetime,
+                    lease_s: float) -> bool:
+        """Take the job's lease if free, lapsed, ours already, or its owner is on this host and dead."""
+
+    async def claimable(self, origins: Sequence[Origin], *, now: datetime, host: str,
+                        limit: int = 500) -> list[Job]:
+        """Non-terminal jobs (or terminal ones with a pending delivery) whose lease is free, lapsed, or held
+        by a process on this host that no longer exists."""
+
+    async def renew_leases(self, owner: str, *, now: datetime, lease_s: float) -> int: ...
+
+    async def release(self, job_id: int, owner: str) -> None: ...
+
+    # --- the delivery outbox ----------------------------------------------------------------------------
+    async def enqueue_delivery(self, job_id: int, target: str, *, now: datetime) -> None:
+        """Idempotent: a second call for the same job and target does nothing."""
+
+    async def due_deliveries(self, *, now: datetime, targets: Sequence[str], limit: int = 100) -> list[Delivery]: ...
+
+    async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> None: ...
+
+    async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
+        """Mark delivered. False if it was already done (someone else delivered it)."""
+
+    async def is_delivered(self, job_id: int, target: str) -> bool: ...
+
+    # --- housekeeping ------------------------------------------------------------------------------------
+    async def prunable_outputs(self, *, finished_before: datetime) -> list[tuple[int, StoredOutput]]: ...
+
+    async def mark_outputs_pruned(self, job_id: int) -> None: ...
+
+
+__all__ = ["Delivery", "Job", "JobState", "JobStore", "NewJob", "Origin", "QuotaLimits", "QuotaUsage",
+           "StoredOutput", "Subject"]

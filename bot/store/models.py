@@ -1,0 +1,146 @@
+"""What the store holds: jobs, their states, quota figures. Plain values; no SQL here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    PENDING = "pending"  # recorded and charged; nothing sent yet (waiting for a provider slot)
+    SUBMITTING = "submitting"  # the submit may be on the wire; if we die here we cannot know: never resend
+    QUEUED = "queued"  # the provider has it (handle stored) and says it is queued
+    RUNNING = "running"  # the provider says it is running
+    FETCHING = "fetching"  # the provider finished; outputs being downloaded
+    SUCCEEDED = "succeeded"  # outputs stored locally
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+IN_FLIGHT_STATES = frozenset(set(JobState) - TERMINAL_STATES)
+
+
+class Origin(StrEnum):
+    DISCORD = "discord"
+    CLI = "cli"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who a job belongs to and whose quota it counts against.
+
+    A Discord member's usage counts per guild (scope "guild:<id>"); command-line users have their own
+    namespace (scope "cli"). role_ids are the member's roles, for role allowances.
+    """
+
+    scope: str
+    user_id: str
+    role_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def cli(cls, user: str) -> Subject:
+        return cls(scope="cli", user_id=user)
+
+    @classmethod
+    def member(cls, guild_id: int | str, user_id: int | str, role_ids: tuple[str, ...] = ()) -> Subject:
+        return cls(scope=f"guild:{guild_id}", user_id=str(user_id), role_ids=role_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    """One finished image: where the provider had it, and our local copy (content-addressed)."""
+
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    provider_url: str | None = None
+    nsfw: bool = False
+    path: str | None = None  # None once pruned after RETENTION_DAYS
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    subject: Subject
+    origin: Origin
+    operation: str
+    request: dict[str, Any]  # the full validated request, images as {"sha256", "mime", ...} references
+    provider: str
+    cost: int  # images charged against the daily quota
+    channel_id: str | None = None
+    parent_job_id: int | None = None
+    deadline_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    subject: Subject
+    origin: Origin
+    operation: str
+    request: dict[str, Any]
+    provider: str
+    state: JobState
+    cost: int
+    created_at: datetime
+    updated_at: datetime
+    deadline_at: datetime
+    handle: dict[str, Any] | None = None
+    queue_position: int | None = None
+    progress: float | None = None
+    attempts: int = 0
+    outputs: tuple[StoredOutput, ...] = ()
+    seed: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    charged: bool | None = None  # None: unknown, the provider may have charged
+    refunded: bool = False
+    parent_job_id: int | None = None
+    channel_id: str | None = None
+    message_id: str | None = None  # the job's public message, once the Discord layer posts it
+    token_expires_at: datetime | None = None
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    daily: int
+    concurrent: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    subject: Subject
+    limits: QuotaLimits
+    used_today: int
+    in_flight: int
+    resets_at: datetime
+
+    @property
+    def remaining_today(self) -> int:
+        return max(0, self.limits.daily - self.used_today)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    job_id: int
+    target: str  # "discord" or "cli"
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None = None
