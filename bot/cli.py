@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import logging
 import signal
@@ -239,7 +238,7 @@ async def _finish(args: argparse.Namespace, provider: Provider, status: JobStatu
         return EXIT_FAILED
     assert isinstance(status, Succeeded)
     out_dir: Path = args.out
-    out_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     stem = str(result["job_id"]).replace(":", "-")
     files = []
     for index, output in enumerate(status.outputs):

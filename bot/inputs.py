@@ -20,19 +20,10 @@ async def read_image(source: str, *, limits: ImageLimits, session: aiohttp.Clien
     """Load and check one input image; every failure is an InputError naming the source."""
     if source.startswith(("http://", "https://")):
         data = await _download(source, limits=limits, session=session, label=label)
-        name = Path(urlparse(source).path).name or "image"
+        name = urlparse(source).path.rsplit("/", 1)[-1] or "image"
     else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise InputError(f"The {label} {source!r} does not exist or is not a file.")
-        size = path.stat().st_size
-        if size > limits.max_bytes:
-            raise InputError(f"The {label} {source!r} is {size / 1_048_576:.1f} MB; "
-                             f"the limit is {limits.max_bytes / 1_048_576:.0f} MB.")
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            raise InputError(f"The {label} {source!r} cannot be read: {exc.strerror}.") from exc
+        path = Path(source)
+        data = await asyncio.to_thread(_read_file, path, source, limits, label)
         name = path.name
     return await asyncio.to_thread(load_image, data, filename=name, limits=limits, label=f"{label} {name!r}")
 
@@ -53,3 +44,17 @@ async def _download(url: str, *, limits: ImageLimits, session: aiohttp.ClientSes
             return b"".join(chunks)
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise InputError(f"The {label} at {url[:200]} could not be downloaded ({type(exc).__name__}).") from exc
+
+
+def _read_file(path: Path, source: str, limits: ImageLimits, label: str) -> bytes:
+    path = path.expanduser()
+    if not path.is_file():
+        raise InputError(f"The {label} {source!r} does not exist or is not a file.")
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise InputError(f"The {label} {source!r} is {size / 1_048_576:.1f} MB; "
+                         f"the limit is {limits.max_bytes / 1_048_576:.0f} MB.")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"The {label} {source!r} cannot be read: {exc.strerror}.") from exc

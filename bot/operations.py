@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -73,8 +74,6 @@ class ImageInput:
     sha256: str = ""
 
     def data_uri(self) -> str:
-        import base64
-
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 

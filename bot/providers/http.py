@@ -119,7 +119,7 @@ def _message_from(data: Any) -> str:
         return "; ".join(p for p in parts if p)
     if isinstance(data, dict):
         for key in ("detail", "message", "msg", "error", "reason", "error_message"):
-            if key in data and data[key]:
+            if data.get(key):
                 inner = _message_from(data[key])
                 if key == "msg" and isinstance(data.get("loc"), list):
                     where = ".".join(str(x) for x in data["loc"] if x != "body")
@@ -277,10 +277,12 @@ class ProviderHttp:
             # Output URLs are pre-signed: they must not receive the provider's API key.
             async with self.session.get(url, timeout=timeout) as resp:
                 if resp.status in (403, 404, 410):
-                    raise OutputError(self.provider, f"the output image is gone (HTTP {resp.status}); it may have expired")
+                    gone = f"the output image is gone (HTTP {resp.status}); it may have expired"
+                    raise OutputError(self.provider, gone)
                 if resp.status == 429 or resp.status >= 500:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                    raise _Retry(OutputError(self.provider, f"output download failed (HTTP {resp.status})"), retry_after)
+                    failed = OutputError(self.provider, f"output download failed (HTTP {resp.status})")
+                    raise _Retry(failed, retry_after)
                 if resp.status >= 400:
                     raise OutputError(self.provider, f"output download failed (HTTP {resp.status})")
                 if resp.content_length is not None and resp.content_length > max_bytes:

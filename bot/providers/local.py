@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import ClassVar
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from bot.operations import FilterRequest, Operation, Request
 from bot.providers.base import FilterInfo, KeyCheck, Provider, ProviderLimits
@@ -33,8 +33,6 @@ def _sepia(img: Image.Image) -> Image.Image:
 
 
 def _vivid(img: Image.Image) -> Image.Image:
-    from PIL import ImageEnhance
-
     img = ImageEnhance.Color(img).enhance(1.6)
     return ImageEnhance.Contrast(img).enhance(1.15)
 

@@ -9,7 +9,12 @@ import aiohttp
 from bot.errors import ConfigError
 from bot.operations import Operation
 from bot.providers.base import FilterInfo, Provider, ProviderLimits
+from bot.providers.fal import FalProvider
+from bot.providers.glam import GlamProvider
 from bot.providers.http import HttpPolicy, ProviderHttp
+from bot.providers.local import LocalProvider
+from bot.providers.novita import NovitaProvider
+from bot.providers.pixazo import PixazoProvider
 from bot.settings import Settings
 
 # Which provider runs an operation when none is named: the first configured one, in this order.
@@ -68,12 +73,6 @@ class Providers:
 
 
 def build_providers(settings: Settings, session: aiohttp.ClientSession) -> Providers:
-    from bot.providers.fal import FalProvider
-    from bot.providers.glam import GlamProvider
-    from bot.providers.local import LocalProvider
-    from bot.providers.novita import NovitaProvider
-    from bot.providers.pixazo import PixazoProvider
-
     policy = HttpPolicy(timeout_s=settings.http_timeout_s, max_attempts=settings.http_max_attempts,
                         backoff_base_s=settings.http_backoff_base_s)
     rate = settings.provider_requests_per_second or None

@@ -1,0 +1,142 @@
+"""The real `atelier` command, run as a subprocess with its base URLs pointed at the fakes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.conftest import png_bytes
+from tests.fakes.base import JobScript
+from tests.fakes.fal import FakeFal
+
+ATELIER = str(Path(sys.executable).parent / "atelier")
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "portrait.jpg"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "POLL_INITIAL_S": "0.05",
+           "POLL_MAX_S": "0.2", "HTTP_BACKOFF_BASE_S": "0.01"}
+    env.update(extra)
+    return env
+
+
+async def atelier(*args: str, cwd: Path, env: dict[str, str], timeout: float = 60,
+                  interrupt_after: float | None = None) -> tuple[int, dict[str, Any] | None, str]:
+    proc = await asyncio.create_subprocess_exec(ATELIER, *args, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    if interrupt_after is not None:
+        await asyncio.sleep(interrupt_after)
+        proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    lines = out.decode().strip().splitlines()
+    assert len(lines) <= 1, f"stdout must be one JSON line, got {lines!r}"
+    result = json.loads(lines[0]) if lines else None
+    assert proc.returncode is not None
+    return proc.returncode, result, err.decode()
+
+
+@pytest.fixture
+async def fal() -> AsyncIterator[FakeFal]:
+    server = FakeFal(key="fal-cli-key")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_offline_filter_on_the_shipped_sample(tmp_path: Path) -> None:
+    code, result, _ = await atelier("job", "filter", "--image", str(SAMPLE), "--name", "noir", "--out",
+                                    str(tmp_path / "o"), cwd=tmp_path, env=clean_env())
+    assert code == 0, result
+    assert result is not None and result["state"] == "succeeded" and result["provider"] == "local"
+    assert result["error"] is None and result["elapsed_s"] >= 0
+    (path,) = result["files"]
+    with Image.open(tmp_path / path if not Path(path).is_absolute() else path) as img:
+        assert img.size == (640, 800)
+        assert img.convert("RGB").getpixel((320, 250)) == img.convert("L").convert("RGB").getpixel((320, 250))
+
+
+async def test_imagine_and_edit_against_the_fal_fake(tmp_path: Path, fal: FakeFal) -> None:
+    env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url)
+    code, result, _ = await atelier("job", "imagine", "--prompt", "a fox", "--count", "2", "--seed", "5",
+                                    "--size", "portrait_4_3", cwd=tmp_path, env=env)
+    assert code == 0, result
+    assert result is not None and result["provider"] == "fal" and result["seed"] == 5
+    assert [Path(tmp_path / f).read_bytes() for f in result["files"]] == \
+        [fal.files[n] for job in fal.jobs.values() for n in job.outputs]
+    photo = tmp_path / "in.png"
+    photo.write_bytes(png_bytes(200, 150))
+    code, result, _ = await atelier("job", "edit", "--image", str(photo), "--image", str(photo), "--prompt",
+                                    "winter", cwd=tmp_path, env=env)
+    assert code == 0 and result is not None and len(result["files"]) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["job", "filter", "--image", "missing.png", "--name", "noir"], "does not exist"),
+    (["job", "filter", "--image", "notes.png", "--name", "noir"], "not an image"),
+    (["job", "filter", "--image", "empty.png", "--name", "noir"], "empty"),
+    (["job", "filter", "--image", "in.png", "--name", "glitter"], "Unknown filter"),
+    (["job", "imagine", "--prompt", "x" * 1001, "--provider", "fal"], "1000"),
+    (["job", "imagine", "--prompt", "x", "--provider", "dalle"], "Unknown provider"),
+    (["job", "imagine", "--prompt", "x", "--provider", "novita"], "not configured"),
+    (["job", "tryon", "--person", "in.png", "--garment", "in.png", "--provider", "fal"], "does not offer tryon"),
+    (["job", "imagine", "--prompt", "x", "--size", "1000x1000", "--provider", "fal"], "multiples of 32"),
+    (["job", "imagine", "--prompt", "x", "--size", "huge", "--provider", "fal"], "Unknown size"),
+    (["job", "imagine", "--prompt", "x", "--count", "9", "--provider", "fal"], "count"),
+    (["job", "imagine"], "--prompt"),
+])
+async def test_bad_input_is_refused_with_exit_2_and_nothing_is_sent(
+        tmp_path: Path, fal: FakeFal, args: list[str], message: str) -> None:
+    (tmp_path / "notes.png").write_text("just text")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "in.png").write_bytes(png_bytes())
+    code, result, err = await atelier(*args, cwd=tmp_path, env=clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url))
+    assert code == 2
+    assert result is not None and result["state"] == "failed" and message in result["error"]
+    assert message in err
+    assert fal.requests == []
+
+
+async def test_a_failed_job_exits_1_with_the_providers_reason(tmp_path: Path, fal: FakeFal) -> None:
+    fal.script = JobScript(outcome="fail", fail_reason="Content policy violation")
+    code, result, _ = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path,
+                                    env=clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url))
+    assert code == 1 and result is not None and "Content policy violation" in result["error"]
+
+
+async def test_a_rejected_key_names_the_provider_and_hides_the_key(tmp_path: Path, fal: FakeFal) -> None:
+    code, result, err = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path,
+                                      env=clean_env(FAL_KEY="sk-wrong-0001", FAL_QUEUE_URL=fal.base_url))
+    assert code == 1 and result is not None and "fal" in result["error"]
+    assert "sk-wrong-0001" not in json.dumps(result) and "sk-wrong-0001" not in err
+
+
+async def test_ctrl_c_cancels_at_the_provider_and_exits_130(tmp_path: Path, fal: FakeFal) -> None:
+    fal.script = JobScript(outcome="never")
+    code, result, _ = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path, interrupt_after=2.0,
+                                    env=clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url))
+    assert code == 130 and result is not None and result["state"] == "cancelled"
+    assert len(fal.calls("PUT", "/cancel")) == 1
+
+
+async def test_filters_and_doctor(tmp_path: Path, fal: FakeFal) -> None:
+    proc = await asyncio.create_subprocess_exec(ATELIER, "filters", cwd=tmp_path, env=clean_env(),
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert "noir" in out.decode() and "local" in out.decode()
+    proc = await asyncio.create_subprocess_exec(ATELIER, "doctor", cwd=tmp_path,
+                                                env=clean_env(FAL_KEY="bad", FAL_QUEUE_URL=fal.base_url),
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode == 1
+    assert "fal     configured; KEY REJECTED" in text and "glam    not configured" in text
