@@ -189,7 +189,7 @@ class ProviderHttp:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retry) and exc.retry_after is not None:
             return exc.retry_after
-        step = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2 ** (state.attempt_number - 1))
+        step = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2.0 ** (state.attempt_number - 1))
         return step * random.uniform(0.5, 1.5)
 
     async def _attempt(

@@ -51,8 +51,9 @@ class PollSchedule:
             # Each job ahead is roughly one typical duration divided among the provider's workers.
             return max(backoff, min(self.max_s, typical_s * 0.5 * status.position))
         if polls == 0:
-            # Nothing known yet: the first look comes a little before the typical duration would end.
-            return min(backoff, typical_s * 0.5) if typical_s > 0 else backoff
+            # Nothing known yet: a job is rarely done before a quarter of its typical duration (Pixazo
+            # advises 2-3 s for its 5-15 s jobs), so the first look waits that long.
+            return max(self.initial_s, typical_s * 0.25)
         return backoff
 
 
