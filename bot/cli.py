@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import getpass
 import json
 import logging
 import signal
@@ -19,6 +21,8 @@ from typing import Any, NoReturn
 import aiohttp
 from pydantic import ValidationError
 
+from bot.app import App, open_app
+from bot.blobs import BlobStore
 from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError
 from bot.images import extension_for
 from bot.inputs import read_image
@@ -34,11 +38,10 @@ from bot.operations import (
     TryonRequest,
 )
 from bot.progress import ProgressLine
-from bot.providers.base import Provider
-from bot.providers.polling import PollSchedule, wait_for_result
-from bot.providers.registry import Providers, build_providers
-from bot.providers.status import Cancelled, Failed, JobStatus, Succeeded
+from bot.providers.registry import build_providers
+from bot.runner import RunnerConfig
 from bot.settings import Settings
+from bot.store.models import Job, JobState, Origin, Subject
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -92,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--count", type=int, default=1)
     common(i)
 
+    r = ops.add_parser("resume", help="finish a job whose `atelier job` process died (never resubmits)")
+    r.add_argument("id", type=int)
+    r.add_argument("--out", default="out", type=Path)
+
+    jobs = sub.add_parser("jobs", help="recent jobs")
+    jobs.add_argument("--user", help="whose jobs (default: the OS user)")
+    jobs.add_argument("--guild", help="a Discord guild id: list that member's jobs in the guild")
+    jobs.add_argument("--all", action="store_true", help="every user's jobs")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    quota = sub.add_parser("quota", help="show a user's quota, or set an override")
+    quota.add_argument("user")
+    quota.add_argument("--guild", help="a Discord guild id: the member's quota in that guild")
+    quota.add_argument("--daily", type=int, help="set this user's daily image limit")
+    quota.add_argument("--concurrent", type=int, help="set this user's limit on jobs in flight")
+
     sub.add_parser("filters", help="list the filters the configured providers offer")
     sub.add_parser("doctor", help="check settings and whether each provider's key is accepted")
     return parser
@@ -119,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "job":
         return asyncio.run(_job_main(args, settings))
+    if args.command == "jobs":
+        return asyncio.run(_jobs_main(args, settings))
+    if args.command == "quota":
+        return asyncio.run(_quota_main(args, settings))
     if args.command == "filters":
         return asyncio.run(_filters(settings))
     if args.command == "doctor":
@@ -165,30 +189,69 @@ async def build_request(args: argparse.Namespace, settings: Settings, session: a
     return ImagineRequest(prompt=args.prompt, size=size, seed=args.seed, count=args.count)
 
 
+class CliDelivery:
+    """Delivers a command-line job by writing its images under --out; rewriting the same files is harmless."""
+
+    def __init__(self, blobs: BlobStore, out_dir: Path) -> None:
+        self.blobs = blobs
+        self.out_dir = out_dir
+        self.files: dict[int, list[str]] = {}
+
+    async def deliver(self, job: Job) -> None:
+        await asyncio.to_thread(self.out_dir.mkdir, parents=True, exist_ok=True)
+        files = []
+        for index, output in enumerate(job.outputs, start=1):
+            data = await self.blobs.get(output.sha256)
+            path = self.out_dir / f"{job.id}-{index}.{extension_for(output.mime)}"
+            await asyncio.to_thread(_write_atomically, path, data)
+            files.append(str(path))
+        self.files[job.id] = files
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _job_result(job: Job, files: list[str], elapsed: float) -> dict[str, Any]:
+    return {"job_id": job.id, "provider": job.provider, "state": _public_state(job.state), "files": files,
+            "seed": job.seed, "elapsed_s": round(elapsed, 3), "error": job.error_message}
+
+
+def _public_state(state: JobState) -> str:
+    return state.value if state.terminal else "failed"
+
+
 async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, task.cancel)
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    if args.operation == "resume":
+        return await _resume_main(args, settings)
     started = time.monotonic()
     result: dict[str, Any] = {"job_id": None, "provider": args.provider, "state": "failed", "files": [],
                               "seed": None, "elapsed_s": 0.0, "error": None}
+    subject = Subject.cli(args.user or _os_user())
+    progress = ProgressLine(sys.stderr)
+    interrupted = _interruptible()
+    delivery = CliDelivery(BlobStore(Path()), args.out)
     code = EXIT_FAILED
-    async with aiohttp.ClientSession() as session:
-        providers = build_providers(settings, session)
-        try:
-            code = await _run_job(args, settings, session, providers, result)
-        except (InputError, ConfigError, QuotaError) as exc:
-            result["error"] = str(exc)
-            code = EXIT_REFUSED
-        except asyncio.CancelledError:
-            result["state"] = "cancelled"
-            result["error"] = "interrupted"
-            code = EXIT_INTERRUPTED
-        except AtelierError as exc:
-            result["error"] = str(exc)
-            code = EXIT_FAILED
+    try:
+        async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
+            delivery.blobs = app.blobs
+            app.runner.add_listener(progress.update_event)
+            try:
+                request = await build_request(args, settings, app.session)
+                job = await app.runner.create(subject, Origin.CLI, request, provider=args.provider)
+            except (InputError, ConfigError, QuotaError) as exc:
+                result["error"] = str(exc)
+                code = EXIT_REFUSED
+            else:
+                result["job_id"], result["provider"] = job.id, job.provider
+                code = await _follow_job(app, job.id, delivery, result, interrupted)
+    except (ConfigError, InputError) as exc:  # e.g. the database cannot be opened
+        result["error"] = str(exc)
+        code = EXIT_REFUSED
+    finally:
+        progress.close()
     result["elapsed_s"] = round(time.monotonic() - started, 3)
     _emit(result)
     if result["error"]:
@@ -196,58 +259,117 @@ async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
-async def _run_job(args: argparse.Namespace, settings: Settings, session: aiohttp.ClientSession,
-                   providers: Providers, result: dict[str, Any]) -> int:
-    operation = Operation(args.operation)
-    provider = providers.choose(operation, args.provider)
-    result["provider"] = provider.name
-    request = await build_request(args, settings, session)
-    await provider.validate(request)
-    progress = ProgressLine(sys.stderr)
-    schedule = PollSchedule(initial_s=settings.poll_initial_s, max_s=settings.poll_max_s)
-    async with provider.slots:
-        handle = await provider.submit(request)
-        result["job_id"] = f"{provider.name}:{handle.remote_id}"
+def _interruptible() -> asyncio.Event:
+    """Ctrl-C and SIGTERM set an event instead of killing the loop, so the job can be cancelled first."""
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, event.set)
+    loop.add_signal_handler(signal.SIGTERM, event.set)
+    return event
+
+
+async def _follow_job(app: App, job_id: int, delivery: CliDelivery, result: dict[str, Any],
+                      interrupted: asyncio.Event) -> int:
+    waiter = asyncio.ensure_future(app.runner.wait(job_id))
+    stop = asyncio.ensure_future(interrupted.wait())
+    await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if not waiter.done():
+        stop.cancel()
         try:
-            status = await wait_for_result(
-                provider, handle, deadline=time.monotonic() + settings.job_deadline_s, schedule=schedule,
-                on_status=progress.update,
-            )
-        except asyncio.CancelledError:
-            await _cancel_quietly(provider, handle)
-            raise
-        finally:
-            progress.close()
-    return await _finish(args, provider, status, result)
-
-
-async def _cancel_quietly(provider: Provider, handle: Any) -> None:
-    try:
-        await asyncio.wait_for(provider.cancel(handle), timeout=10)
-    except (AtelierError, TimeoutError) as exc:
-        log.warning("could not cancel %s job %s: %s", provider.name, handle.remote_id, exc)
-
-
-async def _finish(args: argparse.Namespace, provider: Provider, status: JobStatus, result: dict[str, Any]) -> int:
-    if isinstance(status, Failed):
-        result["error"] = status.reason
-        return EXIT_FAILED
-    if isinstance(status, Cancelled):
+            await app.runner.cancel(job_id, None, reason="interrupted (Ctrl-C)")
+        except AtelierError as exc:
+            log.warning("could not cancel job %s: %s", job_id, exc)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(waiter, timeout=15)
+        job = await app.store.get_job(job_id)
+        assert job is not None
+        result.update(_job_result(job, delivery.files.get(job_id, []), 0.0))
         result["state"] = "cancelled"
-        result["error"] = status.reason
-        return EXIT_FAILED
-    assert isinstance(status, Succeeded)
-    out_dir: Path = args.out
-    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    stem = str(result["job_id"]).replace(":", "-")
-    files = []
-    for index, output in enumerate(status.outputs):
-        image = await provider.fetch(output)
-        path = out_dir / f"{stem}-{index + 1}.{extension_for(image.mime)}"
-        await asyncio.to_thread(path.write_bytes, image.data)
-        files.append(str(path))
-    result.update(state="succeeded", files=files, seed=status.seed if status.seed is not None else
-                  getattr(args, "seed", None))
+        return EXIT_INTERRUPTED
+    stop.cancel()
+    job = await app.store.get_job(job_id)
+    assert job is not None
+    result.update(_job_result(job, delivery.files.get(job_id, []), 0.0))
+    if job.state is JobState.SUCCEEDED and job_id in delivery.files:
+        return EXIT_OK
+    if job.state is JobState.SUCCEEDED:
+        result["state"] = "failed"
+        result["error"] = "the images could not be written under --out"
+    return EXIT_FAILED
+
+
+async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
+    """Finish a command-line job whose process died: poll its stored handle (never resubmit), write outputs."""
+    started = time.monotonic()
+    delivery = CliDelivery(BlobStore(Path()), args.out)
+    result: dict[str, Any] = {"job_id": args.id, "provider": None, "state": "failed", "files": [], "seed": None,
+                              "elapsed_s": 0.0, "error": None}
+    interrupted = _interruptible()
+    code = EXIT_FAILED
+    async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
+        delivery.blobs = app.blobs
+        job = await app.store.get_job(args.id)
+        if job is None or job.origin is not Origin.CLI:
+            result["error"] = f"There is no command-line job {args.id}."
+            code = EXIT_REFUSED
+        elif not await app.runner.resume(job.id):
+            result["error"] = (f"Job {job.id} is being worked by another live process "
+                               f"({job.lease_owner}); try again when it has stopped.")
+            code = EXIT_REFUSED
+        else:
+            code = await _follow_job(app, job.id, delivery, result, interrupted)
+    result["elapsed_s"] = round(time.monotonic() - started, 3)
+    _emit(result)
+    if result["error"]:
+        print(f"atelier: {result['error']}", file=sys.stderr)
+    return code
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"
+
+
+# --- atelier jobs / quota -------------------------------------------------------------------------------------
+
+
+async def _jobs_main(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        subject = None if args.all else _subject(args.user or _os_user(), args.guild)
+        jobs = await app.store.list_jobs(subject, limit=args.limit)
+    if args.json:
+        for job in jobs:
+            print(json.dumps({"job_id": job.id, "user": job.subject.user_id, "scope": job.subject.scope,
+                              "operation": job.operation, "provider": job.provider, "state": job.state.value,
+                              "created_at": job.created_at.isoformat(), "images": len(job.outputs),
+                              "error": job.error_message}))
+        return EXIT_OK
+    if not jobs:
+        print("no jobs yet")
+    for job in jobs:
+        detail = f"{len(job.outputs)} image(s)" if job.outputs else (job.error_message or "")
+        print(f"{job.id:>6}  {job.created_at:%Y-%m-%d %H:%M}  {job.subject.user_id:<12.12}  {job.operation:<7}  "
+              f"{job.provider:<6}  {job.state.value:<10}  {detail[:60]}")
+    return EXIT_OK
+
+
+def _subject(user: str, guild: str | None) -> Subject:
+    return Subject.member(guild, user) if guild else Subject.cli(user)
+
+
+async def _quota_main(args: argparse.Namespace, settings: Settings) -> int:
+    subject = _subject(args.user, args.guild)
+    async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        if args.daily is not None or args.concurrent is not None:
+            await app.store.set_limit(subject.scope, "member", subject.user_id, daily=args.daily,
+                                      concurrent=args.concurrent)
+        usage = await app.runner.usage(subject)
+    reset = usage.resets_at.strftime("%Y-%m-%d %H:%M UTC")
+    print(f"{subject.user_id} ({subject.scope}): {usage.used_today} of {usage.limits.daily} images used today, "
+          f"{usage.remaining_today} left; resets {reset}")
+    print(f"jobs in flight: {usage.in_flight} of {usage.limits.concurrent}")
     return EXIT_OK
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bot.providers.status import Cancelled, Failed, JobStatus, Queued, Running, Succeeded
+
+if TYPE_CHECKING:
+    from bot.runner import JobEvent
 
 
 def describe(status: JobStatus) -> str:
@@ -36,7 +39,18 @@ class ProgressLine:
     async def update(self, status: JobStatus) -> None:
         if not self.enabled:
             return
-        text = f"{describe(status)} [{time.monotonic() - self.started:.1f} s]"
+        self._write(describe(status))
+
+    async def update_event(self, event: JobEvent) -> None:
+        if event.kind == "waiting":
+            if self.enabled:
+                place = f", place {event.place_in_line} in line" if event.place_in_line else ""
+                self._write(f"waiting for a slot at {event.job.provider}{place}")
+        elif event.status is not None:
+            await self.update(event.status)
+
+    def _write(self, text: str) -> None:
+        text = f"{text} [{time.monotonic() - self.started:.1f} s]"
         self.stream.write("\r" + text.ljust(self._width))
         self.stream.flush()
         self._width = len(text)

@@ -20,7 +20,7 @@ def test_schedule_uses_eta_progress_and_queue_position() -> None:
     assert s.delay(Running(progress=50), polls=3, elapsed_s=6, typical_s=10) == pytest.approx(4.8)
     assert s.delay(Queued(position=4), polls=1, elapsed_s=1, typical_s=10) == pytest.approx(10.0)
     assert s.delay(None, polls=0, elapsed_s=0, typical_s=10) == pytest.approx(2.5)
-    assert s.delay(None, polls=0, elapsed_s=0, typical_s=2) == pytest.approx(1.0)
+    assert s.delay(None, polls=0, elapsed_s=0, typical_s=2) == pytest.approx(0.5)
     # Nothing known: back off geometrically up to the cap.
     assert [s.delay(Running(), polls=n, elapsed_s=0, typical_s=10) for n in (1, 2, 3, 9)] == \
         pytest.approx([1.0, 1.5, 2.25, 10.0])

@@ -77,6 +77,7 @@ class LocalProvider(Provider):
     name = "local"
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.FILTER})
     typical_duration_s = 0.05
+    free_to_resubmit = True
 
     def __init__(self, http: ProviderHttp | None, limits: ProviderLimits) -> None:
         super().__init__(http, limits)

@@ -53,7 +53,7 @@ class PollSchedule:
         if polls == 0:
             # Nothing known yet: a job is rarely done before a quarter of its typical duration (Pixazo
             # advises 2-3 s for its 5-15 s jobs), so the first look waits that long.
-            return max(self.initial_s, typical_s * 0.25)
+            return typical_s * 0.25
         return backoff
 
 

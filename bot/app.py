@@ -1,0 +1,55 @@
+"""Everything a process needs, built in one place and closed in reverse order: settings -> HTTP session ->
+store -> providers -> blobs -> runner. Nothing is built at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bot.blobs import BlobStore
+from bot.providers.registry import Providers, build_providers
+from bot.runner import Deliverer, Runner, RunnerConfig
+from bot.settings import Settings
+from bot.store import open_store
+from bot.store.base import JobStore
+from bot.store.sqlite import sqlite_path
+
+
+@dataclass
+class App:
+    settings: Settings
+    session: aiohttp.ClientSession
+    store: JobStore
+    providers: Providers
+    blobs: BlobStore
+    runner: Runner
+
+
+def data_dir(settings: Settings) -> Path:
+    """Job files live beside the database: data/atelier.db -> data/blobs/."""
+    path = sqlite_path(settings.database_url)
+    return Path("data") if path == ":memory:" else Path(path).parent
+
+
+@asynccontextmanager
+async def open_app(settings: Settings, *, deliverers: Mapping[str, Deliverer], config: RunnerConfig,
+                   start: bool = True) -> AsyncIterator[App]:
+    async with aiohttp.ClientSession() as session:
+        store = await open_store(settings.database_url)
+        try:
+            providers = build_providers(settings, session)
+            blobs = BlobStore(data_dir(settings) / "blobs")
+            runner = Runner(store=store, providers=providers, blobs=blobs, settings=settings,
+                            deliverers=deliverers, config=config)
+            if start:
+                await runner.start()
+            try:
+                yield App(settings, session, store, providers, blobs, runner)
+            finally:
+                await runner.stop()
+        finally:
+            await store.close()

@@ -1,0 +1,606 @@
+"""The job runner: every job is recorded before anything is sent, worked by one process at a time, and
+delivered exactly once — through restarts and SIGKILL.
+
+One task per job walks: pending -> (provider slot) -> submitting -> queued/running (poll) -> fetching ->
+succeeded | failed | cancelled -> delivery outbox. Each step's result is written before the next starts, so a
+restarted process resumes from the stored state:
+- pending: submit (it never was);
+- submitting: the submit may have reached the provider but its handle was not stored: fail it as
+  "interrupted" and refund, rather than risk paying twice (the local provider is free, so it just runs again);
+- queued/running/fetching: poll the stored handle;
+- finished with a delivery owed: deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from bot import codec
+from bot.blobs import BlobStore
+from bot.errors import (
+    AtelierError,
+    ConfigError,
+    InputError,
+    OutputError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderUnavailableError,
+)
+from bot.fairqueue import FairGate
+from bot.operations import EditRequest, ImagineRequest, Operation, Request, image_count
+from bot.providers.base import Provider
+from bot.providers.polling import PollSchedule, wait_for_result
+from bot.providers.registry import Providers
+from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded
+from bot.settings import Settings
+from bot.store.base import JobStore
+from bot.store.models import (
+    TERMINAL_STATES,
+    Job,
+    JobState,
+    NewJob,
+    Origin,
+    QuotaLimits,
+    QuotaUsage,
+    StoredOutput,
+    Subject,
+)
+from bot.store.refunds import refund_due
+from bot.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+DELIVERY_BACKOFF_S = (2.0, 5.0, 15.0, 60.0, 300.0)
+DELIVERY_SCAN_S = 2.0
+HOUSEKEEPING_S = 3600.0
+ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    kind: Literal["waiting", "progress", "finished"]
+    job: Job
+    status: JobStatus | None = None
+    place_in_line: int | None = None
+
+
+Listener = Callable[[JobEvent], Awaitable[None]]
+
+
+class Deliverer(Protocol):
+    """Hands a finished job to its receiver. Must raise on failure, and must not post twice: where the
+    receiver has no idempotency key it checks whether the result is already there before posting."""
+
+    async def deliver(self, job: Job) -> None: ...
+
+
+class JobNotFoundError(AtelierError):
+    pass
+
+
+@dataclass
+class _Live:
+    task: asyncio.Task[None]
+    handle: RemoteHandle | None = None
+    provider: Provider | None = None
+
+
+@dataclass
+class RunnerConfig:
+    origins: frozenset[Origin] = frozenset()  # which unowned jobs this process adopts (bot: DISCORD)
+    adopt: bool = True  # scan for orphaned jobs and due deliveries
+    deadlines: Mapping[str, float] = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(self, *, store: JobStore, providers: Providers, blobs: BlobStore, settings: Settings,
+                 deliverers: Mapping[str, Deliverer], config: RunnerConfig | None = None,
+                 schedule: PollSchedule | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.providers = providers
+        self.blobs = blobs
+        self.settings = settings
+        self.deliverers = dict(deliverers)
+        self.config = config or RunnerConfig()
+        self.schedule = schedule or PollSchedule(initial_s=settings.poll_initial_s, max_s=settings.poll_max_s)
+        self.clock = clock
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self.gates = {p.name: FairGate(p.limits.max_parallel) for p in providers}
+        self.tasks = TaskSet("runner")
+        self._live: dict[int, _Live] = {}
+        self._listeners: list[Listener] = []
+        self._delivering: set[int] = set()
+        self._wake_delivery = asyncio.Event()
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    @property
+    def defaults(self) -> QuotaLimits:
+        return QuotaLimits(daily=self.settings.quota_daily, concurrent=self.settings.quota_concurrent)
+
+    async def start(self) -> None:
+        self.tasks.spawn(self._heartbeat(), name="lease-heartbeat")
+        if self.config.adopt:
+            await self.adopt()
+            self.tasks.spawn(self._delivery_loop(), name="delivery-loop")
+            self.tasks.spawn(self._housekeeping_loop(), name="housekeeping")
+
+    async def stop(self) -> None:
+        await self.tasks.close()
+        for job_id in list(self._live):
+            await self.store.release(job_id, self.owner)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def _emit(self, event: JobEvent) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(event)
+            except Exception:
+                log.exception("job listener failed for job %s", event.job.id)
+
+    async def adopt(self) -> int:
+        """Take over every job this process can deliver whose owner is gone; resume each from its state."""
+        jobs = await self.store.claimable(sorted(self.config.origins), now=self.clock(), host=self.host)
+        taken = 0
+        for job in jobs:
+            if job.id in self._live:
+                continue
+            if await self._claim(job.id):
+                taken += 1
+                self._spawn(job.id)
+        if taken:
+            log.info("resumed %d job(s) left by a previous process", taken)
+        return taken
+
+    async def _claim(self, job_id: int) -> bool:
+        return await self.store.claim(job_id, self.owner, host=self.host, pid=self.pid, now=self.clock(),
+                                      lease_s=self.settings.lease_seconds)
+
+    def _spawn(self, job_id: int) -> asyncio.Task[None]:
+        task = self.tasks.spawn(self._work(job_id), name=f"job-{job_id}")
+        self._live[job_id] = _Live(task=task)
+        task.add_done_callback(lambda _t: self._live.pop(job_id, None))
+        return task
+
+    # --- the API the Discord layer and the CLI use -----------------------------------------------------------
+
+    async def create(self, subject: Subject, origin: Origin, request: Request, *, provider: str | None = None,
+                     preferred: Sequence[str] | None = None, channel_id: str | None = None,
+                     parent_job_id: int | None = None, extra: Mapping[str, Any] | None = None,
+                     start: bool = True) -> Job:
+        """Validate, store the inputs, charge the quota and record the job (one transaction), then start it.
+
+        Raises InputError/ConfigError (nothing recorded) or QuotaError (nothing recorded or charged).
+        """
+        chosen = self.providers.choose(request.operation, provider, preferred)
+        await chosen.validate(request)
+        # Other providers to fall back on if this one is down or rejects the key, when none was named.
+        fallbacks: list[str] = []
+        if provider is None:
+            for candidate in self.providers.order(request.operation, preferred):
+                if candidate is chosen:
+                    continue
+                try:
+                    await candidate.validate(request)
+                except (InputError, ConfigError, ProviderError):
+                    continue
+                fallbacks.append(candidate.name)
+        for image in codec.images_of(request):
+            await self.blobs.put(image.data)
+        deadline = self.config.deadlines.get(request.operation.value, self.settings.job_deadline_s)
+        new = NewJob(subject=subject, origin=origin, operation=request.operation.value,
+                     request=codec.encode(request), provider=chosen.name, cost=image_count(request),
+                     channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline)
+        job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
+        job_extra = {**(extra or {}), "fallbacks": fallbacks}
+        job = await self.store.update_job(job.id, now=self.clock(), extra=job_extra,
+                                          seed=getattr(request, "seed", None))
+        if start:
+            await self._claim(job.id)
+            self._spawn(job.id)
+        return job
+
+    async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
+                    channel_id: str | None = None, extra: Mapping[str, Any] | None = None) -> Job:
+        """Retry (the same request) or vary (a new random seed) any job, as `subject`'s new job."""
+        original = await self.store.get_job(job_id)
+        if original is None:
+            raise JobNotFoundError(f"There is no job {job_id}.")
+        try:
+            request = await codec.decode(original.request, self.blobs)
+        except (FileNotFoundError, ValueError) as exc:
+            raise InputError(f"Job {job_id}'s input images are no longer kept, so it cannot be run again.") from exc
+        if vary and isinstance(request, EditRequest | ImagineRequest):
+            request = replace(request, seed=random.randint(0, 2**31 - 1))
+        provider = original.provider if original.provider in self.providers else None
+        return await self.create(subject, origin, request, provider=provider,
+                                 channel_id=channel_id or original.channel_id, parent_job_id=original.id,
+                                 extra=extra)
+
+    async def cancel(self, job_id: int, subject: Subject | None, *, reason: str = "cancelled") -> Job:
+        """Cancel a job (subject None = an operator). Queued locally: dropped; at the provider: cancelled
+        there where the API allows. Refunded by the one refund rule."""
+        job = await self.store.get_job(job_id)
+        if job is None or (subject is not None and (job.subject.scope, job.subject.user_id)
+                           != (subject.scope, subject.user_id)):
+            raise JobNotFoundError(f"You have no job {job_id}.")
+        if job.state.terminal:
+            raise InputError(f"Job {job_id} has already {job.state.value}.")
+        nonterminal = [s for s in JobState if s not in TERMINAL_STATES]
+        done = await self.store.transition(job_id, nonterminal, now=self.clock(), state=JobState.CANCELLED,
+                                           error_code="cancelled", error_message=reason,
+                                           finished_at=self.clock())
+        if done is None:
+            latest = await self.store.get_job(job_id)
+            assert latest is not None
+            return latest
+        live = self._live.get(job_id)
+        if live is not None:
+            live.task.cancel()
+        if done.handle:
+            handle = RemoteHandle.model_validate(done.handle)
+            if handle.provider in self.providers:
+                try:
+                    await self.providers.get(handle.provider).cancel(handle)
+                except ProviderError as exc:
+                    log.warning("cancel of job %s at %s failed: %s", job_id, handle.provider, exc)
+        return await self._finish(done)
+
+    async def resume(self, job_id: int) -> bool:
+        """Take over one job explicitly (`atelier job resume`): False if a live process holds it."""
+        if not await self._claim(job_id):
+            return False
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return False
+        deliverer = self.deliverers.get(job.origin.value)
+        if job.state.terminal and deliverer is not None and await self.store.is_delivered(job.id, job.origin.value):
+            await deliverer.deliver(job)  # asked for again: the receiver gets it again
+            await self.store.release(job.id, self.owner)
+            return True
+        if job.id not in self._live:
+            self._spawn(job.id)
+        return True
+
+    async def usage(self, subject: Subject) -> QuotaUsage:
+        return await self.store.usage(subject, defaults=self.defaults, now=self.clock())
+
+    async def wait(self, job_id: int) -> None:
+        live = self._live.get(job_id)
+        if live is not None:
+            await asyncio.shield(live.task)
+
+    def place_in_line(self, job: Job) -> int | None:
+        gate = self.gates.get(job.provider)
+        return gate.position(job.id) if gate else None
+
+    # --- working one job -------------------------------------------------------------------------------------
+
+    async def _work(self, job_id: int) -> None:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return
+        try:
+            if not job.state.terminal:
+                job = await self._advance(job)
+            if job.state.terminal:
+                await self._deliver_now(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s crashed in state %s", job_id, job.state)
+            latest = await self.store.get_job(job_id)
+            if latest is not None and not latest.state.terminal:
+                failed = await self._fail(latest, "an internal error stopped this job", code="internal",
+                                          charged=None)
+                await self._deliver_now(failed)
+
+    async def _advance(self, job: Job) -> Job:
+        provider = self.providers.get(job.provider) if job.provider in self.providers else None
+        if provider is None:
+            return await self._fail(job, f"the provider {job.provider} is no longer configured", code="config",
+                                    charged=False)
+        if job.state in (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.FETCHING) \
+                and provider.free_to_resubmit and not self._is_live_handle(job):
+            job = await self._reset_free_job(job)
+        if job.state is JobState.SUBMITTING:
+            # We died between sending the submit and storing its handle: it may be running (and billed) at
+            # the provider. Sending it again could charge twice, so it ends here, refunded.
+            return await self._fail(job, "interrupted: Atelier restarted while sending this job; it was not "
+                                    "sent again so that it cannot be charged twice", code="interrupted",
+                                    charged=None)
+        if job.state is JobState.PENDING:
+            submitted = await self._submit(job, provider)
+            if submitted is None:
+                return await self._reload(job)
+            job, provider = submitted
+            if job.state.terminal:
+                return job
+        else:
+            # Resumed after a restart: the job is already at the provider, so it takes a slot without waiting.
+            self.gates[provider.name].occupy()
+        return await self._follow(job, provider)
+
+    def _is_live_handle(self, job: Job) -> bool:
+        return False  # a local handle never survives the process that made it
+
+    async def _reset_free_job(self, job: Job) -> Job:
+        reset = await self.store.transition(job.id, [job.state], now=self.clock(), state=JobState.PENDING,
+                                            handle=None)
+        return reset or await self._reload(job)
+
+    async def _reload(self, job: Job) -> Job:
+        latest = await self.store.get_job(job.id)
+        assert latest is not None
+        return latest
+
+    async def _submit(self, job: Job, provider: Provider) -> tuple[Job, Provider] | None:
+        request = await codec.decode(job.request, self.blobs)
+        candidates = [provider] + [self.providers.get(n) for n in job.extra.get("fallbacks", [])
+                                   if n in self.providers]
+        for index, candidate in enumerate(candidates):
+            gate = self.gates[candidate.name]
+            await self._wait_for_slot(job, gate)
+            keep_slot = False  # kept only when the job is at the provider; _follow gives it back
+            try:
+                # Compare-and-set: if the job was cancelled while it waited, nothing is sent.
+                sending = await self.store.transition(job.id, [JobState.PENDING], now=self.clock(),
+                                                      state=JobState.SUBMITTING, provider=candidate.name,
+                                                      attempts=job.attempts + 1)
+                if sending is None:
+                    return None
+                job = sending
+                try:
+                    handle = await candidate.submit(request)
+                except (ProviderAuthError, ProviderUnavailableError) as exc:
+                    # Down or refusing our key: the next provider in the order may serve it.
+                    if index + 1 < len(candidates) and self._surely_not_started(exc):
+                        log.warning("job %s: %s; trying %s", job.id, exc, candidates[index + 1].name)
+                        back = await self.store.transition(job.id, [JobState.SUBMITTING], now=self.clock(),
+                                                           state=JobState.PENDING)
+                        if back is None:
+                            return None
+                        job = back
+                        continue
+                    return await self._fail(job, str(exc), code=type(exc).__name__,
+                                            charged=None if exc.status and exc.status >= 500 else False), candidate
+                except ConfigError as exc:
+                    # e.g. the provider cannot take this input after all: nothing was created there.
+                    if index + 1 < len(candidates):
+                        back = await self.store.transition(job.id, [JobState.SUBMITTING], now=self.clock(),
+                                                           state=JobState.PENDING)
+                        if back is None:
+                            return None
+                        job = back
+                        continue
+                    return await self._fail(job, str(exc), code="config", charged=False), candidate
+                except AtelierError as exc:
+                    return await self._fail(job, str(exc), code=type(exc).__name__, charged=False), candidate
+                stored = await self.store.transition(
+                    job.id, [JobState.SUBMITTING], now=self.clock(), state=JobState.QUEUED,
+                    handle=handle.model_dump(mode="json"), submitted_at=self.clock())
+                if stored is None:  # cancelled while the submit was on the wire
+                    await self._cancel_quietly(candidate, handle)
+                    return None
+                self._live_handle(job.id, handle, candidate)
+                keep_slot = True
+                return stored, candidate
+            finally:
+                if not keep_slot:
+                    gate.release()
+        return None
+
+    @staticmethod
+    def _surely_not_started(exc: ProviderError) -> bool:
+        # A rejected key, a 429 storm, a refused connection or a 503 mean the job was not started.
+        return isinstance(exc, ProviderAuthError) or exc.status in (None, 429, 502, 503)
+
+    def _live_handle(self, job_id: int, handle: RemoteHandle, provider: Provider) -> None:
+        live = self._live.get(job_id)
+        if live is not None:
+            live.handle, live.provider = handle, provider
+
+    async def _wait_for_slot(self, job: Job, gate: FairGate) -> None:
+        acquire = asyncio.ensure_future(gate.acquire(f"{job.subject.scope}/{job.subject.user_id}", job.id))
+        last: int | None = None
+        try:
+            while True:
+                done, _ = await asyncio.wait({acquire}, timeout=1.0)
+                if done:
+                    acquire.result()
+                    return
+                place = gate.position(job.id)
+                if place != last:
+                    last = place
+                    await self._emit(JobEvent("waiting", job, place_in_line=place))
+        except asyncio.CancelledError:
+            acquire.cancel()
+            raise
+
+    async def _follow(self, job: Job, provider: Provider) -> Job:
+        gate = self.gates[provider.name]
+        assert job.handle is not None
+        handle = RemoteHandle.model_validate(job.handle)
+        self._live_handle(job.id, handle, provider)
+        remaining = (job.deadline_at - self.clock()).total_seconds()
+        current = job
+
+        async def on_status(status: JobStatus) -> None:
+            nonlocal current
+            if isinstance(status, Queued | Running):
+                fields: dict[str, Any] = {"state": JobState.QUEUED if isinstance(status, Queued) else
+                                          JobState.RUNNING}
+                if isinstance(status, Queued):
+                    fields["queue_position"] = status.position
+                else:
+                    fields["progress"] = status.progress
+                changed = any(getattr(current, k) != v for k, v in fields.items())
+                if changed:
+                    updated = await self.store.transition(job.id, ACTIVE_STATES, now=self.clock(), **fields)
+                    if updated is None:
+                        raise asyncio.CancelledError  # cancelled elsewhere: stop following
+                    current = updated
+                await self._emit(JobEvent("progress", current, status=status))
+
+        try:
+            result = await wait_for_result(provider, handle, deadline=time.monotonic() + remaining,
+                                           schedule=self.schedule, on_status=on_status)
+        except asyncio.CancelledError:
+            latest = await self._reload(job)
+            if latest.state is JobState.CANCELLED:
+                return latest
+            raise
+        finally:
+            gate.release()
+        return await self._conclude(current, provider, result)
+
+    async def _conclude(self, job: Job, provider: Provider, result: Succeeded | Failed | Cancelled) -> Job:
+        if isinstance(result, Failed):
+            return await self._fail(job, result.reason, code=result.code or "failed", charged=result.charged)
+        if isinstance(result, Cancelled):
+            cancelled = await self.store.transition(job.id, [*ACTIVE_STATES, JobState.FETCHING], now=self.clock(),
+                                                    state=JobState.CANCELLED, error_code="cancelled",
+                                                    error_message=result.reason, finished_at=self.clock())
+            return await self._finish(cancelled) if cancelled else await self._reload(job)
+        fetching = await self.store.transition(job.id, [*ACTIVE_STATES, JobState.FETCHING], now=self.clock(),
+                                               state=JobState.FETCHING)
+        if fetching is None:
+            return await self._reload(job)
+        outputs: list[StoredOutput] = []
+        try:
+            for output in result.outputs:
+                image = await provider.fetch(output)
+                digest, path = await self.blobs.put(image.data)
+                outputs.append(StoredOutput(sha256=digest, mime=image.mime, width=image.width,
+                                            height=image.height, provider_url=output.url, nsfw=image.nsfw,
+                                            path=str(path)))
+        except OutputError as exc:
+            return await self._fail(fetching, str(exc), code="output", charged=True)
+        done = await self.store.transition(job.id, [JobState.FETCHING], now=self.clock(), state=JobState.SUCCEEDED,
+                                           outputs=tuple(outputs), finished_at=self.clock(), charged=True,
+                                           seed=result.seed if result.seed is not None else fetching.seed)
+        return await self._finish(done) if done else await self._reload(job)
+
+    async def _fail(self, job: Job, reason: str, *, code: str, charged: bool | None) -> Job:
+        nonterminal = [s for s in JobState if s not in TERMINAL_STATES]
+        failed = await self.store.transition(job.id, nonterminal, now=self.clock(), state=JobState.FAILED,
+                                             error_code=code, error_message=reason[:1000], charged=charged,
+                                             finished_at=self.clock())
+        if failed is None:
+            return await self._reload(job)
+        return await self._finish(failed)
+
+    async def _finish(self, job: Job) -> Job:
+        """A job just became terminal: apply the refund rule and owe a delivery (both idempotent)."""
+        if refund_due(job) and await self.store.refund(job.id, now=self.clock()):
+            job = await self._reload(job)
+        target = job.origin.value
+        await self.store.enqueue_delivery(job.id, target, now=self.clock())
+        await self._emit(JobEvent("finished", job))
+        return job
+
+    async def _cancel_quietly(self, provider: Provider, handle: RemoteHandle) -> None:
+        try:
+            await provider.cancel(handle)
+        except ProviderError as exc:
+            log.warning("cancel at %s failed: %s", provider.name, exc)
+
+    # --- delivery ----------------------------------------------------------------------------------------------
+
+    async def _deliver_now(self, job: Job) -> None:
+        target = job.origin.value
+        deliverer = self.deliverers.get(target)
+        if deliverer is None or job.id in self._delivering:
+            return
+        if await self.store.is_delivered(job.id, target):
+            await self.store.release(job.id, self.owner)
+            return
+        self._delivering.add(job.id)
+        try:
+            await deliverer.deliver(job)
+        except Exception as exc:
+            attempt = await self._delivery_attempts(job.id, target)
+            wait = DELIVERY_BACKOFF_S[min(attempt, len(DELIVERY_BACKOFF_S) - 1)]
+            log.warning("delivery of job %s failed (attempt %d), retrying in %.0f s: %s", job.id, attempt + 1,
+                        wait, exc)
+            await self.store.delivery_failed(job.id, target, error=str(exc)[:500],
+                                             next_attempt_at=self.clock() + timedelta(seconds=wait))
+            self._wake_delivery.set()
+            return
+        finally:
+            self._delivering.discard(job.id)
+        await self.store.delivery_done(job.id, target, now=self.clock())
+        await self.store.release(job.id, self.owner)
+
+    async def _delivery_attempts(self, job_id: int, target: str) -> int:
+        for delivery in await self.store.due_deliveries(now=self.clock() + timedelta(days=3650),
+                                                        targets=[target], limit=10_000):
+            if delivery.job_id == job_id:
+                return delivery.attempts
+        return 0
+
+    async def _delivery_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_delivery.wait(), timeout=DELIVERY_SCAN_S)
+            self._wake_delivery.clear()
+            due = await self.store.due_deliveries(now=self.clock(), targets=sorted(self.deliverers))
+            for delivery in due:
+                if delivery.job_id in self._live or delivery.job_id in self._delivering:
+                    continue
+                if not await self._claim(delivery.job_id):
+                    continue
+                job = await self.store.get_job(delivery.job_id)
+                if job is not None and job.origin in self.config.origins:
+                    self._spawn(job.id)
+            await self.adopt()
+
+    # --- background upkeep -------------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = max(0.5, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            await self.store.renew_leases(self.owner, now=self.clock(), lease_s=self.settings.lease_seconds)
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await self.prune()
+            await asyncio.sleep(HOUSEKEEPING_S)
+
+    async def prune(self) -> int:
+        """Delete local copies of images of jobs finished more than RETENTION_DAYS ago; rows stay."""
+        cutoff = self.clock() - timedelta(days=self.settings.retention_days)
+        pruned = 0
+        jobs_seen: set[int] = set()
+        for job_id, output in await self.store.prunable_outputs(finished_before=cutoff):
+            await self.blobs.delete(output.sha256)
+            jobs_seen.add(job_id)
+            pruned += 1
+        for job_id in jobs_seen:
+            await self.store.mark_outputs_pruned(job_id)
+        return pruned
+
+
+def describe_operation(operation: str) -> str:
+    return {Operation.TRYON.value: "try-on", Operation.FILTER.value: "filter", Operation.EDIT.value: "edit",
+            Operation.IMAGINE.value: "imagine"}.get(operation, operation)

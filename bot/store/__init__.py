@@ -1,0 +1,67 @@
+"""The job store: what Atelier remembers about jobs, deliveries and quotas.
+
+Callers depend on `JobStore` (bot.store.base) and the plain values in bot.store.models; `open_store` picks the
+implementation from DATABASE_URL. Only bot.store.sqlite writes SQL.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.errors import ConfigError
+from bot.store.base import JobStore
+from bot.store.models import (
+    IN_FLIGHT_STATES,
+    TERMINAL_STATES,
+    Delivery,
+    DeliveryState,
+    Job,
+    JobState,
+    NewJob,
+    Origin,
+    QuotaLimits,
+    QuotaUsage,
+    StoredOutput,
+    Subject,
+)
+from bot.store.refunds import refund_due
+from bot.store.sqlite import SqliteJobStore, sqlite_path
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+async def open_store(database_url: str) -> SqliteJobStore:
+    """Open the store DATABASE_URL names, creating and migrating it as needed.
+
+    Error messages name the URL's scheme at most: a server URL may carry a password.
+    """
+    match = _SCHEME.match(database_url)
+    scheme = match[1].lower() if match else ""
+    if scheme == "sqlite":
+        return await SqliteJobStore.open(sqlite_path(database_url))
+    if scheme.startswith("postgres"):
+        raise ConfigError("DATABASE_URL: PostgreSQL is not supported yet; use an SQLite file such as "
+                          "sqlite:///data/atelier.db.")
+    described = f"the {scheme}:// scheme is" if scheme else "this kind of URL is"
+    raise ConfigError(f"DATABASE_URL: {described} not supported yet; use an SQLite file such as "
+                      "sqlite:///data/atelier.db.")
+
+
+__all__ = [
+    "IN_FLIGHT_STATES",
+    "TERMINAL_STATES",
+    "Delivery",
+    "DeliveryState",
+    "Job",
+    "JobState",
+    "JobStore",
+    "NewJob",
+    "Origin",
+    "QuotaLimits",
+    "QuotaUsage",
+    "SqliteJobStore",
+    "StoredOutput",
+    "Subject",
+    "open_store",
+    "refund_due",
+]

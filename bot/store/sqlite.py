@@ -1,0 +1,847 @@
+"""The SQLite job store. This is the only module in Atelier that writes SQL.
+
+How it stays correct when several coroutines, connections or processes share one database file:
+
+* The connection runs in autocommit mode (`isolation_level=None`), so every transaction is one we opened.
+* Every transaction that writes starts with `BEGIN IMMEDIATE`, which takes SQLite's write lock before the
+  first read. A quota check and the insert it guards therefore see the same data as every other writer, in
+  this process or another one. (A plain `BEGIN` would read first and upgrade later; the upgrade is where
+  SQLite gives up with "database is locked" without waiting, and where two checks could both pass.)
+* Single statements that decide for themselves (compare-and-set UPDATEs) need no explicit transaction.
+* An `asyncio.Lock` serialises this store's own coroutines: they share one connection, and a coroutine's
+  statements must never land inside another coroutine's open transaction.
+* WAL journal mode lets readers carry on while one process writes; `busy_timeout` makes a writer wait
+  for the lock instead of failing at once.
+
+Timestamps are stored as ISO-8601 UTC text of one fixed width ("2025-01-31T09:15:00.000000+00:00"), so text
+comparison in SQL is time comparison and the file stays readable in the sqlite3 shell. Every datetime read
+back is timezone-aware UTC; a naive datetime passed in is refused rather than guessed at.
+
+Lists in WHERE clauses are bound as one JSON array (`IN (SELECT value FROM json_each(?))`), so no statement
+text is ever built from values. The only statement text built at run time is the SET list of `update_job`
+and `transition`, from column names in the fixed `_UPDATABLE` whitelist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import os
+import re
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import ConfigError, QuotaError
+from bot.store.models import (
+    IN_FLIGHT_STATES,
+    TERMINAL_STATES,
+    Delivery,
+    DeliveryState,
+    Job,
+    JobState,
+    NewJob,
+    Origin,
+    QuotaLimits,
+    QuotaUsage,
+    StoredOutput,
+    Subject,
+)
+
+# How long a writer waits for another connection's write lock before giving up. Transactions here last
+# milliseconds; ten seconds only runs out if something is badly wrong (a process stuck holding the lock).
+BUSY_TIMEOUT_S = 10.0
+# Long provider error texts are cut: the outbox row is for the operator, not a log archive.
+MAX_DELIVERY_ERROR_CHARS = 2000
+LIMIT_KINDS = frozenset({"member", "role", "scope"})
+
+_MIGRATIONS_PACKAGE = "bot.store.migrations"
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+# Bound as JSON arrays for `IN (SELECT value FROM json_each(?))`; sorted so statements are reproducible.
+_TERMINAL_JSON = json.dumps(sorted(s.value for s in TERMINAL_STATES))
+_IN_FLIGHT_JSON = json.dumps(sorted(s.value for s in IN_FLIGHT_STATES))
+_ALL_STATES_JSON = json.dumps(sorted(s.value for s in JobState))
+
+
+# --- value conversion --------------------------------------------------------------------------------------
+
+def _ts(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) datetime")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _ts_or_none(value: datetime | None) -> str | None:
+    return None if value is None else _ts(value)
+
+
+def _dt(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text)
+    # Rows written by this module always carry +00:00; a hand-edited row without an offset is read as UTC.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _dt_or_none(text: str | None) -> datetime | None:
+    return None if text is None else _dt(text)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _enc_json_or_none(value: Any) -> str | None:
+    return None if value is None else _json(value)
+
+
+def _enc_extra(value: Any) -> str:
+    if not isinstance(value, dict):
+        raise TypeError(f"extra must be a dict, not {type(value).__name__}")
+    return _json(value)
+
+
+def _enc_state(value: Any) -> str:
+    return JobState(value).value
+
+
+def _enc_int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _enc_int(value: Any) -> int:
+    return int(value)
+
+
+def _enc_float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _enc_text_or_none(value: Any) -> str | None:
+    # Discord ids arrive as ints from discord.py and as strings elsewhere; they are stored as text.
+    return None if value is None else str(value)
+
+
+def _enc_bool_or_none(value: Any) -> int | None:
+    return None if value is None else int(bool(value))
+
+
+def _enc_ts_or_none(value: Any) -> str | None:
+    return _ts_or_none(value)
+
+
+_OUTPUT_FIELDS = frozenset(f.name for f in dataclasses.fields(StoredOutput))
+
+
+def _enc_outputs(value: Any) -> str:
+    outputs = list(value)
+    for output in outputs:
+        if not isinstance(output, StoredOutput):
+            raise TypeError(f"outputs must be StoredOutput values, not {type(output).__name__}")
+    return _json([dataclasses.asdict(o) for o in outputs])
+
+
+def _dec_outputs(text: str) -> tuple[StoredOutput, ...]:
+    # Keys this version does not know (written by a newer Atelier) are ignored rather than fatal.
+    return tuple(StoredOutput(**{k: v for k, v in item.items() if k in _OUTPUT_FIELDS})
+                 for item in json.loads(text))
+
+
+# The columns update_job and transition may write, each with its encoder. Column names in SQL text come from
+# these keys only; everything else is a bound parameter.
+_UPDATABLE: dict[str, Callable[[Any], Any]] = {
+    "state": _enc_state,
+    "provider": _enc_text_or_none,  # changes when a job falls back to the next provider in the order
+    "handle": _enc_json_or_none,
+    "queue_position": _enc_int_or_none,
+    "progress": _enc_float_or_none,
+    "attempts": _enc_int,
+    "outputs": _enc_outputs,
+    "seed": _enc_text_or_none,  # text: some providers use unsigned 64-bit seeds, beyond SQLite's INTEGER
+    "error_code": _enc_text_or_none,
+    "error_message": _enc_text_or_none,
+    "charged": _enc_bool_or_none,
+    "message_id": _enc_text_or_none,
+    "token_expires_at": _enc_ts_or_none,
+    "submitted_at": _enc_ts_or_none,
+    "finished_at": _enc_ts_or_none,
+    "channel_id": _enc_text_or_none,
+    "extra": _enc_extra,
+}
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    seed = row["seed"]
+    charged = row["charged"]
+    return Job(
+        id=row["id"],
+        # role_ids are not stored: roles change, and a stale snapshot must not pass for the member's roles.
+        subject=Subject(scope=row["scope"], user_id=row["user_id"]),
+        origin=Origin(row["origin"]),
+        operation=row["operation"],
+        request=json.loads(row["request"]),
+        provider=row["provider"],
+        state=JobState(row["state"]),
+        cost=row["cost"],
+        created_at=_dt(row["created_at"]),
+        updated_at=_dt(row["updated_at"]),
+        deadline_at=_dt(row["deadline_at"]),
+        handle=None if row["handle"] is None else json.loads(row["handle"]),
+        queue_position=row["queue_position"],
+        progress=row["progress"],
+        attempts=row["attempts"],
+        outputs=_dec_outputs(row["outputs"]),
+        seed=None if seed is None else int(seed),
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        charged=None if charged is None else bool(charged),
+        refunded=bool(row["refunded"]),
+        parent_job_id=row["parent_job_id"],
+        channel_id=row["channel_id"],
+        message_id=row["message_id"],
+        token_expires_at=_dt_or_none(row["token_expires_at"]),
+        submitted_at=_dt_or_none(row["submitted_at"]),
+        finished_at=_dt_or_none(row["finished_at"]),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=_dt_or_none(row["lease_expires_at"]),
+        extra=json.loads(row["extra"]),
+    )
+
+
+def _delivery_from_row(row: sqlite3.Row) -> Delivery:
+    return Delivery(job_id=row["job_id"], target=row["target"], attempts=row["attempts"],
+                    next_attempt_at=_dt(row["next_attempt_at"]), last_error=row["last_error"])
+
+
+# --- leases ------------------------------------------------------------------------------------------------
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists on this machine. When we cannot tell, say yes: the lease's
+    expiry frees it later, whereas taking a live process's job would run it twice."""
+    if pid is None or pid <= 0 or sys.platform == "win32":
+        # pid <= 0 would signal process groups; on Windows, signal 0 is CTRL_C_EVENT and would interrupt it.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def _lease_takeable(row: sqlite3.Row, *, claimer: str | None, host: str, now: datetime) -> bool:
+    owner = row["lease_owner"]
+    if owner is None or owner == claimer:
+        return True
+    expires = row["lease_expires_at"]
+    if expires is None or _dt(expires) < now:
+        return True
+    # A live lease from this host whose process is gone (crash, restart in the same container) need not
+    # wait out its expiry. Another host's processes cannot be checked, so their leases must lapse.
+    return bool(row["lease_host"] == host and not pid_alive(row["lease_pid"]))
+
+
+# --- quota helpers -----------------------------------------------------------------------------------------
+
+def day_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The UTC day containing `now`: its start and the next midnight (when the daily quota resets)."""
+    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+def _resolve_limit(rows: Iterable[sqlite3.Row], column: str, default: int) -> int:
+    """member override, else the largest role allowance, else the scope default, else the settings default.
+
+    Resolved per column: a row whose column is NULL says nothing about that column.
+    """
+    member: int | None = None
+    scope: int | None = None
+    roles: list[int] = []
+    for row in rows:
+        value = row[column]
+        if value is None:
+            continue
+        if row["kind"] == "member":
+            member = value
+        elif row["kind"] == "role":
+            roles.append(value)
+        elif row["kind"] == "scope":
+            scope = value
+    if member is not None:
+        return member
+    if roles:
+        return max(roles)
+    if scope is not None:
+        return scope
+    return default
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _until(delta: timedelta) -> str:
+    minutes = max(1, math.ceil(delta.total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    if hours and minutes:
+        return f"in {hours} h {minutes} min"
+    return f"in {hours} h" if hours else f"in {minutes} min"
+
+
+def _daily_message(*, used: int, limit: int, cost: int, now: datetime, resets_at: datetime) -> str:
+    resets = f"the quota resets at 00:00 UTC ({_until(resets_at - now)})"
+    if limit == 0:
+        return "Your daily image quota here is 0, so you cannot start jobs."
+    if cost > limit:
+        return f"This job needs {_plural(cost, 'image')}, more than your daily quota of {limit}."
+    if used >= limit:
+        return f"You have used {used} of your {_plural(limit, 'image')} today; {resets}."
+    return (f"This job needs {_plural(cost, 'image')}, but you have only {limit - used} of your "
+            f"{_plural(limit, 'image')} left today; {resets}.")
+
+
+def _concurrent_message(*, in_flight: int, limit: int, scope: str) -> str:
+    if limit == 0:
+        return "You cannot run jobs here: your limit of jobs running at once is 0."
+    cancel = "/cancel one" if scope.startswith("guild:") else "cancel one"
+    return (f"You already have {_plural(in_flight, 'job')} running; the limit is {limit}. "
+            f"Wait for one to finish or {cancel}.")
+
+
+# --- migrations --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@functools.cache
+def load_migrations() -> tuple[Migration, ...]:
+    """The numbered SQL files shipped in bot/store/migrations, in order. They must run 0001, 0002, ...
+    without gaps, so that a file added on two branches with the same number fails loudly here."""
+    found = []
+    for entry in resources.files(_MIGRATIONS_PACKAGE).iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migration files must be numbered 0001, 0002, ... without gaps or repeats; "
+                           f"found {[m.name for m in found]}")
+    return tuple(found)
+
+
+def split_statements(script: str) -> list[str]:
+    """One migration file into statements, using SQLite's own idea of a complete statement (semicolons in
+    strings, comments and trigger bodies do not end one). The sqlite3 module runs one statement per call,
+    and executescript() would commit behind our back."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    leftover = [ln for ln in buffer.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+    if leftover:
+        raise ValueError(f"migration ends with an incomplete statement: {leftover[0]!r}")
+    return statements
+
+
+_CREATE_SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def apply_migrations(db: aiosqlite.Connection, *, label: str, up_to: int | None = None) -> int:
+    """Bring the schema up to `up_to` (default: the newest file). Returns the version reached.
+
+    The version is kept in `PRAGMA user_version` (readable before any table exists, and changed atomically
+    with the migration's own statements); `schema_migrations` keeps when each step was applied.
+    """
+    migrations = load_migrations()
+    newest = migrations[-1].version
+    current = await _user_version(db)
+    if current > newest:
+        raise ConfigError(
+            f"The database at {label} was written by a newer Atelier (schema {current}; this one knows up to "
+            f"{newest}). Upgrade Atelier or point DATABASE_URL elsewhere.")
+    target = newest if up_to is None else min(up_to, newest)
+    for migration in migrations:
+        if migration.version <= current or migration.version > target:
+            continue
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process starting at the same time may have applied it while we waited for the lock.
+            current = await _user_version(db)
+            if current >= migration.version:
+                await db.execute("ROLLBACK")
+                continue
+            await db.execute(_CREATE_SCHEMA_MIGRATIONS)
+            for statement in split_statements(migration.sql):
+                await db.execute(statement)
+            await db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                              (migration.version, migration.name, _ts(datetime.now(UTC))))
+            # PRAGMA takes no bound parameters; the value is an int parsed from a file name we ship.
+            await db.execute(f"PRAGMA user_version = {int(migration.version)}")
+            await db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.OperationalError):
+                await db.execute("ROLLBACK")
+            raise
+        current = migration.version
+    return max(current, await _user_version(db))
+
+
+def sqlite_path(database_url: str) -> str:
+    """The file a `sqlite:///...` URL names: `sqlite:///data/atelier.db` is relative to the working
+    directory, `sqlite:////srv/atelier.db` is absolute, `sqlite:///:memory:` is a private in-memory database."""
+    prefix = "sqlite:///"
+    example = "use sqlite:///data/atelier.db (relative) or sqlite:////abs/path/atelier.db (absolute)"
+    if not database_url.startswith(prefix):
+        raise ConfigError(f"DATABASE_URL does not name an SQLite file; {example}.")
+    path = database_url[len(prefix):]
+    if not path or path.endswith("/") or "?" in path:
+        raise ConfigError(f"DATABASE_URL must end in a file name, with no ?options; {example}.")
+    return path
+
+
+# --- the store ---------------------------------------------------------------------------------------------
+
+class SqliteJobStore:
+    """`JobStore` on one SQLite file. Build it with `bot.store.open_store` (or `SqliteJobStore.open`)."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str, *, migrate_up_to: int | None = None) -> SqliteJobStore:
+        """Open (creating if needed) the database file and bring its schema up to date.
+
+        `migrate_up_to` stops at an older schema version; it exists for upgrade tests only.
+        """
+        if path != ":memory:":
+            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        try:
+            db.row_factory = sqlite3.Row
+            try:
+                # The first statement that reads the file: a file that is not SQLite fails here.
+                await db.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.DatabaseError as exc:
+                raise ConfigError(f"{path} is not an SQLite database ({exc}); point DATABASE_URL at "
+                                  f"another file.") from exc
+            # NORMAL is safe in WAL mode: a power cut can lose the last commits, never corrupt the file.
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await apply_migrations(db, label=path, up_to=migrate_up_to)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    async def __aenter__(self) -> SqliteJobStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        async with self._lock:
+            return await _user_version(self._db)
+
+    # --- plumbing --------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        """A transaction of this coroutine alone. write=True takes the database's write lock first."""
+        async with self._lock:
+            db = self._db
+            try:
+                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield db
+                await db.execute("COMMIT")
+            except BaseException:
+                # Also reached when BEGIN itself failed (lock wait timed out) or we were cancelled part way;
+                # then there may be no transaction to roll back, which is fine.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    async def _rows(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list(await db.execute_fetchall(sql, params))
+
+    @staticmethod
+    async def _changes(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await db.execute(sql, params)
+        try:
+            return cursor.rowcount
+        finally:
+            await cursor.close()
+
+    async def _job(self, db: aiosqlite.Connection, job_id: int) -> Job | None:
+        rows = await self._rows(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job_from_row(rows[0]) if rows else None
+
+    # --- jobs ------------------------------------------------------------------------------------------
+
+    async def create_job(self, new: NewJob, *, defaults: QuotaLimits, now: datetime) -> Job:
+        if new.cost < 0:
+            raise ValueError(f"cost must be 0 or more, not {new.cost}")
+        if not new.deadline_s > 0:
+            raise ValueError(f"deadline_s must be positive, not {new.deadline_s}")
+        created = _ts(now)
+        async with self._transaction() as db:
+            usage = await self._usage(db, new.subject, defaults=defaults, now=now)
+            if usage.used_today + new.cost > usage.limits.daily:
+                raise QuotaError(
+                    _daily_message(used=usage.used_today, limit=usage.limits.daily, cost=new.cost, now=now,
+                                   resets_at=usage.resets_at),
+                    kind="daily", limit=usage.limits.daily, used=usage.used_today, resets_at=usage.resets_at)
+            if usage.in_flight >= usage.limits.concurrent:
+                raise QuotaError(
+                    _concurrent_message(in_flight=usage.in_flight, limit=usage.limits.concurrent,
+                                        scope=new.subject.scope),
+                    kind="concurrent", limit=usage.limits.concurrent, used=usage.in_flight)
+            cursor = await db.execute(
+                "INSERT INTO jobs (scope, user_id, origin, operation, request, provider, state, cost,"
+                " created_at, updated_at, deadline_at, attempts, parent_job_id, channel_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (new.subject.scope, new.subject.user_id, Origin(new.origin).value, new.operation,
+                 _json(new.request), new.provider, JobState.PENDING.value, new.cost, created, created,
+                 _ts(now + timedelta(seconds=new.deadline_s)), new.parent_job_id,
+                 _enc_text_or_none(new.channel_id)))
+            job_id = cursor.lastrowid
+            await cursor.close()
+            assert job_id is not None
+            job = await self._job(db, job_id)
+        assert job is not None
+        return job
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self._lock:
+            return await self._job(self._db, job_id)
+
+    async def list_jobs(self, subject: Subject | None = None, *, limit: int = 20,
+                        states: Sequence[JobState] | None = None) -> list[Job]:
+        states_json = _ALL_STATES_JSON if states is None else _json([JobState(s).value for s in states])
+        limit = max(0, limit)  # SQLite reads a negative LIMIT as "no limit"
+        async with self._lock:
+            if subject is None:
+                rows = await self._rows(
+                    self._db,
+                    "SELECT * FROM jobs WHERE state IN (SELECT value FROM json_each(?))"
+                    " ORDER BY created_at DESC, id DESC LIMIT ?", (states_json, limit))
+            else:
+                rows = await self._rows(
+                    self._db,
+                    "SELECT * FROM jobs WHERE scope = ? AND user_id = ?"
+                    " AND state IN (SELECT value FROM json_each(?))"
+                    " ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (subject.scope, subject.user_id, states_json, limit))
+        return [_job_from_row(r) for r in rows]
+
+    @staticmethod
+    def _set_clause(fields: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
+        unknown = sorted(set(fields) - _UPDATABLE.keys())
+        if unknown:
+            raise ValueError(f"unknown job field(s) {unknown}; updatable: {sorted(_UPDATABLE)}")
+        assignments = ["updated_at = ?"]
+        params: list[Any] = [_ts(now)]
+        for name, value in fields.items():
+            assignments.append(f"{name} = ?")  # name is a key of _UPDATABLE, checked above
+            params.append(_UPDATABLE[name](value))
+        if "state" in fields and JobState(fields["state"]).terminal and "finished_at" not in fields:
+            # Pruning and history rely on finished_at; a caller that forgets it gets the first terminal time.
+            assignments.append("finished_at = COALESCE(finished_at, ?)")
+            params.append(_ts(now))
+        return ", ".join(assignments), params
+
+    async def update_job(self, job_id: int, *, now: datetime, **fields: Any) -> Job:
+        assignments, params = self._set_clause(fields, now)
+        async with self._transaction() as db:
+            changed = await self._changes(db, f"UPDATE jobs SET {assignments} WHERE id = ?",  # noqa: S608
+                                          [*params, job_id])
+            if not changed:
+                raise KeyError(job_id)
+            job = await self._job(db, job_id)
+        assert job is not None
+        return job
+
+    async def transition(self, job_id: int, expected: Sequence[JobState], *, now: datetime,
+                         **fields: Any) -> Job | None:
+        if not expected:
+            raise ValueError("transition needs at least one expected state")
+        assignments, params = self._set_clause(fields, now)
+        expected_json = _json([JobState(s).value for s in expected])
+        async with self._transaction() as db:
+            changed = await self._changes(
+                db,
+                f"UPDATE jobs SET {assignments}"  # noqa: S608 - column names from _UPDATABLE only
+                " WHERE id = ? AND state IN (SELECT value FROM json_each(?))",
+                [*params, job_id, expected_json])
+            job = await self._job(db, job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job if changed else None
+
+    async def refund(self, job_id: int, *, now: datetime) -> bool:
+        async with self._transaction() as db:
+            changed = await self._changes(
+                db, "UPDATE jobs SET refunded = 1, updated_at = ? WHERE id = ? AND refunded = 0",
+                (_ts(now), job_id))
+            if not changed and not await self._rows(db, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)):
+                raise KeyError(job_id)
+        return changed == 1
+
+    # --- quotas ----------------------------------------------------------------------------------------
+
+    async def _usage(self, db: aiosqlite.Connection, subject: Subject, *, defaults: QuotaLimits,
+                     now: datetime) -> QuotaUsage:
+        rows = await self._rows(
+            db,
+            "SELECT kind, daily, concurrent FROM quota_limits WHERE scope = ? AND ("
+            " (kind = 'member' AND subject_id = ?)"
+            " OR (kind = 'role' AND subject_id IN (SELECT value FROM json_each(?)))"
+            " OR (kind = 'scope' AND subject_id = ''))",
+            (subject.scope, subject.user_id, _json([str(r) for r in subject.role_ids])))
+        limits = QuotaLimits(daily=_resolve_limit(rows, "daily", defaults.daily),
+                             concurrent=_resolve_limit(rows, "concurrent", defaults.concurrent))
+        day_start, resets_at = day_bounds(now)
+        # Bounded on both sides so that a `now` in the past (tests, clock steps) counts only that day.
+        used = await self._rows(
+            db,
+            "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE scope = ? AND user_id = ?"
+            " AND created_at >= ? AND created_at < ? AND refunded = 0",
+            (subject.scope, subject.user_id, _ts(day_start), _ts(resets_at)))
+        in_flight = await self._rows(
+            db,
+            "SELECT COUNT(*) FROM jobs WHERE state IN (SELECT value FROM json_each(?))"
+            " AND scope = ? AND user_id = ?",
+            (_IN_FLIGHT_JSON, subject.scope, subject.user_id))
+        return QuotaUsage(subject=subject, limits=limits, used_today=int(used[0][0]),
+                          in_flight=int(in_flight[0][0]), resets_at=resets_at)
+
+    async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage:
+        async with self._transaction(write=False) as db:  # one snapshot for all three figures
+            return await self._usage(db, subject, defaults=defaults, now=now)
+
+    @staticmethod
+    def _check_limit_key(scope: str, kind: str, subject_id: str) -> None:
+        if kind not in LIMIT_KINDS:
+            raise ValueError(f"limit kind must be one of {sorted(LIMIT_KINDS)}, not {kind!r}")
+        if (kind == "scope") != (subject_id == ""):
+            raise ValueError('subject_id must be "" for kind "scope" and an id for "member" and "role"')
+        if not scope:
+            raise ValueError("scope must not be empty")
+
+    async def set_limit(self, scope: str, kind: str, subject_id: str, *, daily: int | None,
+                        concurrent: int | None) -> None:
+        self._check_limit_key(scope, kind, subject_id)
+        for name, value in (("daily", daily), ("concurrent", concurrent)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name} limit must be 0 or more, not {value}")
+        if daily is None and concurrent is None:
+            # A row that sets nothing would only hide that no override exists.
+            await self.clear_limit(scope, kind, subject_id)
+            return
+        async with self._lock:
+            await self._changes(
+                self._db,
+                "INSERT INTO quota_limits (scope, kind, subject_id, daily, concurrent) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (scope, kind, subject_id)"
+                " DO UPDATE SET daily = excluded.daily, concurrent = excluded.concurrent",
+                (scope, kind, subject_id, daily, concurrent))
+
+    async def clear_limit(self, scope: str, kind: str, subject_id: str) -> None:
+        self._check_limit_key(scope, kind, subject_id)
+        async with self._lock:
+            await self._changes(self._db,
+                                "DELETE FROM quota_limits WHERE scope = ? AND kind = ? AND subject_id = ?",
+                                (scope, kind, subject_id))
+
+    # --- leases ----------------------------------------------------------------------------------------
+
+    async def claim(self, job_id: int, owner: str, *, host: str, pid: int, now: datetime,
+                    lease_s: float) -> bool:
+        async with self._lock:
+            rows = await self._rows(
+                self._db,
+                "SELECT lease_owner, lease_host, lease_pid, lease_expires_at FROM jobs WHERE id = ?",
+                (job_id,))
+            if not rows or not _lease_takeable(rows[0], claimer=owner, host=host, now=now):
+                return False
+            # Whether the holder's process is alive is decided in Python, so the UPDATE is a compare-and-set
+            # on the lease we looked at: if anyone claimed or renewed it since, we lose.
+            changed = await self._changes(
+                self._db,
+                "UPDATE jobs SET lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires_at = ?"
+                " WHERE id = ? AND lease_owner IS ? AND lease_expires_at IS ?",
+                (owner, host, pid, _ts(now + timedelta(seconds=lease_s)), job_id,
+                 rows[0]["lease_owner"], rows[0]["lease_expires_at"]))
+        return changed == 1
+
+    async def claimable(self, origins: Sequence[Origin], *, now: datetime, host: str,
+                        limit: int = 500) -> list[Job]:
+        async with self._lock:
+            rows = await self._rows(
+                self._db,
+                "SELECT * FROM jobs WHERE origin IN (SELECT value FROM json_each(?))"
+                # unfinished, or finished with a delivery still owed (same condition as renew_leases)
+                " AND (state IN (SELECT value FROM json_each(?))"
+                "      OR id IN (SELECT job_id FROM deliveries WHERE state = 'pending'))"
+                " AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_host = ?)"
+                " ORDER BY id",
+                (_json([Origin(o).value for o in origins]), _IN_FLIGHT_JSON, _ts(now), host))
+        # Live leases from this host come back from SQL too; only those whose process is gone are kept.
+        takeable = (r for r in rows if _lease_takeable(r, claimer=None, host=host, now=now))
+        return [_job_from_row(r) for r, _ in zip(takeable, range(max(0, limit)), strict=False)]
+
+    async def renew_leases(self, owner: str, *, now: datetime, lease_s: float) -> int:
+        async with self._lock:
+            return await self._changes(
+                self._db,
+                "UPDATE jobs SET lease_expires_at = ? WHERE lease_owner = ?"
+                " AND (state IN (SELECT value FROM json_each(?))"
+                "      OR id IN (SELECT job_id FROM deliveries WHERE state = 'pending'))",
+                (_ts(now + timedelta(seconds=lease_s)), owner, _IN_FLIGHT_JSON))
+
+    async def release(self, job_id: int, owner: str) -> None:
+        async with self._lock:
+            await self._changes(
+                self._db,
+                "UPDATE jobs SET lease_owner = NULL, lease_host = NULL, lease_pid = NULL,"
+                " lease_expires_at = NULL WHERE id = ? AND lease_owner = ?", (job_id, owner))
+
+    # --- the delivery outbox ---------------------------------------------------------------------------
+
+    async def enqueue_delivery(self, job_id: int, target: str, *, now: datetime) -> None:
+        created = _ts(now)
+        async with self._lock:
+            # ON CONFLICT rather than INSERT OR IGNORE: only "already queued" is ignored; an unknown job
+            # still fails on the foreign key.
+            await self._changes(
+                self._db,
+                "INSERT INTO deliveries (job_id, target, state, attempts, next_attempt_at, created_at)"
+                " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (job_id, target) DO NOTHING",
+                (job_id, target, DeliveryState.PENDING.value, created, created))
+
+    async def due_deliveries(self, *, now: datetime, targets: Sequence[str], limit: int = 100) -> list[Delivery]:
+        async with self._lock:
+            rows = await self._rows(
+                self._db,
+                "SELECT * FROM deliveries WHERE state = ? AND next_attempt_at <= ?"
+                " AND target IN (SELECT value FROM json_each(?))"
+                " ORDER BY next_attempt_at, created_at, job_id LIMIT ?",
+                (DeliveryState.PENDING.value, _ts(now), _json(list(targets)), max(0, limit)))
+        return [_delivery_from_row(r) for r in rows]
+
+    async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> None:
+        async with self._lock:
+            await self._changes(
+                self._db,
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+                " WHERE job_id = ? AND target = ? AND state = ?",
+                (error[:MAX_DELIVERY_ERROR_CHARS], _ts(next_attempt_at), job_id, target,
+                 DeliveryState.PENDING.value))
+
+    async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
+        done_at = _ts(now)
+        async with self._lock:
+            # An upsert, so a delivery made straight away (never queued) is recorded too; the WHERE makes
+            # a second "done" change nothing, which is how the caller learns someone else delivered it.
+            changed = await self._changes(
+                self._db,
+                "INSERT INTO deliveries (job_id, target, state, attempts, next_attempt_at, created_at, done_at)"
+                " VALUES (?, ?, ?, 0, ?, ?, ?)"
+                " ON CONFLICT (job_id, target) DO UPDATE SET state = excluded.state, done_at = excluded.done_at"
+                " WHERE deliveries.state = ?",
+                (job_id, target, DeliveryState.DONE.value, done_at, done_at, done_at,
+                 DeliveryState.PENDING.value))
+        return changed == 1
+
+    async def is_delivered(self, job_id: int, target: str) -> bool:
+        async with self._lock:
+            rows = await self._rows(self._db,
+                                    "SELECT 1 FROM deliveries WHERE job_id = ? AND target = ? AND state = ?",
+                                    (job_id, target, DeliveryState.DONE.value))
+        return bool(rows)
+
+    # --- housekeeping ----------------------------------------------------------------------------------
+
+    async def prunable_outputs(self, *, finished_before: datetime) -> list[tuple[int, StoredOutput]]:
+        async with self._lock:
+            rows = await self._rows(
+                self._db,
+                "SELECT id, outputs FROM jobs WHERE state IN (SELECT value FROM json_each(?))"
+                # updated_at stands in for a terminal job that somehow has no finished_at.
+                " AND COALESCE(finished_at, updated_at) < ?"
+                " AND EXISTS (SELECT 1 FROM json_each(jobs.outputs)"
+                "             WHERE json_extract(value, '$.path') IS NOT NULL)"
+                " ORDER BY id",
+                (_TERMINAL_JSON, _ts(finished_before)))
+        return [(row["id"], output) for row in rows for output in _dec_outputs(row["outputs"])
+                if output.path is not None]
+
+    async def mark_outputs_pruned(self, job_id: int) -> None:
+        async with self._transaction() as db:
+            rows = await self._rows(db, "SELECT outputs FROM jobs WHERE id = ?", (job_id,))
+            if not rows:
+                raise KeyError(job_id)
+            # The rows stay (history, hashes, provider URLs); only the local copies are gone.
+            pruned = [dataclasses.replace(o, path=None) for o in _dec_outputs(rows[0]["outputs"])]
+            await self._changes(db, "UPDATE jobs SET outputs = ? WHERE id = ?", (_enc_outputs(pruned), job_id))
+
+    # --- guild settings (schema 2) ---------------------------------------------------------------------
+
+    async def guild_settings(self, guild_id: int | str) -> dict[str, Any]:
+        """Every setting a guild's administrators chose, by key (absent keys: the bot's defaults)."""
+        async with self._lock:
+            rows = await self._rows(self._db, "SELECT key, value_json FROM guild_settings WHERE guild_id = ?",
+                                    (str(guild_id),))
+        return {row["key"]: json.loads(row["value_json"]) for row in rows}
+
+    async def set_guild_setting(self, guild_id: int | str, key: str, value: Any, *, now: datetime) -> None:
+        if not key:
+            raise ValueError("setting key must not be empty")
+        async with self._lock:
+            await self._changes(
+                self._db,
+                "INSERT INTO guild_settings (guild_id, key, value_json, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (guild_id, key)"
+                " DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
+                (str(guild_id), key, _json(value), _ts(now)))
+
+    async def clear_guild_setting(self, guild_id: int | str, key: str) -> bool:
+        async with self._lock:
+            return await self._changes(self._db, "DELETE FROM guild_settings WHERE guild_id = ? AND key = ?",
+                                       (str(guild_id), key)) == 1
