@@ -263,7 +263,10 @@ class Runner:
                     await self.providers.get(handle.provider).cancel(handle)
                 except ProviderError as exc:
                     log.warning("cancel of job %s at %s failed: %s", job_id, handle.provider, exc)
-        return await self._finish(done)
+        done = await self._finish(done)
+        if done.origin.value in self.deliverers and await self._claim(job_id):
+            await self._deliver_now(done)
+        return done
 
     async def resume(self, job_id: int) -> bool:
         """Take over one job explicitly (`atelier job resume`): False if a live process holds it."""

@@ -140,3 +140,53 @@ async def test_filters_and_doctor(tmp_path: Path, fal: FakeFal) -> None:
     text = out.decode()
     assert proc.returncode == 1
     assert "fal     configured; KEY REJECTED" in text and "glam    not configured" in text
+
+
+async def test_eight_processes_at_once_with_a_daily_quota_of_three_admit_exactly_three(tmp_path: Path) -> None:
+    env = clean_env(QUOTA_DAILY="3", QUOTA_CONCURRENT="50")
+    runs = [atelier("job", "filter", "--image", str(SAMPLE), "--name", "sepia", "--user", "carol", cwd=tmp_path,
+                    env=env) for _ in range(8)]
+    results = await asyncio.gather(*runs)
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 0, 0, 2, 2, 2, 2, 2]
+    refused = [r for code, r, _ in results if code == 2]
+    assert all(r is not None and "3 of your 3 images" in r["error"] and "resets" in r["error"] for r in refused)
+    code, _, _ = await atelier("job", "filter", "--image", str(SAMPLE), "--name", "sepia", "--user", "dave",
+                               cwd=tmp_path, env=env)
+    assert code == 0  # another user's quota is their own
+
+
+async def test_jobs_lists_cli_jobs_and_quota_sets_an_override(tmp_path: Path) -> None:
+    env = clean_env()
+    code, result, _ = await atelier("job", "filter", "--image", str(SAMPLE), "--name", "noir", "--user", "erin",
+                                    cwd=tmp_path, env=env)
+    assert code == 0 and result is not None
+    proc = await asyncio.create_subprocess_exec(ATELIER, "jobs", "--user", "erin", "--json", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    (listed,) = [json.loads(line) for line in out.decode().splitlines()]
+    assert listed["job_id"] == result["job_id"] and listed["state"] == "succeeded"
+    proc = await asyncio.create_subprocess_exec(ATELIER, "quota", "erin", "--daily", "1", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert "1 of 1 images used today, 0 left" in out.decode()
+    code, result, _ = await atelier("job", "filter", "--image", str(SAMPLE), "--name", "noir", "--user", "erin",
+                                    cwd=tmp_path, env=env)
+    assert code == 2 and result is not None and "1 of your 1 images" in result["error"]
+
+
+async def test_resume_finishes_a_killed_cli_job_without_resubmitting(tmp_path: Path, fal: FakeFal) -> None:
+    fal.script = JobScript(duration_s=3.0)
+    env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url)
+    proc = await asyncio.create_subprocess_exec(ATELIER, "job", "imagine", "--prompt", "x", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    deadline = asyncio.get_running_loop().time() + 20
+    while not fal.calls("GET", "/status"):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    proc.kill()
+    await proc.wait()
+    code, result, _ = await atelier("job", "resume", "1", "--out", str(tmp_path / "later"), cwd=tmp_path, env=env)
+    assert code == 0, result
+    assert result is not None and result["state"] == "succeeded" and len(result["files"]) == 1
+    assert len(fal.calls("POST")) == 1

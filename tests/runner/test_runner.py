@@ -1,0 +1,227 @@
+"""The runner in-process against the fal fake and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.app import open_app
+from bot.errors import InputError, QuotaError
+from bot.fairqueue import FairGate
+from bot.operations import ImagineRequest
+from bot.runner import RunnerConfig
+from bot.store.models import Job, JobState, Origin, Subject
+from tests.fakes.base import JobScript
+from tests.runner.conftest import Harness, RecordingDelivery, settings_for
+
+ALICE = Subject.member(1, "alice")
+BOB = Subject.member(1, "bob")
+
+
+async def settle(h: Harness, job_id: int, timeout: float = 10) -> Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        await h.app.runner.wait(job_id)
+        job = await h.app.store.get_job(job_id)
+        assert job is not None
+        if job.state.terminal and await h.app.store.is_delivered(job_id, "discord"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} stuck in {job.state}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_job_runs_to_delivery_with_progress_events(harness: Harness) -> None:
+    h = harness
+    h.fal.script = JobScript(queue_polls=2, running_polls=2)
+    job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a fox", count=2, seed=3))
+    done = await settle(h, job.id)
+    assert done.state is JobState.SUCCEEDED and len(done.outputs) == 2 and done.charged is True
+    assert [o.sha256 for o in h.delivery.delivered[0].outputs] == [o.sha256 for o in done.outputs]
+    for output in done.outputs:
+        assert Path(output.path or "").read_bytes() in h.fal.files.values()
+    kinds = [e.kind for e in h.events if e.job.id == job.id]
+    assert "progress" in kinds and kinds[-1] == "finished"
+    usage = await h.app.runner.usage(ALICE)
+    assert usage.used_today == 2
+
+
+async def test_a_failed_job_is_refunded_and_still_delivered_with_its_reason(harness: Harness) -> None:
+    h = harness
+    h.fal.script = JobScript(outcome="fail", fail_reason="Content policy violation")
+    job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x", count=3))
+    done = await settle(h, job.id)
+    assert done.state is JobState.FAILED and "Content policy violation" in (done.error_message or "")
+    assert done.refunded and (await h.app.runner.usage(ALICE)).used_today == 0
+    assert h.delivery.delivered[0].id == job.id
+
+
+async def test_cancel_while_waiting_for_a_slot_sends_nothing(harness: Harness) -> None:
+    h = harness
+    h.fal.script = JobScript(outcome="never")
+    gate = h.app.runner.gates["fal"]
+    gate.capacity = 1
+    first = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="1"))
+    second = await h.app.runner.create(BOB, Origin.DISCORD, ImagineRequest(prompt="2"))
+    deadline = time.monotonic() + 5
+    while gate.position(second.id) != 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    cancelled = await h.app.runner.cancel(second.id, BOB)
+    assert cancelled.state is JobState.CANCELLED and cancelled.refunded
+    assert len(h.fal.calls("POST")) == 1
+    # Running at the provider: cancelled there too.
+    await h.app.runner.cancel(first.id, ALICE)
+    assert len(h.fal.calls("PUT", "/cancel")) == 1
+    assert (await settle(h, first.id)).state is JobState.CANCELLED
+    assert {j.id for j in h.delivery.delivered} == {first.id, second.id}
+
+
+async def test_only_the_owner_can_cancel(harness: Harness) -> None:
+    h = harness
+    h.fal.script = JobScript(outcome="never")
+    job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="1"))
+    with pytest.raises(Exception, match="no job"):
+        await h.app.runner.cancel(job.id, BOB)
+    await h.app.runner.cancel(job.id, ALICE)
+
+
+async def test_a_stuck_job_is_cancelled_and_failed_at_its_deadline(harness: Harness) -> None:
+    h = harness
+    h.fal.script = JobScript(outcome="never")
+    h.app.runner.config.deadlines = {"imagine": 0.5}
+    job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="slow"))
+    done = await settle(h, job.id)
+    assert done.state is JobState.FAILED and done.error_code == "deadline"
+    assert "deadline" in (done.error_message or "") and done.refunded
+    assert len(h.fal.calls("PUT", "/cancel")) == 1
+
+
+async def test_retry_keeps_the_seed_and_vary_changes_it_for_another_member(harness: Harness) -> None:
+    h = harness
+    original = await settle(h, (await h.app.runner.create(ALICE, Origin.DISCORD,
+                                                          ImagineRequest(prompt="p", seed=42))).id)
+    retry = await settle(h, (await h.app.runner.rerun(original.id, BOB, vary=False)).id)
+    vary = await settle(h, (await h.app.runner.rerun(original.id, BOB, vary=True)).id)
+    assert retry.request["seed"] == 42 and retry.parent_job_id == original.id
+    assert vary.request["seed"] != 42 and vary.request["prompt"] == "p"
+    assert retry.subject.user_id == "bob" and (await h.app.runner.usage(BOB)).used_today == 2
+    no_seed = await settle(h, (await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="q"))).id)
+    again = await settle(h, (await h.app.runner.rerun(no_seed.id, ALICE, vary=False)).id)
+    assert again.request["seed"] is None  # none given, none sent
+
+
+async def test_quota_refusal_names_the_limit_and_charges_nothing(tmp_path: Path, harness: Harness) -> None:
+    h = harness
+    await h.app.store.set_limit(ALICE.scope, "member", ALICE.user_id, daily=2, concurrent=None)
+    await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a", count=2))
+    with pytest.raises(QuotaError) as info:
+        await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="b"))
+    assert info.value.kind == "daily" and "resets" in str(info.value)
+    assert len(await h.app.store.list_jobs(ALICE)) == 1
+
+
+async def test_bad_input_is_refused_before_anything_is_recorded(harness: Harness) -> None:
+    with pytest.raises(InputError):
+        await harness.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x" * 5000))
+    assert await harness.app.store.list_jobs(None) == []
+    assert harness.fal.requests == []
+
+
+async def test_a_failed_delivery_is_retried_until_it_lands(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.runner
+
+    monkeypatch.setattr(bot.runner, "DELIVERY_BACKOFF_S", (0.05,))
+    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 0.05)
+    h = harness
+    h.delivery.fail_times = 2
+    job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))
+    deadline = time.monotonic() + 10
+    while not await h.app.store.is_delivered(job.id, "discord"):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert [j.id for j in h.delivery.delivered] == [job.id]
+
+
+async def test_rejected_key_falls_back_to_the_next_provider(
+        tmp_path: Path, harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """imagine's order is novita, pixazo, fal: with a broken novita, the job lands on fal."""
+    from tests.fakes.novita import FakeNovita
+
+    novita = FakeNovita(key="right")
+    await novita.start()
+    try:
+        settings = settings_for(tmp_path / "b", harness.fal, novita_api_key="wrong", novita_base_url=novita.base_url)
+        delivery = RecordingDelivery()
+        async with open_app(settings, deliverers={"discord": delivery},
+                            config=RunnerConfig(origins=frozenset({Origin.DISCORD}))) as app:
+            job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))
+            assert job.provider == "novita"
+            await app.runner.wait(job.id)
+            done = await app.store.get_job(job.id)
+            assert done is not None and done.state is JobState.SUCCEEDED and done.provider == "fal"
+            assert len(novita.calls("POST")) == 1 and len(harness.fal.calls("POST")) == 1
+    finally:
+        await novita.stop()
+
+
+async def test_a_job_caught_mid_submit_by_a_crash_is_failed_not_resent(tmp_path: Path, harness: Harness) -> None:
+    h = harness
+    job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"), start=False)
+    await h.app.store.update_job(job.id, now=h.app.runner.clock(), state=JobState.SUBMITTING)
+    await h.app.runner.adopt()
+    done = await settle(h, job.id)
+    assert done.state is JobState.FAILED and done.error_code == "interrupted" and done.refunded
+    assert h.fal.requests == []
+
+
+async def test_fair_gate_serves_users_in_turn() -> None:
+    gate = FairGate(1)
+    await gate.acquire("a", 0)
+    order: list[int] = []
+
+    async def take(user: str, job: int) -> None:
+        await gate.acquire(user, job)
+        order.append(job)
+        gate.release()
+
+    tasks = [asyncio.create_task(take("a", n)) for n in (1, 2, 3)]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(take("b", 10)), asyncio.create_task(take("c", 20))]
+    await asyncio.sleep(0)
+    assert gate.order() == [1, 10, 20, 2, 3]
+    assert gate.position(20) == 3
+    gate.release()
+    await asyncio.gather(*tasks)
+    assert order == [1, 10, 20, 2, 3]
+
+
+async def test_one_users_burst_does_not_starve_another(harness: Harness) -> None:
+    h = harness
+    h.app.runner.gates["fal"].capacity = 1
+    h.fal.script = JobScript(queue_polls=0, running_polls=1)
+    burst = [await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt=f"a{i}")) for i in range(5)]
+    bob = await h.app.runner.create(BOB, Origin.DISCORD, ImagineRequest(prompt="b"))
+    for job in [*burst, bob]:
+        await settle(h, job.id)
+    finished = sorted([await h.app.store.get_job(j.id) for j in [*burst, bob]],
+                      key=lambda j: j.finished_at)  # type: ignore[union-attr,arg-type,return-value]
+    # Bob arrived last but is served right after Alice's first job, not after all five.
+    assert [j.id for j in finished].index(bob.id) <= 2  # type: ignore[union-attr]
+
+
+async def test_prune_removes_old_local_copies_but_keeps_rows(harness: Harness) -> None:
+    h = harness
+    job = await settle(h, (await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))).id)
+    path = Path(job.outputs[0].path or "")
+    assert path.exists()
+    from datetime import timedelta
+
+    original_clock = h.app.runner.clock
+    h.app.runner.clock = lambda: original_clock() + timedelta(days=8)
+    assert await h.app.runner.prune() == 1
+    assert not path.exists()
+    kept = await h.app.store.get_job(job.id)
+    assert kept is not None and kept.outputs[0].path is None and kept.state is JobState.SUCCEEDED
