@@ -172,7 +172,7 @@ async def test_jobs_lists_cli_jobs_and_quota_sets_an_override(tmp_path: Path) ->
     assert "1 of 1 images used today, 0 left" in out.decode()
     code, result, _ = await atelier("job", "filter", "--image", str(SAMPLE), "--name", "noir", "--user", "erin",
                                     cwd=tmp_path, env=env)
-    assert code == 2 and result is not None and "1 of your 1 images" in result["error"]
+    assert code == 2 and result is not None and "used 1 of your 1 image today" in result["error"]
 
 
 async def test_resume_finishes_a_killed_cli_job_without_resubmitting(tmp_path: Path, fal: FakeFal) -> None:

@@ -62,6 +62,7 @@ from bot.store.models import (
 # How long a writer waits for another connection's write lock before giving up. Transactions here last
 # milliseconds; ten seconds only runs out if something is badly wrong (a process stuck holding the lock).
 BUSY_TIMEOUT_S = 10.0
+WAL_SWITCH_RETRY_S = 0.01
 # Long provider error texts are cut: the outbox row is for the operator, not a log archive.
 MAX_DELIVERY_ERROR_CHARS = 2000
 LIMIT_KINDS = frozenset({"member", "role", "scope"})
@@ -414,6 +415,25 @@ async def apply_migrations(db: aiosqlite.Connection, *, label: str, up_to: int |
     return max(current, await _user_version(db))
 
 
+async def _enable_wal(db: aiosqlite.Connection) -> None:
+    """Switch the file to WAL (a no-op when it already is).
+
+    Switching a new file needs an exclusive lock, and when several processes open the same new file at once
+    SQLite answers "database is locked" straight away instead of waiting in the busy handler; so wait here.
+    """
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            await db.execute_fetchall("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() > give_up_at:
+                raise
+            await asyncio.sleep(WAL_SWITCH_RETRY_S)
+        else:
+            return
+
+
 def sqlite_path(database_url: str) -> str:
     """The file a `sqlite:///...` URL names: `sqlite:///data/atelier.db` is relative to the working
     directory, `sqlite:////srv/atelier.db` is absolute, `sqlite:///:memory:` is a private in-memory database."""
@@ -450,10 +470,12 @@ class SqliteJobStore:
             db.row_factory = sqlite3.Row
             try:
                 # The first statement that reads the file: a file that is not SQLite fails here.
-                await db.execute("PRAGMA journal_mode = WAL")
+                await _enable_wal(db)
             except sqlite3.DatabaseError as exc:
-                raise ConfigError(f"{path} is not an SQLite database ({exc}); point DATABASE_URL at "
-                                  f"another file.") from exc
+                if exc.sqlite_errorcode != sqlite3.SQLITE_NOTADB:
+                    raise
+                raise ConfigError(f"{path} is not an SQLite database; point DATABASE_URL at another "
+                                  f"file.") from exc
             # NORMAL is safe in WAL mode: a power cut can lose the last commits, never corrupt the file.
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
