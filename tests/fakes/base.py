@@ -8,9 +8,11 @@ Every fake is strict where the real API is documented and where the adapter coul
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import itertools
 import json
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -53,6 +55,7 @@ class JobScript:
     images: int | None = None  # defaults to what was asked
     nsfw: bool = False
     queue_position: int = 2
+    duration_range: tuple[float, float] | None = None  # each job draws its duration_s from this range
 
 
 @dataclass
@@ -62,6 +65,7 @@ class FakeJob:
     body: Any
     script: JobScript
     created: float = field(default_factory=time.monotonic)
+    created_wall: float = field(default_factory=time.time)
     polls: int = 0
     cancelled: bool = False
     finished_at: float | None = None
@@ -92,6 +96,13 @@ class FakeJob:
         if phase == "done" and self.finished_at is None:
             self.finished_at = time.monotonic()
         return phase
+
+    @property
+    def done_wall(self) -> float | None:
+        """When a time-driven job finished (or will), on the wall clock shared with other processes."""
+        if self.script.duration_s is None or self.script.outcome == "never":
+            return None
+        return self.created_wall + self.script.duration_s
 
     def progress(self) -> int:
         s = self.script
@@ -146,6 +157,8 @@ class FakeServer:
         self.base_url = ""
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self.app.router.add_get("/_files/{name}", self._serve_file)
+        self.app.router.add_get("/_admin/stats", self._admin_stats)
+        self.app.router.add_post("/_admin/script", self._admin_script)
         self.routes(self.app.router)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown)
 
@@ -188,6 +201,8 @@ class FakeServer:
 
     def new_job(self, operation: str, body: Any, count: int = 1) -> FakeJob:
         script = self.scripts.pop(0) if self.scripts else self.script
+        if script.duration_range is not None:
+            script = dataclasses.replace(script, duration_s=random.uniform(*script.duration_range))
         job = FakeJob(id=self.new_id(), operation=operation, body=body, script=script, count=count)
         self.jobs[job.id] = job
         return job
@@ -213,7 +228,7 @@ class FakeServer:
         ))
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        if request.path.startswith("/_files/"):
+        if request.path.startswith(("/_files/", "/_admin/")):
             return await handler(request)
         for fault in self.faults:
             if fault.times > 0 and fault.matches(request):
@@ -239,6 +254,21 @@ class FakeServer:
             return web.Response(status=404, text="not found")
         self.file_downloads += 1
         return web.Response(body=self.files[name], content_type="image/png")
+
+    async def _admin_stats(self, request: web.Request) -> web.Response:
+        """For benchmarks running the fake in another process: requests made and when each job finished."""
+        provider_requests = [r for r in self.requests if not r.path.startswith(("/_files/", "/_admin/"))]
+        jobs = {job.id: {"created": job.created_wall, "done": job.done_wall, "polls": job.polls}
+                for job in self.jobs.values()}
+        return json_response({"requests": len(provider_requests), "downloads": self.file_downloads,
+                              "status_polls": sum(j.polls for j in self.jobs.values()), "jobs": jobs})
+
+    async def _admin_script(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if "duration_range" in body:
+            body["duration_range"] = tuple(body["duration_range"])
+        self.script = JobScript(**body)
+        return json_response({"ok": True})
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         return json_response({"detail": f"fake {self.name}: no route {request.method} {request.path}"}, 404)
