@@ -1,0 +1,151 @@
+"""Opening a store: URLs, connection settings, migrations from empty, upgrades, and newer databases."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.store import SqliteJobStore, open_store
+from bot.store.sqlite import load_migrations, split_statements
+from tests.store.helpers import DEFAULTS, NOW, db_url, new_job
+
+NEWEST = load_migrations()[-1].version
+
+
+def read_sql(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Look at the file the way an operator would, with a separate plain connection."""
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_an_empty_file_gets_every_migration_and_its_directory(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "yet" / "there.db"
+    store = await open_store(db_url(path))
+    try:
+        assert await store.schema_version() == NEWEST
+    finally:
+        await store.close()
+    assert NEWEST >= 2
+    assert read_sql(path, "SELECT version, name FROM schema_migrations ORDER BY version") == [
+        (m.version, m.name) for m in load_migrations()]
+    assert read_sql(path, "PRAGMA user_version") == [(NEWEST,)]
+    assert read_sql(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_foreign_keys_are_enforced(store: SqliteJobStore) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.enqueue_delivery(12345, "discord", now=NOW)
+
+
+async def test_reopening_applies_nothing_twice(db_path: Path) -> None:
+    for _ in range(2):
+        store = await open_store(db_url(db_path))
+        await store.close()
+    assert read_sql(db_path, "SELECT COUNT(*) FROM schema_migrations") == [(NEWEST,)]
+
+
+async def test_processes_starting_together_migrate_once(db_path: Path) -> None:
+    stores = await asyncio.gather(*(open_store(db_url(db_path)) for _ in range(4)))
+    for store in stores:
+        assert await store.schema_version() == NEWEST
+        await store.close()
+    assert read_sql(db_path, "SELECT COUNT(*) FROM schema_migrations") == [(NEWEST,)]
+
+
+async def test_upgrade_from_schema_1_keeps_the_jobs(db_path: Path) -> None:
+    old = await SqliteJobStore.open(str(db_path), migrate_up_to=1)
+    job = await old.create_job(new_job(), defaults=DEFAULTS, now=NOW)
+    await old.set_limit("guild:1", "scope", "", daily=7, concurrent=None)
+    await old.close()
+    assert read_sql(db_path, "PRAGMA user_version") == [(1,)]
+    assert read_sql(db_path, "SELECT name FROM sqlite_master WHERE name = 'guild_settings'") == []
+
+    store = await open_store(db_url(db_path))
+    try:
+        assert await store.schema_version() == NEWEST
+        assert await store.get_job(job.id) == job
+        usage = await store.usage(job.subject, defaults=DEFAULTS, now=NOW)
+        assert (usage.limits.daily, usage.used_today) == (7, 1)
+        # 0002 is really there: guild settings work on the upgraded file.
+        await store.set_guild_setting(1, "channels", [10, 11], now=NOW)
+        assert await store.guild_settings("1") == {"channels": [10, 11]}
+    finally:
+        await store.close()
+
+
+async def test_a_database_from_a_newer_atelier_is_refused_untouched(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {NEWEST + 5}")
+    with pytest.raises(ConfigError) as caught:
+        await open_store(db_url(db_path))
+    assert str(caught.value) == (
+        f"The database at {db_path} was written by a newer Atelier (schema {NEWEST + 5}; this one knows up "
+        f"to {NEWEST}). Upgrade Atelier or point DATABASE_URL elsewhere.")
+    assert read_sql(db_path, "PRAGMA user_version") == [(NEWEST + 5,)]
+    assert read_sql(db_path, "SELECT name FROM sqlite_master") == []
+
+
+async def test_a_file_that_is_not_sqlite_is_refused(db_path: Path) -> None:
+    db_path.write_bytes(b"these are not the pages you are looking for" * 100)
+    with pytest.raises(ConfigError, match="is not an SQLite database"):
+        await open_store(db_url(db_path))
+
+
+async def test_relative_urls_are_relative_to_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = await open_store("sqlite:///data/atelier.db")
+    await store.close()
+    assert (tmp_path / "data" / "atelier.db").is_file()
+
+
+async def test_memory_url() -> None:
+    store = await open_store("sqlite:///:memory:")
+    try:
+        job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
+        assert await store.get_job(job.id) == job
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgres://atelier:hunter2@db.internal/atelier", "PostgreSQL is not supported yet"),
+    ("postgresql+asyncpg://atelier:hunter2@db/atelier", "PostgreSQL is not supported yet"),
+    ("mysql://root:hunter2@localhost/atelier", "mysql:// scheme is not supported yet"),
+    ("data/atelier.db", "this kind of URL is not supported yet"),
+    ("sqlite://relative.db", "does not name an SQLite file"),
+    ("sqlite:///", "must end in a file name"),
+    ("sqlite:///data/", "must end in a file name"),
+    ("sqlite:///data/atelier.db?mode=ro", "must end in a file name"),
+])
+async def test_unsupported_urls_are_config_errors_without_secrets(url: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected) as caught:
+        await open_store(url)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_statements_split_where_sqlite_says_they_end() -> None:
+    script = """
+        -- a comment; with a semicolon
+        CREATE TABLE t (a TEXT DEFAULT 'x;y');  -- trailing comment
+        CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+            UPDATE t SET a = 'z;'; DELETE FROM t WHERE a = '';
+        END;
+        -- nothing after this
+    """
+    statements = split_statements(script)
+    assert len(statements) == 2
+    assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")
+    with pytest.raises(ValueError, match="incomplete statement"):
+        split_statements("CREATE TABLE t (a TEXT)")
+
+
+def test_shipped_migrations_are_numbered_without_gaps() -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    for migration in migrations:
+        assert split_statements(migration.sql)
