@@ -190,3 +190,46 @@ async def test_resume_finishes_a_killed_cli_job_without_resubmitting(tmp_path: P
     assert code == 0, result
     assert result is not None and result["state"] == "succeeded" and len(result["files"]) == 1
     assert len(fal.calls("POST")) == 1
+
+
+async def test_filter_and_tryon_against_the_glam_fake(tmp_path: Path) -> None:
+    from tests.fakes.glam import FakeGlam
+
+    glam = FakeGlam(key="glam-cli-key")
+    await glam.start()
+    try:
+        env = clean_env(GLAM_API_KEY=glam.key, GLAM_BASE_URL=glam.base_url)
+        photo = tmp_path / "me.png"
+        photo.write_bytes(png_bytes(160, 200))
+        code, result, _ = await atelier("job", "filter", "--image", str(photo), "--name", "real_sunset",
+                                        cwd=tmp_path, env=env)
+        assert code == 0, result
+        assert result is not None and result["provider"] == "glam"
+        code, result, _ = await atelier("job", "tryon", "--person", str(photo), "--garment", str(SAMPLE),
+                                        "--mask", "upper", cwd=tmp_path, env=env)
+        assert code == 0, result
+        assert result is not None and len(result["files"]) == 1
+        tryon = json.loads(glam.calls("POST", "/tryon")[0].body)
+        assert tryon["mask_type"] == "upper"
+        # A name only the local provider has is refused by Glam's list before anything is submitted.
+        code, result, _ = await atelier("job", "filter", "--image", str(photo), "--name", "noir", "--provider",
+                                        "glam", cwd=tmp_path, env=env)
+        assert code == 2 and result is not None and "Unknown filter" in result["error"]
+        assert len(glam.calls("POST", "/generate")) == 1
+    finally:
+        await glam.stop()
+
+
+async def test_edit_against_the_pixazo_fake(tmp_path: Path) -> None:
+    from tests.fakes.pixazo import FakePixazo
+
+    pixazo = FakePixazo(key="pixazo-cli-key")
+    await pixazo.start()
+    try:
+        env = clean_env(PIXAZO_API_KEY=pixazo.key, PIXAZO_BASE_URL=pixazo.base_url)
+        code, result, _ = await atelier("job", "edit", "--image", str(SAMPLE), "--prompt", "autumn", "--count", "2",
+                                        cwd=tmp_path, env=env)
+        assert code == 0, result
+        assert result is not None and result["provider"] == "pixazo" and len(result["files"]) == 2
+    finally:
+        await pixazo.stop()
