@@ -30,7 +30,8 @@ class JobStore(Protocol):
     async def transition(self, job_id: int, expected: Sequence[JobState], *, now: datetime,
                          **fields: Any) -> Job | None:
         """Like update_job, but only if the job's state is one of `expected` (compare-and-set).
-        Returns None when the state had moved on (e.g. a cancel won the race)."""
+        Returns None when the state had moved on (e.g. a cancel won the race); KeyError for an unknown job.
+        Setting a terminal state also sets finished_at = now when it is empty."""
 
     async def refund(self, job_id: int, *, now: datetime) -> bool:
         """Give the job's cost back (once). True when this call refunded it."""
@@ -67,9 +68,17 @@ class JobStore(Protocol):
     async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> None: ...
 
     async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
-        """Mark delivered. False if it was already done (someone else delivered it)."""
+        """Mark delivered. False if it was already done (someone else delivered it). Records the delivery
+        even if it was never enqueued."""
 
     async def is_delivered(self, job_id: int, target: str) -> bool: ...
+
+    # --- per-guild settings chosen by a guild's administrators -------------------------------------------
+    async def guild_settings(self, guild_id: int | str) -> dict[str, Any]: ...
+
+    async def set_guild_setting(self, guild_id: int | str, key: str, value: Any, *, now: datetime) -> None: ...
+
+    async def clear_guild_setting(self, guild_id: int | str, key: str) -> bool: ...
 
     # --- housekeeping ------------------------------------------------------------------------------------
     async def prunable_outputs(self, *, finished_before: datetime) -> list[tuple[int, StoredOutput]]: ...

@@ -42,7 +42,8 @@ class Subject:
     """Who a job belongs to and whose quota it counts against.
 
     A Discord member's usage counts per guild (scope "guild:<id>"); command-line users have their own
-    namespace (scope "cli"). role_ids are the member's roles, for role allowances.
+    namespace (scope "cli"). role_ids are the member's roles, for role allowances; they are not stored (roles
+    change), so a Job read back has role_ids == () and must be compared by scope and user_id only.
     """
 
     scope: str
