@@ -1,0 +1,292 @@
+"""A strict fake of Novita's v3 async API for GLM Image (../shared/docs/providers.md §2, §6).
+
+Strict where the docs are clear or the adapter could go wrong: `Authorization: Bearer <key>`, a JSON content
+type (the docs require it on the GET too), the documented body fields only, and the documented size rules.
+Where the docs say nothing [U], the choices are:
+- an unknown `task_id` answers 404 with the usual error body (reason `TASK_NOT_FOUND`);
+- a wrong Content-Type, a bad field or an unknown field answer 400 with reason `INVALID_REQUEST_BODY`;
+- `task_type` is `TXT_TO_IMG`, as in Novita's examples;
+- a flagged image carries novita-client's `{"valid": true, "confidence": …}` as `nsfw_detection_result`.
+
+Numbers vary in type as in Novita's own examples: `extra.seed` and `debug_info.*_ms` are numeric strings
+(never "", which novita-client cannot parse), and `image_url_ttl` alternates between 3600 and "3600" unless
+`ttl_as_string` pins it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tests.fakes.base import FakeJob, FakeServer, json_response
+
+log = logging.getLogger(__name__)
+
+SIZE = re.compile(r"^(\d+)x(\d+)$")
+MIN_SIDE, MAX_SIDE, MULTIPLE, MAX_PIXELS = 1024, 2048, 32, 4_194_304
+BODY_FIELDS = {"prompt", "size", "quality", "watermark_enabled", "extra"}
+EXTRA_FIELDS = {"webhook"}
+WEBHOOK_FIELDS = {"url", "test_mode"}
+TERMINAL_STATUSES = ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED")
+
+
+def error_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"code": code, "reason": reason, "message": message, "metadata": {}}
+
+
+def error_response(code: int, reason: str, message: str) -> web.Response:
+    return json_response(error_body(code, reason, message), code)
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class WebhookDelivery:
+    url: str
+    body: dict[str, Any]
+    status: int | None = None  # None: the delivery failed before any answer
+    error: str | None = None
+
+
+class FakeNovita(FakeServer):
+    name = "novita"
+
+    def __init__(self, *, key: str = "test-key") -> None:
+        super().__init__(key=key)
+        self.ttl_as_string: bool | None = None  # None alternates int/str from one finished task to the next
+        self.unknown_next = 0  # answer this many polls with TASK_STATUS_UNKNOWN (the job does not move)
+        self.seed = 158881667
+        # Webhooks: Novita times out after 5 s and retries up to 5 times; tests use shorter waits.
+        self.webhook_timeout_s = 2.0
+        self.webhook_retries = 5
+        self.webhook_retry_delay_s = 0.05
+        self.webhook_tick_s = 0.02  # how fast a job with a webhook advances when nobody polls it
+        self.webhook_deliveries: list[WebhookDelivery] = []
+        self.webhooks: dict[str, dict[str, Any]] = {}  # job id -> the submitted `extra.webhook`
+        self._ttl_flip = itertools.count()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: aiohttp.ClientSession | None = None
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v3/async/glm-image", self._submit)
+        router.add_get("/v3/async/task-result", self._task_result)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        await super().stop()
+
+    # --- request checks ------------------------------------------------------------------------------
+
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {self.key}":
+            return error_response(401, "INVALID_API_KEY", "Invalid API key, please check it and try again.")
+        return None
+
+    @staticmethod
+    def _json_content_type(request: web.Request) -> bool:
+        return request.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json"
+
+    @staticmethod
+    def _check_body(body: Any) -> None:
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        unknown = set(body) - BODY_FIELDS
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadRequest("prompt is required")
+        if "size" in body:
+            FakeNovita._check_size(body["size"])
+        if "quality" in body and body["quality"] != "hd":
+            raise BadRequest("quality must be one of: hd")
+        if "watermark_enabled" in body and not isinstance(body["watermark_enabled"], bool):
+            raise BadRequest("watermark_enabled must be a boolean")
+        if "extra" in body:
+            FakeNovita._check_extra(body["extra"])
+
+    @staticmethod
+    def _check_size(size: Any) -> None:
+        rule = (f"size must be WIDTHxHEIGHT with both sides {MIN_SIDE}-{MAX_SIDE}px, "
+                f"multiples of {MULTIPLE}, at most {MAX_PIXELS} pixels")
+        match = SIZE.match(size) if isinstance(size, str) else None
+        if not match:
+            raise BadRequest(rule)
+        width, height = int(match[1]), int(match[2])
+        if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+            raise BadRequest(rule)
+        if width % MULTIPLE or height % MULTIPLE or width * height > MAX_PIXELS:
+            raise BadRequest(rule)
+
+    @staticmethod
+    def _check_extra(extra: Any) -> None:
+        if not isinstance(extra, dict) or set(extra) - EXTRA_FIELDS:
+            raise BadRequest("extra may only hold webhook")
+        webhook = extra.get("webhook")
+        if webhook is None:
+            return
+        if not isinstance(webhook, dict) or set(webhook) - WEBHOOK_FIELDS:
+            raise BadRequest("extra.webhook may only hold url and test_mode")
+        url = webhook.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise BadRequest("extra.webhook.url must be an http(s) URL")
+        test_mode = webhook.get("test_mode")
+        if test_mode is not None and (
+            not isinstance(test_mode, dict)
+            or not isinstance(test_mode.get("enabled"), bool)
+            or test_mode.get("return_task_status", TERMINAL_STATUSES[0]) not in TERMINAL_STATUSES
+        ):
+            raise BadRequest("extra.webhook.test_mode must be {enabled, return_task_status}")
+
+    # --- routes ----------------------------------------------------------------------------------------
+
+    async def _submit(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._auth_error(request)) is not None:
+            return denied
+        if not self._json_content_type(request):
+            return error_response(400, "INVALID_REQUEST_BODY", "Content-Type must be application/json")
+        try:
+            body = json.loads(await request.read())
+            self._check_body(body)
+        except ValueError:
+            return error_response(400, "INVALID_REQUEST_BODY", "request body is not valid JSON")
+        except BadRequest as exc:
+            return error_response(400, "INVALID_REQUEST_BODY", exc.message)
+        job = self.new_job("imagine", body, count=1)  # glm-image makes one image per task
+        webhook = (body.get("extra") or {}).get("webhook")
+        if webhook:
+            self.webhooks[job.id] = webhook
+            self._track(self._deliver_when_done(job, webhook))
+        return json_response({"task_id": job.id})
+
+    async def _task_result(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._auth_error(request)) is not None:
+            return denied
+        if not self._json_content_type(request):
+            return error_response(400, "INVALID_REQUEST_BODY", "Content-Type must be application/json")
+        task_id = request.query.get("task_id", "")
+        if not task_id:
+            return error_response(400, "INVALID_REQUEST_BODY", "task_id is required")
+        job = self.jobs.get(task_id)
+        if job is None:
+            return error_response(404, "TASK_NOT_FOUND", f"task {task_id[:64]} not found")
+        if self.unknown_next > 0:
+            self.unknown_next -= 1
+            return json_response(self.result_body(job, status="TASK_STATUS_UNKNOWN"))
+        job.polls += 1
+        return json_response(self.result_body(job))
+
+    # --- the task-result body --------------------------------------------------------------------------
+
+    def task_status(self, job: FakeJob) -> str:
+        return {
+            "queued": "TASK_STATUS_QUEUED",
+            "running": "TASK_STATUS_PROCESSING",
+            "done": "TASK_STATUS_SUCCEED",
+            "failed": "TASK_STATUS_FAILED",
+        }[job.phase()]
+
+    def _eta(self, job: FakeJob) -> int:
+        s = job.script
+        if s.duration_s is not None:
+            return max(0, round(s.duration_s - (time.monotonic() - job.created)))
+        return max(0, s.queue_polls + s.running_polls + 1 - job.polls)
+
+    def result_body(self, job: FakeJob, *, status: str | None = None) -> dict[str, Any]:
+        status = status or self.task_status(job)
+        progress = {"TASK_STATUS_PROCESSING": job.progress(), "TASK_STATUS_SUCCEED": 100}.get(status, 0)
+        pending = status in ("TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING")
+        images: list[dict[str, Any]] = []
+        if status == "TASK_STATUS_SUCCEED":
+            as_string = self.ttl_as_string
+            if as_string is None:
+                as_string = next(self._ttl_flip) % 2 == 1
+            flagged = {"valid": True, "confidence": 0.97} if job.script.nsfw else None
+            images = [{"image_url": url, "image_url_ttl": "3600" if as_string else 3600, "image_type": "png",
+                       "nsfw_detection_result": flagged} for url in self.output_urls(job)]
+        submit_ms = int(job.created * 1000)
+        return {
+            "extra": {
+                "seed": str(self.seed),
+                "enable_nsfw_detection": False,
+                "debug_info": {"request_info": "", "submit_time_ms": str(submit_ms),
+                               "execute_time_ms": str(submit_ms + 5),
+                               "complete_time_ms": str(submit_ms + 20) if not pending else "0"},
+            },
+            "task": {
+                "task_id": job.id,
+                "task_type": "TXT_TO_IMG",
+                "status": status,
+                "reason": job.script.fail_reason if status == "TASK_STATUS_FAILED" else "",
+                "eta": self._eta(job) if pending else 0,
+                "progress_percent": progress,
+            },
+            "images": images,
+            "videos": [],
+            "audios": [],
+        }
+
+    # --- webhooks ----------------------------------------------------------------------------------------
+
+    def _track(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name="fake-novita-webhook")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("fake novita webhook task failed", exc_info=task.exception())
+
+    async def _deliver_when_done(self, job: FakeJob, webhook: dict[str, Any]) -> None:
+        test_mode = webhook.get("test_mode") or {}
+        if test_mode.get("enabled"):
+            # Test mode answers at once with the requested outcome; the real job is not run for it.
+            status = test_mode.get("return_task_status", "TASK_STATUS_SUCCEED")
+            await self._deliver(webhook["url"], self.result_body(job, status=status))
+            return
+        while True:
+            status = self.task_status(job)
+            if status in TERMINAL_STATUSES:
+                break
+            await asyncio.sleep(self.webhook_tick_s)
+            if job.script.duration_s is None:
+                # Poll-driven scripts advance on each look; with a webhook nobody needs to poll.
+                job.polls += 1
+        await self._deliver(webhook["url"], self.result_body(job))
+
+    async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        event = {"event_type": "ASYNC_TASK_RESULT", "payload": payload}
+        timeout = aiohttp.ClientTimeout(total=self.webhook_timeout_s)
+        for attempt in range(1 + self.webhook_retries):
+            delivery = WebhookDelivery(url=url, body=event, error="no answer")
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+                async with self._client.post(url, json=event, timeout=timeout) as resp:
+                    delivery.status, delivery.error = resp.status, None
+            # Logged once the attempt has an outcome, so tests never see one still in flight.
+            self.webhook_deliveries.append(delivery)
+            if delivery.status is not None and 200 <= delivery.status < 300:
+                return
+            if attempt < self.webhook_retries:
+                await asyncio.sleep(self.webhook_retry_delay_s)
