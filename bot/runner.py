@@ -206,7 +206,8 @@ class Runner:
                 fallbacks.append(candidate.name)
         for image in codec.images_of(request):
             await self.blobs.put(image.data)
-        deadline = self.config.deadlines.get(request.operation.value, self.settings.job_deadline_s)
+        op = request.operation.value
+        deadline = self.config.deadlines.get(op, self.settings.job_deadlines.get(op, self.settings.job_deadline_s))
         new = NewJob(subject=subject, origin=origin, operation=request.operation.value,
                      request=codec.encode(request), provider=chosen.name, cost=image_count(request),
                      channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     http_max_attempts: int = Field(default=5, ge=1, le=20)
     http_backoff_base_s: float = Field(default=0.5, ge=0)
     job_deadline_s: float = Field(default=600.0, gt=0)
+    # Per-operation deadlines overriding JOB_DEADLINE_S, as JSON: {"filter": 120, "tryon": 300}.
+    job_deadlines: dict[str, float] = {}
     poll_initial_s: float = Field(default=1.0, gt=0)
     poll_max_s: float = Field(default=10.0, gt=0)
 
@@ -70,6 +72,16 @@ class Settings(BaseSettings):
         # An empty KEY= line in .env means "not configured", not "a key that is the empty string".
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("job_deadlines")
+    @classmethod
+    def _known_operations(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - {"tryon", "filter", "edit", "imagine"}
+        if unknown:
+            raise ValueError(f"unknown operation(s) {sorted(unknown)}: use tryon, filter, edit, imagine")
+        if any(v <= 0 for v in value.values()):
+            raise ValueError("deadlines must be positive numbers of seconds")
         return value
 
     @property

@@ -233,3 +233,27 @@ async def test_edit_against_the_pixazo_fake(tmp_path: Path) -> None:
         assert result is not None and result["provider"] == "pixazo" and len(result["files"]) == 2
     finally:
         await pixazo.stop()
+
+
+async def test_an_image_given_as_a_url_is_downloaded_and_checked(tmp_path: Path, fal: FakeFal) -> None:
+    fal.files["in.png"] = png_bytes(300, 200)
+    fal.files["bad.png"] = b"not an image at all"
+    env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url)
+    code, result, _ = await atelier("job", "edit", "--image", f"{fal.base_url}/_files/in.png", "--prompt", "x",
+                                    cwd=tmp_path, env=env)
+    assert code == 0, result
+    code, result, _ = await atelier("job", "edit", "--image", f"{fal.base_url}/_files/bad.png", "--prompt", "x",
+                                    cwd=tmp_path, env=env)
+    assert code == 2 and result is not None and "not an image" in result["error"]
+    code, result, _ = await atelier("job", "edit", "--image", f"{fal.base_url}/_files/gone.png", "--prompt", "x",
+                                    cwd=tmp_path, env=env)
+    assert code == 2 and result is not None and "HTTP 404" in result["error"]
+    assert len(fal.calls("POST")) == 1
+
+
+async def test_per_operation_deadline_from_settings(tmp_path: Path, fal: FakeFal) -> None:
+    fal.script = JobScript(outcome="never")
+    env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url, JOB_DEADLINES='{"imagine": 1}')
+    code, result, _ = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path, env=env)
+    assert code == 1 and result is not None and "deadline" in result["error"]
+    assert len(fal.calls("PUT", "/cancel")) == 1
