@@ -143,8 +143,10 @@ class Runner:
             self.tasks.spawn(self._housekeeping_loop(), name="housekeeping")
 
     async def stop(self) -> None:
+        working = list(self._live)
         await self.tasks.close()
-        for job_id in list(self._live):
+        # Hand the jobs back at once, so a successor need not wait for the leases to lapse.
+        for job_id in working:
             await self.store.release(job_id, self.owner)
 
     def add_listener(self, listener: Listener) -> None:
@@ -255,7 +257,9 @@ class Runner:
             assert latest is not None
             return latest
         live = self._live.get(job_id)
-        if live is not None:
+        if live is not None and job.state is not JobState.SUBMITTING:
+            # A submit on the wire is left to finish: its handle then lets the worker cancel it at the
+            # provider (the compare-and-set to "queued" fails), instead of leaving a billed job running.
             live.task.cancel()
         if done.handle:
             handle = RemoteHandle.model_validate(done.handle)
