@@ -193,19 +193,7 @@ class Runner:
 
         Raises InputError/ConfigError (nothing recorded) or QuotaError (nothing recorded or charged).
         """
-        chosen = self.providers.choose(request.operation, provider, preferred)
-        await chosen.validate(request)
-        # Other providers to fall back on if this one is down or rejects the key, when none was named.
-        fallbacks: list[str] = []
-        if provider is None:
-            for candidate in self.providers.order(request.operation, preferred):
-                if candidate is chosen:
-                    continue
-                try:
-                    await candidate.validate(request)
-                except (InputError, ConfigError, ProviderError):
-                    continue
-                fallbacks.append(candidate.name)
+        chosen, fallbacks = await self._choose(request, provider, preferred)
         for image in codec.images_of(request):
             await self.blobs.put(image.data)
         op = request.operation.value
@@ -221,6 +209,29 @@ class Runner:
             await self._claim(job.id)
             self._spawn(job.id)
         return job
+
+    async def _choose(self, request: Request, provider: str | None,
+                      preferred: Sequence[str] | None) -> tuple[Provider, list[str]]:
+        """The named provider, or the first in the operation's order that can take this request (e.g. Novita
+        makes one image per job, so a request for four goes to the next); the others able to take it are kept as
+        fallbacks for when the chosen one is down or rejects the key."""
+        first = self.providers.choose(request.operation, provider, preferred)
+        if provider is not None:
+            await first.validate(request)
+            return first, []
+        able: list[Provider] = []
+        first_error: AtelierError | None = None
+        for candidate in self.providers.order(request.operation, preferred):
+            try:
+                await candidate.validate(request)
+            except (InputError, ConfigError, ProviderError) as exc:
+                first_error = first_error or exc
+                continue
+            able.append(candidate)
+        if not able:
+            assert first_error is not None
+            raise first_error
+        return able[0], [p.name for p in able[1:]]
 
     async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
                     channel_id: str | None = None, extra: Mapping[str, Any] | None = None) -> Job:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -74,6 +74,14 @@ def task_result(status: str, **task: Any) -> dict[str, Any]:
     """A hand-made task-result body, for shapes the fake does not produce by itself."""
     return {"extra": {}, "task": {"task_id": "t", "status": status, **task}, "images": [], "videos": [],
             "audios": []}
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait for something another task does (webhook deliveries run in the fake's background)."""
+    end = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < end, "condition never became true"
+        await asyncio.sleep(0.01)
 
 
 # --- the happy path ----------------------------------------------------------------------------------------
@@ -394,6 +402,8 @@ async def test_webhook_url_rides_in_extra_and_novita_posts_the_result(
     # The payload is exactly a task-result body, so the adapter's own parser reads it.
     status = provider.parse_result(payload)
     assert isinstance(status, Succeeded) and status.outputs[0].url == payload["images"][0]["image_url"]
+    # The receiver saw the event before its 204 reached the fake.
+    await eventually(lambda: len(fake.webhook_deliveries) == 1)
     assert [d.status for d in fake.webhook_deliveries] == [204]
 
 
@@ -407,10 +417,7 @@ async def test_fake_retries_a_webhook_the_receiver_refused(
     provider = make_provider(session, fake, webhook_url=bad_url)
     fake.webhook_retries = 2
     await provider.submit(ImagineRequest(prompt="a fox"))
-    for _ in range(200):
-        if len(fake.webhook_deliveries) == 3:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(fake.webhook_deliveries) == 3)
     assert [d.status for d in fake.webhook_deliveries] == [404, 404, 404]
     assert fake.webhook_deliveries[0].body["payload"]["task"]["status"] == "TASK_STATUS_FAILED"
     assert events.empty()
