@@ -279,12 +279,13 @@ async def _follow_job(app: App, job_id: int, delivery: CliDelivery, result: dict
             await app.runner.cancel(job_id, None, reason="interrupted (Ctrl-C)")
         except AtelierError as exc:
             log.warning("could not cancel job %s: %s", job_id, exc)
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(waiter, timeout=15)
         job = await app.store.get_job(job_id)
         assert job is not None
         result.update(_job_result(job, delivery.files.get(job_id, []), 0.0))
-        result["state"] = "cancelled"
+        if not job.state.terminal:
+            result["state"] = "cancelled"
         return EXIT_INTERRUPTED
     stop.cancel()
     job = await app.store.get_job(job_id)
@@ -306,18 +307,25 @@ async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
                               "elapsed_s": 0.0, "error": None}
     interrupted = _interruptible()
     code = EXIT_FAILED
-    async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
-        delivery.blobs = app.blobs
-        job = await app.store.get_job(args.id)
-        if job is None or job.origin is not Origin.CLI:
-            result["error"] = f"There is no command-line job {args.id}."
-            code = EXIT_REFUSED
-        elif not await app.runner.resume(job.id):
-            result["error"] = (f"Job {job.id} is being worked by another live process "
-                               f"({job.lease_owner}); try again when it has stopped.")
-            code = EXIT_REFUSED
-        else:
-            code = await _follow_job(app, job.id, delivery, result, interrupted)
+    try:
+        async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
+            delivery.blobs = app.blobs
+            job = await app.store.get_job(args.id)
+            if job is None or job.origin is not Origin.CLI:
+                result["error"] = f"There is no command-line job {args.id}."
+                code = EXIT_REFUSED
+            elif not await app.runner.resume(job.id):
+                result["error"] = (f"Job {job.id} is being worked by another live process "
+                                   f"({job.lease_owner}); try again when it has stopped.")
+                code = EXIT_REFUSED
+            else:
+                code = await _follow_job(app, job.id, delivery, result, interrupted)
+    except (ConfigError, InputError) as exc:
+        result["error"] = str(exc)
+        code = EXIT_REFUSED
+    except OSError as exc:
+        result["error"] = f"the images could not be written: {exc}"
+        code = EXIT_FAILED
     result["elapsed_s"] = round(time.monotonic() - started, 3)
     _emit(result)
     if result["error"]:

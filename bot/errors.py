@@ -43,6 +43,8 @@ class ProviderUnavailableError(ProviderError):
     """5xx, timeouts, connection errors or rate limits that outlasted our retries."""
 
     retryable = True
+    # False only when the request surely never reached the provider (the connection could not be opened).
+    sent: bool = True
 
 
 class ProviderProtocolError(ProviderError):

@@ -49,6 +49,7 @@ from bot.store.models import (
     TERMINAL_STATES,
     Job,
     JobState,
+    Lease,
     NewJob,
     Origin,
     QuotaLimits,
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 DELIVERY_BACKOFF_S = (2.0, 5.0, 15.0, 60.0, 300.0)
 DELIVERY_SCAN_S = 2.0
 HOUSEKEEPING_S = 3600.0
+FETCH_MIN_S = 60.0
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
@@ -127,6 +129,7 @@ class Runner:
         self._live: dict[int, _Live] = {}
         self._listeners: list[Listener] = []
         self._delivering: set[int] = set()
+        self._submits: set[asyncio.Future[Job | None]] = set()
         self._wake_delivery = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------------------
@@ -144,6 +147,9 @@ class Runner:
 
     async def stop(self) -> None:
         working = list(self._live)
+        if self._submits:
+            # Let submits already on the wire store their handles, so the next start polls them.
+            await asyncio.wait(set(self._submits), timeout=15)
         await self.tasks.close()
         # Hand the jobs back at once, so a successor need not wait for the leases to lapse.
         for job_id in working:
@@ -178,9 +184,19 @@ class Runner:
                                       lease_s=self.settings.lease_seconds)
 
     def _spawn(self, job_id: int) -> asyncio.Task[None]:
+        """One worker per job in this process, whoever asks."""
+        live = self._live.get(job_id)
+        if live is not None:
+            return live.task
         task = self.tasks.spawn(self._work(job_id), name=f"job-{job_id}")
         self._live[job_id] = _Live(task=task)
-        task.add_done_callback(lambda _t: self._live.pop(job_id, None))
+
+        def forget(done: asyncio.Task[None]) -> None:
+            current = self._live.get(job_id)
+            if current is not None and current.task is done:
+                del self._live[job_id]
+
+        task.add_done_callback(forget)
         return task
 
     # --- the API the Discord layer and the CLI use -----------------------------------------------------------
@@ -200,13 +216,12 @@ class Runner:
         deadline = self.config.deadlines.get(op, self.settings.job_deadlines.get(op, self.settings.job_deadline_s))
         new = NewJob(subject=subject, origin=origin, operation=request.operation.value,
                      request=codec.encode(request), provider=chosen.name, cost=image_count(request),
-                     channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline)
+                     channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline,
+                     seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},
+                     lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds) if start else None,
+                     delivery_target=origin.value)
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
-        job_extra = {**(extra or {}), "fallbacks": fallbacks}
-        job = await self.store.update_job(job.id, now=self.clock(), extra=job_extra,
-                                          seed=getattr(request, "seed", None))
         if start:
-            await self._claim(job.id)
             self._spawn(job.id)
         return job
 
@@ -268,9 +283,9 @@ class Runner:
             assert latest is not None
             return latest
         live = self._live.get(job_id)
-        if live is not None and job.state is not JobState.SUBMITTING:
-            # A submit on the wire is left to finish: its handle then lets the worker cancel it at the
-            # provider (the compare-and-set to "queued" fails), instead of leaving a billed job running.
+        if live is not None:
+            # A submit already on the wire is shielded: it finishes, finds the job cancelled, and cancels it
+            # at the provider.
             live.task.cancel()
         if done.handle:
             handle = RemoteHandle.model_validate(done.handle)
@@ -321,6 +336,9 @@ class Runner:
         try:
             if not job.state.terminal:
                 job = await self._advance(job)
+            elif not await self.store.is_delivered(job.id, job.origin.value):
+                # Finished before a crash: the refund and the delivery may not have been written yet.
+                job = await self._finish(job, announce=False)
             if job.state.terminal:
                 await self._deliver_now(job)
         except asyncio.CancelledError:
@@ -357,7 +375,7 @@ class Runner:
         else:
             # Resumed after a restart: the job is already at the provider, so it takes a slot without waiting.
             self.gates[provider.name].occupy()
-        return await self._follow(job, provider)
+        return await self._follow(job, provider)  # gives the slot back, whatever happens
 
     def _is_live_handle(self, job: Job) -> bool:
         return False  # a local handle never survives the process that made it
@@ -381,6 +399,10 @@ class Runner:
             await self._wait_for_slot(job, gate)
             keep_slot = False  # kept only when the job is at the provider; _follow gives it back
             try:
+                if self.clock() >= job.deadline_at:
+                    # It waited in line past its deadline: fail it before paying for it.
+                    return await self._fail(job, "it waited in line past its deadline and was not sent",
+                                            code="deadline", charged=False), candidate
                 # Compare-and-set: if the job was cancelled while it waited, nothing is sent.
                 sending = await self.store.transition(job.id, [JobState.PENDING], now=self.clock(),
                                                       state=JobState.SUBMITTING, provider=candidate.name,
@@ -389,7 +411,7 @@ class Runner:
                     return None
                 job = sending
                 try:
-                    handle = await candidate.submit(request)
+                    stored = await self._send_shielded(job.id, candidate, request)
                 except (ProviderAuthError, ProviderUnavailableError) as exc:
                     # Down or refusing our key: the next provider in the order may serve it.
                     if index + 1 < len(candidates) and self._surely_not_started(exc):
@@ -400,8 +422,8 @@ class Runner:
                             return None
                         job = back
                         continue
-                    return await self._fail(job, str(exc), code=type(exc).__name__,
-                                            charged=None if exc.status and exc.status >= 500 else False), candidate
+                    charged = False if self._surely_not_started(exc) else None
+                    return await self._fail(job, str(exc), code=type(exc).__name__, charged=charged), candidate
                 except ConfigError as exc:
                     # e.g. the provider cannot take this input after all: nothing was created there.
                     if index + 1 < len(candidates):
@@ -414,13 +436,8 @@ class Runner:
                     return await self._fail(job, str(exc), code="config", charged=False), candidate
                 except AtelierError as exc:
                     return await self._fail(job, str(exc), code=type(exc).__name__, charged=False), candidate
-                stored = await self.store.transition(
-                    job.id, [JobState.SUBMITTING], now=self.clock(), state=JobState.QUEUED,
-                    handle=handle.model_dump(mode="json"), submitted_at=self.clock())
-                if stored is None:  # cancelled while the submit was on the wire
-                    await self._cancel_quietly(candidate, handle)
+                if stored is None:  # cancelled while the submit was on the wire (and cancelled there)
                     return None
-                self._live_handle(job.id, handle, candidate)
                 keep_slot = True
                 return stored, candidate
             finally:
@@ -428,10 +445,38 @@ class Runner:
                     gate.release()
         return None
 
+    async def _send_shielded(self, job_id: int, provider: Provider, request: Request) -> Job | None:
+        """Send the paid submit and store its handle as one step that a cancel cannot cut in half: once the
+        request may be on the wire, losing its handle would leave a billed job nobody follows."""
+        send = asyncio.ensure_future(self._send(job_id, provider, request))
+        self._submits.add(send)
+
+        def settled(task: asyncio.Future[Job | None]) -> None:
+            self._submits.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("submit of job %s ended with %r", job_id, task.exception())
+
+        send.add_done_callback(settled)
+        return await asyncio.shield(send)
+
+    async def _send(self, job_id: int, provider: Provider, request: Request) -> Job | None:
+        handle = await provider.submit(request)
+        stored = await self.store.transition(job_id, [JobState.SUBMITTING], now=self.clock(),
+                                             state=JobState.QUEUED, handle=handle.model_dump(mode="json"),
+                                             submitted_at=self.clock())
+        if stored is None:  # cancelled while the submit was on the wire: cancel it there too
+            await self._cancel_quietly(provider, handle)
+            return None
+        self._live_handle(job_id, handle, provider)
+        return stored
+
     @staticmethod
     def _surely_not_started(exc: ProviderError) -> bool:
-        # A rejected key, a 429 storm, a refused connection or a 503 mean the job was not started.
-        return isinstance(exc, ProviderAuthError) or exc.status in (None, 429, 502, 503)
+        """A rejected key, a 429 storm or a connection that never opened: the provider did not start the job.
+        A timeout or a dropped connection after sending proves nothing, so those never move a job elsewhere."""
+        if isinstance(exc, ProviderAuthError) or exc.status == 429:
+            return True
+        return isinstance(exc, ProviderUnavailableError) and exc.status is None and not exc.sent
 
     def _live_handle(self, job_id: int, handle: RemoteHandle, provider: Provider) -> None:
         live = self._live.get(job_id)
@@ -452,13 +497,20 @@ class Runner:
                     last = place
                     await self._emit(JobEvent("waiting", job, place_in_line=place))
         except asyncio.CancelledError:
-            acquire.cancel()
+            if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+                gate.release()  # the slot was won just as we were cancelled: give it back
+            else:
+                acquire.cancel()
             raise
 
     async def _follow(self, job: Job, provider: Provider) -> Job:
         gate = self.gates[provider.name]
-        assert job.handle is not None
-        handle = RemoteHandle.model_validate(job.handle)
+        try:
+            assert job.handle is not None
+            handle = RemoteHandle.model_validate(job.handle)
+        except Exception:
+            gate.release()
+            raise
         self._live_handle(job.id, handle, provider)
         remaining = (job.deadline_at - self.clock()).total_seconds()
         current = job
@@ -505,15 +557,21 @@ class Runner:
         if fetching is None:
             return await self._reload(job)
         outputs: list[StoredOutput] = []
+        # Downloads get what is left of the job's deadline, but at least a minute: the images exist and are paid.
+        budget = max(FETCH_MIN_S, (job.deadline_at - self.clock()).total_seconds())
         try:
-            for output in result.outputs:
-                image = await provider.fetch(output)
-                digest, path = await self.blobs.put(image.data)
-                outputs.append(StoredOutput(sha256=digest, mime=image.mime, width=image.width,
-                                            height=image.height, provider_url=output.url, nsfw=image.nsfw,
-                                            path=str(path)))
+            async with asyncio.timeout(budget):
+                for output in result.outputs:
+                    image = await provider.fetch(output)
+                    digest, path = await self.blobs.put(image.data)
+                    outputs.append(StoredOutput(sha256=digest, mime=image.mime, width=image.width,
+                                                height=image.height, provider_url=output.url, nsfw=image.nsfw,
+                                                path=str(path)))
         except OutputError as exc:
             return await self._fail(fetching, str(exc), code="output", charged=True)
+        except TimeoutError:
+            return await self._fail(fetching, "the images could not be downloaded in time", code="output",
+                                    charged=True)
         done = await self.store.transition(job.id, [JobState.FETCHING], now=self.clock(), state=JobState.SUCCEEDED,
                                            outputs=tuple(outputs), finished_at=self.clock(), charged=True,
                                            seed=result.seed if result.seed is not None else fetching.seed)
@@ -528,13 +586,14 @@ class Runner:
             return await self._reload(job)
         return await self._finish(failed)
 
-    async def _finish(self, job: Job) -> Job:
-        """A job just became terminal: apply the refund rule and owe a delivery (both idempotent)."""
+    async def _finish(self, job: Job, *, announce: bool = True) -> Job:
+        """A job just became terminal: apply the refund rule and owe a delivery (both idempotent, so a job
+        recovered after a crash at any point in here is finished the same way)."""
         if refund_due(job) and await self.store.refund(job.id, now=self.clock()):
             job = await self._reload(job)
-        target = job.origin.value
-        await self.store.enqueue_delivery(job.id, target, now=self.clock())
-        await self._emit(JobEvent("finished", job))
+        await self.store.enqueue_delivery(job.id, job.origin.value, now=self.clock())
+        if announce:
+            await self._emit(JobEvent("finished", job))
         return job
 
     async def _cancel_quietly(self, provider: Provider, handle: RemoteHandle) -> None:
@@ -550,11 +609,11 @@ class Runner:
         deliverer = self.deliverers.get(target)
         if deliverer is None or job.id in self._delivering:
             return
-        if await self.store.is_delivered(job.id, target):
-            await self.store.release(job.id, self.owner)
-            return
-        self._delivering.add(job.id)
+        self._delivering.add(job.id)  # before any await: two callers in this process never both deliver
         try:
+            if await self.store.is_delivered(job.id, target):
+                await self.store.release(job.id, self.owner)
+                return
             await deliverer.deliver(job)
         except Exception as exc:
             attempt = await self._delivery_attempts(job.id, target)
@@ -582,16 +641,22 @@ class Runner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_delivery.wait(), timeout=DELIVERY_SCAN_S)
             self._wake_delivery.clear()
-            due = await self.store.due_deliveries(now=self.clock(), targets=sorted(self.deliverers))
-            for delivery in due:
-                if delivery.job_id in self._live or delivery.job_id in self._delivering:
-                    continue
-                if not await self._claim(delivery.job_id):
-                    continue
-                job = await self.store.get_job(delivery.job_id)
-                if job is not None and job.origin in self.config.origins:
-                    self._spawn(job.id)
-            await self.adopt()
+            try:
+                await self._deliver_due()
+            except Exception:
+                log.exception("delivery scan failed; trying again in %.0f s", DELIVERY_SCAN_S)
+
+    async def _deliver_due(self) -> None:
+        due = await self.store.due_deliveries(now=self.clock(), targets=sorted(self.deliverers))
+        for delivery in due:
+            if delivery.job_id in self._live or delivery.job_id in self._delivering:
+                continue
+            job = await self.store.get_job(delivery.job_id)
+            if job is None or job.origin not in self.config.origins:
+                continue
+            if await self._claim(delivery.job_id):
+                self._spawn(job.id)
+        await self.adopt()
 
     # --- background upkeep -------------------------------------------------------------------------------------
 
@@ -599,11 +664,18 @@ class Runner:
         interval = max(0.5, self.settings.lease_seconds / 3)
         while True:
             await asyncio.sleep(interval)
-            await self.store.renew_leases(self.owner, now=self.clock(), lease_s=self.settings.lease_seconds)
+            try:
+                await self.store.renew_leases(self.owner, now=self.clock(), lease_s=self.settings.lease_seconds)
+            except Exception:
+                # Leases last three intervals, so one failed renewal loses nothing; keep trying.
+                log.exception("renewing job leases failed")
 
     async def _housekeeping_loop(self) -> None:
         while True:
-            await self.prune()
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("pruning old job files failed")
             await asyncio.sleep(HOUSEKEEPING_S)
 
     async def prune(self) -> int:

@@ -218,7 +218,9 @@ class ProviderHttp:
                 resp_headers: CIMultiDictProxy[str] = resp.headers
         except aiohttp.ClientConnectorError as exc:
             # The connection was never opened, so the request surely did not arrive: safe to send again.
-            raise _Retry(ProviderUnavailableError(self.provider, f"cannot connect ({exc.os_error})"), None) from exc
+            unreachable = ProviderUnavailableError(self.provider, f"cannot connect ({exc.os_error})")
+            unreachable.sent = False
+            raise _Retry(unreachable, None) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             what = "timed out" if isinstance(exc, TimeoutError) else f"connection failed ({type(exc).__name__})"
             error = ProviderUnavailableError(self.provider, f"{method} {what}")
@@ -282,6 +284,8 @@ class ProviderHttp:
                 if resp.status == 429 or resp.status >= 500:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     failed = OutputError(self.provider, f"output download failed (HTTP {resp.status})")
+                    if retry_after is not None and retry_after > self.policy.max_retry_after_s:
+                        raise failed
                     raise _Retry(failed, retry_after)
                 if resp.status >= 400:
                     raise OutputError(self.provider, f"output download failed (HTTP {resp.status})")

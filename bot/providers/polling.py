@@ -93,11 +93,14 @@ async def wait_for_result(
             if malformed < MAX_MALFORMED_IN_A_ROW:
                 log.warning("poll of %s job %s: %s; looking again", provider.name, handle.remote_id, exc)
                 continue
+            await _cancel_quietly(provider, handle)
             return Failed(reason=str(exc), retryable=False, charged=None, code="malformed_response")
         except ProviderError as exc:
             if exc.retryable:
                 log.warning("poll of %s job %s failed, will retry: %s", provider.name, handle.remote_id, exc)
                 continue
+            # We stop following it, so stop it running (and billing) at the provider too, where we can.
+            await _cancel_quietly(provider, handle)
             return Failed(reason=str(exc), retryable=False, charged=None, code=type(exc).__name__)
         malformed = 0
         if on_status is not None:
@@ -107,12 +110,16 @@ async def wait_for_result(
             return status
 
 
-async def _expire(provider: Provider, handle: RemoteHandle) -> Failed:
-    cancelled = False
+async def _cancel_quietly(provider: Provider, handle: RemoteHandle) -> bool:
     try:
-        cancelled = await provider.cancel(handle)
+        return await provider.cancel(handle)
     except ProviderError as exc:
-        log.warning("cancel of %s job %s after its deadline failed: %s", provider.name, handle.remote_id, exc)
+        log.warning("cancel of %s job %s failed: %s", provider.name, handle.remote_id, exc)
+        return False
+
+
+async def _expire(provider: Provider, handle: RemoteHandle) -> Failed:
+    cancelled = await _cancel_quietly(provider, handle)
     reason = "it did not finish before its deadline"
     if cancelled:
         reason += "; it was cancelled at the provider"

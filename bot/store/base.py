@@ -63,7 +63,8 @@ class JobStore(Protocol):
     async def enqueue_delivery(self, job_id: int, target: str, *, now: datetime) -> None:
         """Idempotent: a second call for the same job and target does nothing."""
 
-    async def due_deliveries(self, *, now: datetime, targets: Sequence[str], limit: int = 100) -> list[Delivery]: ...
+    async def due_deliveries(self, *, now: datetime, targets: Sequence[str], limit: int = 100) -> list[Delivery]:
+        """Pending deliveries of finished jobs whose next attempt is due, oldest first."""
 
     async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> None: ...
 

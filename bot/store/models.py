@@ -83,6 +83,20 @@ class NewJob:
     channel_id: str | None = None
     parent_job_id: int | None = None
     deadline_s: float = 600.0
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Written in the same transaction as the job, so no other process can adopt it before its creator starts it,
+    # and a delivery is owed from the first moment (a crash can never leave a finished job with nobody owing it).
+    lease: Lease | None = None
+    delivery_target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    owner: str
+    host: str
+    pid: int
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -554,17 +554,26 @@ class SqliteJobStore:
                     _concurrent_message(in_flight=usage.in_flight, limit=usage.limits.concurrent,
                                         scope=new.subject.scope),
                     kind="concurrent", limit=usage.limits.concurrent, used=usage.in_flight)
+            lease = new.lease
             cursor = await db.execute(
                 "INSERT INTO jobs (scope, user_id, origin, operation, request, provider, state, cost,"
-                " created_at, updated_at, deadline_at, attempts, parent_job_id, channel_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                " created_at, updated_at, deadline_at, attempts, parent_job_id, channel_id, seed, extra,"
+                " lease_owner, lease_host, lease_pid, lease_expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (new.subject.scope, new.subject.user_id, Origin(new.origin).value, new.operation,
                  _json(new.request), new.provider, JobState.PENDING.value, new.cost, created, created,
                  _ts(now + timedelta(seconds=new.deadline_s)), new.parent_job_id,
-                 _enc_text_or_none(new.channel_id)))
+                 _enc_text_or_none(new.channel_id), _enc_text_or_none(new.seed), _enc_extra(new.extra),
+                 lease.owner if lease else None, lease.host if lease else None, lease.pid if lease else None,
+                 _ts(now + timedelta(seconds=lease.seconds)) if lease else None))
             job_id = cursor.lastrowid
             await cursor.close()
             assert job_id is not None
+            if new.delivery_target is not None:
+                await db.execute(
+                    "INSERT INTO deliveries (job_id, target, state, attempts, next_attempt_at, created_at)"
+                    " VALUES (?, ?, ?, 0, ?, ?)",
+                    (job_id, new.delivery_target, DeliveryState.PENDING.value, created, created))
             job = await self._job(db, job_id)
         assert job is not None
         return job
@@ -781,10 +790,12 @@ class SqliteJobStore:
         async with self._lock:
             rows = await self._rows(
                 self._db,
+                # Only finished jobs have something to deliver; a delivery is owed from a job's creation on.
                 "SELECT * FROM deliveries WHERE state = ? AND next_attempt_at <= ?"
                 " AND target IN (SELECT value FROM json_each(?))"
+                " AND job_id IN (SELECT id FROM jobs WHERE state NOT IN (SELECT value FROM json_each(?)))"
                 " ORDER BY next_attempt_at, created_at, job_id LIMIT ?",
-                (DeliveryState.PENDING.value, _ts(now), _json(list(targets)), max(0, limit)))
+                (DeliveryState.PENDING.value, _ts(now), _json(list(targets)), _IN_FLIGHT_JSON, max(0, limit)))
         return [_delivery_from_row(r) for r in rows]
 
     async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> None:

@@ -246,3 +246,91 @@ async def test_a_request_the_first_provider_cannot_take_goes_to_the_next(
                                         provider="novita")
     finally:
         await novita.stop()
+
+
+async def test_cancelling_waiting_jobs_never_leaks_a_provider_slot(harness: Harness) -> None:
+    h = harness
+    gate = h.app.runner.gates["fal"]
+    gate.capacity = 1
+    h.fal.script = JobScript(queue_polls=0, running_polls=3)
+    jobs = [await h.app.runner.create(Subject.member(1, f"u{i}"), Origin.DISCORD, ImagineRequest(prompt=str(i)))
+            for i in range(4)]
+    for job in jobs[1:3]:
+        await h.app.runner.cancel(job.id, job.subject)
+    for job in (jobs[0], jobs[3]):
+        assert (await settle(h, job.id)).state is JobState.SUCCEEDED
+    assert gate.active == 0 and gate.waiting == 0
+
+
+async def test_a_submit_that_timed_out_is_not_sent_to_another_provider(
+        tmp_path: Path, harness: Harness) -> None:
+    """The timed-out request may have started a paid job: moving it elsewhere could pay twice."""
+    from tests.fakes.pixazo import FakePixazo
+
+    pixazo = FakePixazo(key="pk")
+    pixazo.latency_s = 1.0
+    await pixazo.start()
+    try:
+        settings = settings_for(tmp_path / "d", harness.fal, pixazo_api_key="pk", pixazo_base_url=pixazo.base_url,
+                                http_timeout_s=0.3)
+        async with open_app(settings, deliverers={"discord": RecordingDelivery()},
+                            config=RunnerConfig(origins=frozenset({Origin.DISCORD}))) as app:
+            job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))
+            assert job.provider == "pixazo"
+            await app.runner.wait(job.id)
+            done = await app.store.get_job(job.id)
+            assert done is not None and done.state is JobState.FAILED and done.provider == "pixazo"
+            assert done.charged is None and done.refunded  # may have been billed; the member is not charged
+            assert harness.fal.calls("POST") == []
+    finally:
+        await pixazo.stop()
+
+
+async def test_a_job_that_waited_in_line_past_its_deadline_is_not_sent(harness: Harness) -> None:
+    h = harness
+    h.app.runner.gates["fal"].capacity = 1
+    h.fal.script = JobScript(duration_s=1.0)
+    h.app.runner.config.deadlines = {"imagine": 0.6}
+    first = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="1"))
+    second = await h.app.runner.create(BOB, Origin.DISCORD, ImagineRequest(prompt="2"))
+    done = await settle(h, second.id)
+    assert done.state is JobState.FAILED and "waited in line" in (done.error_message or "")
+    assert done.refunded and done.charged is False
+    await settle(h, first.id)
+    assert len(h.fal.calls("POST")) == 1
+
+
+async def test_a_job_finished_just_before_a_crash_is_refunded_and_delivered_on_restart(harness: Harness) -> None:
+    h = harness
+    job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"), start=False)
+    # As if the process died right after writing the terminal state: no refund, no delivery yet.
+    await h.app.store.update_job(job.id, now=h.app.runner.clock(), state=JobState.FAILED, error_message="boom")
+    await h.app.runner.adopt()
+    done = await settle(h, job.id)
+    assert done.refunded and [j.id for j in h.delivery.delivered] == [job.id]
+
+
+async def test_the_delivery_loop_survives_a_failing_scan(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.runner
+
+    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 0.05)
+    monkeypatch.setattr(bot.runner, "DELIVERY_BACKOFF_S", (0.05,))
+    h = harness
+    real = h.app.store.due_deliveries
+    calls = 0
+
+    async def flaky(**kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database is locked")
+        return await real(**kwargs)
+
+    monkeypatch.setattr(h.app.store, "due_deliveries", flaky)
+    h.delivery.fail_times = 1
+    job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))
+    deadline = time.monotonic() + 10
+    while not await h.app.store.is_delivered(job.id, "discord"):
+        assert time.monotonic() < deadline, "the delivery loop died"
+        await asyncio.sleep(0.05)
+    assert calls >= 2
