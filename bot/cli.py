@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     quota.add_argument("--daily", type=int, help="set this user's daily image limit")
     quota.add_argument("--concurrent", type=int, help="set this user's limit on jobs in flight")
 
+    sub.add_parser("run", help="start the Discord bot (also what no subcommand does)")
     sub.add_parser("filters", help="list the filters the configured providers offer")
     sub.add_parser("doctor", help="check settings and whether each provider's key is accepted")
     return parser
@@ -137,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # discord.py narrates every connection step at INFO; Atelier's own log says what matters.
+        logging.getLogger("discord").setLevel(logging.WARNING)
     if args.command == "job":
         return asyncio.run(_job_main(args, settings))
     if args.command == "jobs":
@@ -147,10 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_filters(settings))
     if args.command == "doctor":
         return asyncio.run(_doctor(settings))
-    parser.print_help(sys.stderr)
-    print("\natelier: the Discord bot itself is not part of this build yet; use `atelier job ...`.",
-          file=sys.stderr)
-    return EXIT_REFUSED
+    return asyncio.run(_run_bot(settings))
 
 
 def _refuse_usage(argv: list[str], message: str) -> int:
@@ -378,6 +379,46 @@ async def _quota_main(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{subject.user_id} ({subject.scope}): {usage.used_today} of {usage.limits.daily} images used today, "
           f"{usage.remaining_today} left; resets {reset}")
     print(f"jobs in flight: {usage.in_flight} of {usage.limits.concurrent}")
+    return EXIT_OK
+
+
+# --- atelier run ---------------------------------------------------------------------------------------------
+
+
+async def _run_bot(settings: Settings) -> int:
+    # discord.py is needed only to run the bot: job commands start faster without importing it.
+    import discord  # noqa: PLC0415
+
+    from bot.discord_bot import AtelierBot, point_at  # noqa: PLC0415
+
+    if settings.discord_token is None:
+        print("atelier: DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in .env "
+              "(see .env.example).", file=sys.stderr)
+        return EXIT_REFUSED
+    point_at(settings)
+    stop = _interruptible()
+    config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
+    async with open_app(settings, deliverers={}, config=config) as app:
+        bot = AtelierBot(app)
+        async with bot:
+            runner = asyncio.ensure_future(bot.start(settings.discord_token.get_secret_value()))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not runner.done():
+                await bot.close()
+            try:
+                await runner
+            except discord.LoginFailure:
+                print("atelier: Discord rejected DISCORD_TOKEN (401 Unauthorized): copy the bot token again from "
+                      "the developer portal.", file=sys.stderr)
+                return EXIT_REFUSED
+            except discord.PrivilegedIntentsRequired:  # pragma: no cover - the bot asks for none
+                print("atelier: Discord refused the gateway intents.", file=sys.stderr)
+                return EXIT_REFUSED
+            except (discord.HTTPException, OSError) as exc:
+                print(f"atelier: cannot reach Discord: {exc}", file=sys.stderr)
+                return EXIT_FAILED
     return EXIT_OK
 
 

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=7.0, gt=0)
     lease_seconds: float = Field(default=30.0, gt=0)
 
+    # Discord.
+    discord_token: SecretStr | None = None
+    # Comma-separated guild ids: commands are synced to these guilds at start-up (instant), else globally.
+    discord_guild_ids: str = ""
+    # Where Discord's REST API and gateway are; only changed to point the bot at a local test double.
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = ""
+
     log_level: str = "INFO"
 
     @field_validator("glam_base_url", "fal_queue_url", "pixazo_base_url", "novita_base_url")
@@ -82,6 +90,25 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown operation(s) {sorted(unknown)}: use tryon, filter, edit, imagine")
         if any(v <= 0 for v in value.values()):
             raise ValueError("deadlines must be positive numbers of seconds")
+        return value
+
+    @property
+    def guild_ids(self) -> list[int]:
+        return [int(part) for part in self.discord_guild_ids.replace(" ", "").split(",") if part]
+
+    @field_validator("discord_guild_ids")
+    @classmethod
+    def _guild_ids_are_numbers(cls, value: str) -> str:
+        for part in value.replace(" ", "").split(","):
+            if part and not part.isdigit():
+                raise ValueError(f"{part[:30]!r} is not a guild id (a number)")
+        return value
+
+    @field_validator("discord_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @property

@@ -257,3 +257,39 @@ async def test_per_operation_deadline_from_settings(tmp_path: Path, fal: FakeFal
     code, result, _ = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path, env=env)
     assert code == 1 and result is not None and "deadline" in result["error"]
     assert len(fal.calls("PUT", "/cancel")) == 1
+
+
+async def test_run_without_a_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(ATELIER, "run", cwd=tmp_path, env=clean_env(),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert err.decode().strip().count("\n") == 0 and "DISCORD_TOKEN is not set" in err.decode()
+
+
+async def test_a_rejected_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    async def unauthorized(request: web.Request) -> web.Response:
+        return web.Response(status=401, text='{"message": "401: Unauthorized", "code": 0}',
+                            content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", unauthorized)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        env = clean_env(DISCORD_TOKEN="not-a-real-token", DISCORD_API_BASE=f"http://127.0.0.1:{port}/api/v10")
+        proc = await asyncio.create_subprocess_exec(ATELIER, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await runner.cleanup()
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    assert proc.returncode == 2
+    assert lines == ["atelier: Discord rejected DISCORD_TOKEN (401 Unauthorized): copy the bot token again from the "
+                     "developer portal."]
+    assert "not-a-real-token" not in err.decode()

@@ -1,0 +1,68 @@
+"""The Discord side: a thin commands.Bot that loads every cog in `cogs/` and syncs the command tree.
+
+Feature logic lives in the cogs; the job engine (runner, store, providers) is built in bot.app and injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import pkgutil
+
+import discord
+import yarl
+from discord.ext import commands
+
+import cogs
+from bot.app import App
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Everything the bot does needs no privileged intent: slash commands, components and reactions.
+INTENTS = discord.Intents.none()
+INTENTS.guilds = True
+INTENTS.guild_reactions = True
+INTENTS.dm_reactions = True
+
+# The permissions the invite link asks for, exactly those the bot uses.
+PERMISSIONS = discord.Permissions(send_messages=True, attach_files=True, embed_links=True, add_reactions=True,
+                                  read_message_history=True)
+
+
+def point_at(settings: Settings) -> None:
+    """Aim discord.py at another Discord (a local test double) when the settings say so; default: Discord."""
+    discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+    if settings.discord_gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+class AtelierBot(commands.Bot):
+    def __init__(self, app: App) -> None:
+        # Atelier never joins voice: the warnings about missing voice libraries would only confuse operators.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None)
+        self.app = app
+
+    async def setup_hook(self) -> None:
+        for module in pkgutil.iter_modules(cogs.__path__):
+            if not module.name.startswith("_"):
+                await self.load_extension(f"cogs.{module.name}")
+        guild_ids = self.app.settings.guild_ids
+        if guild_ids:
+            for guild_id in guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+        log.info("commands synced to %s", f"guilds {guild_ids}" if guild_ids else "all guilds (global)")
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("READY as %s (%s)", self.user, self.user.id)
+
+
+def invite_url(application_id: int) -> str:
+    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS,
+                                   scopes=("bot", "applications.commands"))
