@@ -18,6 +18,9 @@ class JobStore(Protocol):
 
     async def get_job(self, job_id: int) -> Job | None: ...
 
+    async def job_by_message(self, message_id: int | str) -> Job | None:
+        """The job whose result is shown by this (Discord) message."""
+
     async def list_jobs(self, subject: Subject | None = None, *, limit: int = 20,
                         states: Sequence[JobState] | None = None) -> list[Job]:
         """Newest first. subject=None lists every subject (operator views)."""

@@ -582,6 +582,11 @@ class SqliteJobStore:
         async with self._lock:
             return await self._job(self._db, job_id)
 
+    async def job_by_message(self, message_id: int | str) -> Job | None:
+        async with self._lock:
+            rows = await self._rows(self._db, "SELECT * FROM jobs WHERE message_id = ? LIMIT 1", (str(message_id),))
+        return _job_from_row(rows[0]) if rows else None
+
     async def list_jobs(self, subject: Subject | None = None, *, limit: int = 20,
                         states: Sequence[JobState] | None = None) -> list[Job]:
         states_json = _ALL_STATES_JSON if states is None else _json([JobState(s).value for s in states])

@@ -14,6 +14,15 @@ what a member would notice.
    while `channel.send` still works.
 6. The 3-second rule: /slowpoke sleeps before deferring.
 7. The command tree: local definitions, what was synced, what a member's picker offers.
+
+How SimCord waits (3.2.1), which decides how the bot must be written to be testable:
+- Every actor verb (`slash`, `click`, `react`, ...) returns once the bot's work has *settled*: finished, or parked on
+  something SimCord recognises (a sleep or timer beyond the watchdog, `wait_for`, a View timeout, an `ext.tasks`
+  interval, or an explicit `env.external_wait(...)`). Anything else still pending after `settle_timeout` (5 s wall
+  clock) raises TimeoutError "bot did not settle ... unknown wait".
+- A bot's `asyncio.sleep(s)` runs on the virtual clock but has a wall-clock fallback: if `s` fits in the watchdog,
+  SimCord really waits `s` seconds (and moves the virtual clock along); if not, it parks until `env.advance_time`.
+- Inside `env.external_wait(...)` every timer the waiting task arms (aiohttp timeouts, sleeps) is virtual only.
 """
 
 from __future__ import annotations

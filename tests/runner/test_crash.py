@@ -71,7 +71,7 @@ async def test_sigkill_in_every_state_then_restart_delivers_each_job_once(tmp_pa
 
     await wait_until(mixed)
     proc.send_signal(signal.SIGKILL)
-    await proc.wait()
+    await asyncio.wait_for(proc.wait(), 10)
     assert not (tmp_path / "deliveries.jsonl").exists()
     submits_before = len(fal.calls("POST"))
     assert submits_before == 4
@@ -86,8 +86,8 @@ async def test_sigkill_in_every_state_then_restart_delivers_each_job_once(tmp_pa
         await wait_until(all_delivered)
         await asyncio.sleep(0.5)  # anything delivered twice would show up now
     finally:
-        proc.send_signal(signal.SIGTERM)
-        await proc.wait()
+        proc.kill()
+        await asyncio.wait_for(proc.wait(), 10)
 
     lines = [json.loads(line) for line in (tmp_path / "deliveries.jsonl").read_text().splitlines()]
     assert sorted(d["job_id"] for d in lines) == [1, 2, 3, 4, 5, 6]
