@@ -59,6 +59,7 @@ from bot.store.models import (
 )
 from bot.store.refunds import refund_due
 from bot.tasks import TaskSet
+from bot.waits import ExternalWait, passthrough
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ class RunnerConfig:
 class Runner:
     def __init__(self, *, store: JobStore, providers: Providers, blobs: BlobStore, settings: Settings,
                  deliverers: Mapping[str, Deliverer], config: RunnerConfig | None = None,
-                 schedule: PollSchedule | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+                 schedule: PollSchedule | None = None, clock: Callable[[], datetime] = utcnow,
+                 external_wait: ExternalWait = passthrough) -> None:
         self.store = store
         self.providers = providers
         self.blobs = blobs
@@ -121,6 +123,7 @@ class Runner:
         self.config = config or RunnerConfig()
         self.schedule = schedule or PollSchedule(initial_s=settings.poll_initial_s, max_s=settings.poll_max_s)
         self.clock = clock
+        self.external_wait = external_wait
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
@@ -218,12 +221,17 @@ class Runner:
                      request=codec.encode(request), provider=chosen.name, cost=image_count(request),
                      channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline,
                      seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},
-                     lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds) if start else None,
+                     lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
                      delivery_target=origin.value)
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
         if start:
             self._spawn(job.id)
         return job
+
+    def begin(self, job_id: int) -> None:
+        """Start a job created with start=False (its creator first posted somewhere to show its progress).
+        Until then it is leased to this process, so nobody else starts it."""
+        self._spawn(job_id)
 
     async def _choose(self, request: Request, provider: str | None,
                       preferred: Sequence[str] | None) -> tuple[Provider, list[str]]:
@@ -249,7 +257,8 @@ class Runner:
         return able[0], [p.name for p in able[1:]]
 
     async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
-                    channel_id: str | None = None, extra: Mapping[str, Any] | None = None) -> Job:
+                    channel_id: str | None = None, extra: Mapping[str, Any] | None = None,
+                    preferred: Sequence[str] | None = None, start: bool = True) -> Job:
         """Retry (the same request) or vary (a new random seed) any job, as `subject`'s new job."""
         original = await self.store.get_job(job_id)
         if original is None:
@@ -260,10 +269,16 @@ class Runner:
             raise InputError(f"Job {job_id}'s input images are no longer kept, so it cannot be run again.") from exc
         if vary and isinstance(request, EditRequest | ImagineRequest):
             request = replace(request, seed=random.randint(0, 2**31 - 1))
+        # The original provider if it is still configured (and can take the request), else the order.
         provider = original.provider if original.provider in self.providers else None
-        return await self.create(subject, origin, request, provider=provider,
+        if provider is not None:
+            try:
+                await self.providers.get(provider).validate(request)
+            except (InputError, ConfigError, ProviderError):
+                provider = None
+        return await self.create(subject, origin, request, provider=provider, preferred=preferred,
                                  channel_id=channel_id or original.channel_id, parent_job_id=original.id,
-                                 extra=extra)
+                                 extra=extra, start=start)
 
     async def cancel(self, job_id: int, subject: Subject | None, *, reason: str = "cancelled") -> Job:
         """Cancel a job (subject None = an operator). Queued locally: dropped; at the provider: cancelled
@@ -460,7 +475,7 @@ class Runner:
         return await asyncio.shield(send)
 
     async def _send(self, job_id: int, provider: Provider, request: Request) -> Job | None:
-        handle = await provider.submit(request)
+        handle = await self.external_wait(provider.submit(request), reason=f"{provider.name} submit")
         stored = await self.store.transition(job_id, [JobState.SUBMITTING], now=self.clock(),
                                              state=JobState.QUEUED, handle=handle.model_dump(mode="json"),
                                              submitted_at=self.clock())
@@ -488,7 +503,8 @@ class Runner:
         last: int | None = None
         try:
             while True:
-                done, _ = await asyncio.wait({acquire}, timeout=1.0)
+                done, _ = await self.external_wait(asyncio.wait({acquire}, timeout=1.0),
+                                                   reason=f"a {job.provider} slot")
                 if done:
                     acquire.result()
                     return
@@ -534,6 +550,7 @@ class Runner:
 
         try:
             result = await wait_for_result(provider, handle, deadline=time.monotonic() + remaining,
+                                           external_wait=self.external_wait,
                                            schedule=self.schedule, on_status=on_status)
         except asyncio.CancelledError:
             latest = await self._reload(job)
@@ -562,7 +579,7 @@ class Runner:
         try:
             async with asyncio.timeout(budget):
                 for output in result.outputs:
-                    image = await provider.fetch(output)
+                    image = await self.external_wait(provider.fetch(output), reason=f"{provider.name} download")
                     digest, path = await self.blobs.put(image.data)
                     outputs.append(StoredOutput(sha256=digest, mime=image.mime, width=image.width,
                                                 height=image.height, provider_url=output.url, nsfw=image.nsfw,
@@ -639,7 +656,8 @@ class Runner:
     async def _delivery_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_delivery.wait(), timeout=DELIVERY_SCAN_S)
+                async with asyncio.timeout(DELIVERY_SCAN_S):
+                    await self.external_wait(self._wake_delivery.wait(), reason="deliveries due")
             self._wake_delivery.clear()
             try:
                 await self._deliver_due()

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.errors import MalformedResponseError, ProviderError
+from bot.waits import ExternalWait, passthrough
 from bot.providers.base import Provider
 from bot.providers.status import Failed, JobStatus, Queued, RemoteHandle, Running, Terminal, is_terminal
 
@@ -66,6 +67,7 @@ async def wait_for_result(
     on_status: StatusCallback | None = None,
     clock: Callable[[], float] = time.monotonic,
     first_status: JobStatus | None = None,
+    external_wait: ExternalWait = passthrough,
 ) -> Terminal:
     """Poll until the job ends or the deadline (a `clock()` value) passes; then cancel where the API can.
 
@@ -87,7 +89,7 @@ async def wait_for_result(
             return await _expire(provider, handle)
         polls += 1
         try:
-            status = await provider.poll(handle)
+            status = await external_wait(provider.poll(handle), reason=f"{provider.name} status")
         except MalformedResponseError as exc:
             malformed += 1
             if malformed < MAX_MALFORMED_IN_A_ROW:

@@ -171,6 +171,7 @@ async def test_a_job_caught_mid_submit_by_a_crash_is_failed_not_resent(tmp_path:
     h = harness
     job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"), start=False)
     await h.app.store.update_job(job.id, now=h.app.runner.clock(), state=JobState.SUBMITTING)
+    await h.app.store.release(job.id, h.app.runner.owner)  # its process is gone
     await h.app.runner.adopt()
     done = await settle(h, job.id)
     assert done.state is JobState.FAILED and done.error_code == "interrupted" and done.refunded
@@ -305,6 +306,7 @@ async def test_a_job_finished_just_before_a_crash_is_refunded_and_delivered_on_r
     job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"), start=False)
     # As if the process died right after writing the terminal state: no refund, no delivery yet.
     await h.app.store.update_job(job.id, now=h.app.runner.clock(), state=JobState.FAILED, error_message="boom")
+    await h.app.store.release(job.id, h.app.runner.owner)  # its process is gone
     await h.app.runner.adopt()
     done = await settle(h, job.id)
     assert done.refunded and [j.id for j in h.delivery.delivered] == [job.id]
