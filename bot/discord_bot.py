@@ -15,6 +15,7 @@ from discord.ext import commands
 import cogs
 from bot.app import App
 from bot.settings import Settings
+from cogs._common import Cooldowns
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,14 @@ def point_at(settings: Settings) -> None:
 
 
 class AtelierBot(commands.Bot):
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, start_runner: bool = True) -> None:
         # Atelier never joins voice: the warnings about missing voice libraries would only confuse operators.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
         super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None)
         self.app = app
+        self.cooldowns = Cooldowns()
+        self.start_runner = start_runner
 
     async def setup_hook(self) -> None:
         for module in pkgutil.iter_modules(cogs.__path__):
@@ -57,6 +60,9 @@ class AtelierBot(commands.Bot):
         else:
             await self.tree.sync()
         log.info("commands synced to %s", f"guilds {guild_ids}" if guild_ids else "all guilds (global)")
+        if self.start_runner:
+            # Jobs resume only now, when the cogs that deliver them are loaded.
+            await self.app.runner.start()
 
     async def on_ready(self) -> None:
         assert self.user is not None

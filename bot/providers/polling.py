@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.errors import MalformedResponseError, ProviderError
-from bot.waits import ExternalWait, passthrough
 from bot.providers.base import Provider
 from bot.providers.status import Failed, JobStatus, Queued, RemoteHandle, Running, Terminal, is_terminal
+from bot.waits import ExternalWait, passthrough
 
 log = logging.getLogger(__name__)
 

@@ -42,6 +42,9 @@ class JobStore(Protocol):
     # --- quotas ------------------------------------------------------------------------------------------
     async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage: ...
 
+    async def scope_usage(self, scope: str, *, now: datetime) -> list[tuple[str, int, int]]:
+        """(user_id, images used today, jobs created today) for every user active today in a scope."""
+
     async def set_limit(self, scope: str, kind: str, subject_id: str, *, daily: int | None,
                         concurrent: int | None) -> None:
         """kind: "member" (a user in a scope), "role", or "scope" (the guild's default; subject_id "")."""

@@ -687,6 +687,18 @@ class SqliteJobStore:
         return QuotaUsage(subject=subject, limits=limits, used_today=int(used[0][0]),
                           in_flight=int(in_flight[0][0]), resets_at=resets_at)
 
+    async def scope_usage(self, scope: str, *, now: datetime) -> list[tuple[str, int, int]]:
+        """(user_id, images used today, jobs created today) for every user active today in a scope."""
+        day_start, resets_at = day_bounds(now)
+        async with self._lock:
+            rows = await self._rows(
+                self._db,
+                "SELECT user_id, COALESCE(SUM(CASE WHEN refunded = 0 THEN cost ELSE 0 END), 0), COUNT(*)"
+                " FROM jobs WHERE scope = ? AND created_at >= ? AND created_at < ?"
+                " GROUP BY user_id ORDER BY 2 DESC, 3 DESC",
+                (scope, _ts(day_start), _ts(resets_at)))
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
     async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage:
         async with self._transaction(write=False) as db:  # one snapshot for all three figures
             return await self._usage(db, subject, defaults=defaults, now=now)

@@ -1,0 +1,117 @@
+"""What every command cog shares: the acknowledgement, guild settings, refusals, and starting a job in a channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.errors import AtelierError, QuotaError
+from bot.images import load_image
+from bot.operations import ImageInput, Operation
+from bot.store.models import Subject
+
+if TYPE_CHECKING:
+    from bot.discord_bot import AtelierBot
+
+COMMANDS = ("tryon", "filter", "edit", "imagine")
+# The provider order an operation falls back on when a guild has not chosen one.
+ALLOWED_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
+
+
+class Refusal(Exception):
+    """A private, clear answer to a member; nothing was charged."""
+
+
+@dataclass
+class GuildContext:
+    guild: discord.Guild
+    channel: discord.abc.Messageable
+    member: discord.Member
+    settings: dict[str, Any]
+
+    @property
+    def subject(self) -> Subject:
+        roles = tuple(str(r.id) for r in self.member.roles if not r.is_default())
+        return Subject.member(self.guild.id, self.member.id, roles)
+
+    def provider_order(self, operation: Operation) -> list[str] | None:
+        return self.provider_order_for(operation.value)
+
+    def provider_order_for(self, operation: str) -> list[str] | None:
+        order = self.settings.get("provider_order", {}).get(operation)
+        return list(order) if order else None
+
+
+def bot_of(interaction: discord.Interaction) -> AtelierBot:
+    return interaction.client  # type: ignore[return-value]
+
+
+async def acknowledge(interaction: discord.Interaction) -> None:
+    """First thing, always: Discord gives three seconds, and everything after may be slow."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
+
+
+async def answer(interaction: discord.Interaction, text: str) -> None:
+    """The private answer to a deferred interaction (edits the "thinking…" message only the member sees)."""
+    # The token may be gone (an unusually slow path): a private follow-up cannot be sent either.
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.edit_original_response(content=text[:1900])
+
+
+async def guild_context(interaction: discord.Interaction, command: str) -> GuildContext:
+    if interaction.guild is None or not isinstance(interaction.user, discord.Member) or interaction.channel is None:
+        raise Refusal("Atelier works in servers: use this command in a server channel.")
+    bot = bot_of(interaction)
+    settings = await bot.app.store.guild_settings(interaction.guild.id)
+    if command in settings.get("disabled_commands", []):
+        raise Refusal(f"/{command} is turned off in this server.")
+    cooldown = float(settings.get("cooldown_s", 0) or 0)
+    if cooldown > 0 and command in COMMANDS:
+        wait = bot.cooldowns.check(interaction.guild.id, interaction.user.id, cooldown)
+        if wait > 0:
+            raise Refusal(f"Slow down a little: you can start another job in {wait:.0f} s.")
+    assert isinstance(interaction.channel, discord.abc.Messageable)
+    return GuildContext(interaction.guild, interaction.channel, interaction.user, settings)
+
+
+async def read_attachment(bot: AtelierBot, attachment: discord.Attachment, label: str) -> ImageInput:
+    """Download at once (attachment URLs are signed and expire) and decide by decoding, never by name."""
+    limits = bot.app.settings.image_limits
+    if attachment.size > limits.max_bytes:
+        raise Refusal(f"The {label} is {attachment.size / 1_048_576:.1f} MB; the limit is "
+                      f"{limits.max_bytes / 1_048_576:.0f} MB.")
+    if attachment.size == 0:
+        raise Refusal(f"The {label} is empty (0 bytes).")
+    try:
+        data = await attachment.read()
+    except discord.HTTPException as exc:
+        raise Refusal(f"The {label} could not be downloaded from Discord ({exc.status}); please attach it again.") \
+            from exc
+    return await asyncio.to_thread(load_image, data, filename=attachment.filename, limits=limits, label=label)
+
+
+def refusal_text(exc: Exception) -> str:
+    if isinstance(exc, QuotaError | Refusal | AtelierError):
+        return str(exc)
+    return "Something went wrong on our side; nothing was charged. Please try again."
+
+
+class Cooldowns:
+    """A per-member burst cooldown per guild (set by the guild's admins; off by default)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[int, int], float] = {}
+
+    def check(self, guild_id: int, user_id: int, cooldown_s: float) -> float:
+        now = time.monotonic()
+        last = self._last.get((guild_id, user_id))
+        if last is not None and now - last < cooldown_s:
+            return cooldown_s - (now - last)
+        self._last[(guild_id, user_id)] = now
+        return 0.0

@@ -1,0 +1,123 @@
+"""/tryon, /filter, /edit and /imagine: acknowledge at once, check everything privately, then start a public job."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import AtelierError
+from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, Size, TryonRequest
+from cogs._common import (
+    GuildContext,
+    Refusal,
+    acknowledge,
+    answer,
+    bot_of,
+    guild_context,
+    read_attachment,
+    refusal_text,
+)
+from cogs._render import SIZE_CHOICES
+from cogs._start import start_job
+
+if TYPE_CHECKING:
+    from bot.discord_bot import AtelierBot
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[[GuildContext], Awaitable[Request]]
+SIZES = [app_commands.Choice(name=label, value=value) for value, label in SIZE_CHOICES.items()]
+MASKS = [app_commands.Choice(name="Whole outfit", value="overall"),
+         app_commands.Choice(name="Upper body", value="upper"),
+         app_commands.Choice(name="Lower body", value="lower")]
+SEED = app_commands.Range[int, 0, 2**32 - 1]
+COUNT = app_commands.Range[int, 1, 4]
+
+
+class Imaging(commands.Cog):
+    def __init__(self, bot: AtelierBot) -> None:
+        self.bot = bot
+
+    async def _run(self, interaction: discord.Interaction, command: str, build: Builder) -> None:
+        await acknowledge(interaction)
+        try:
+            ctx = await guild_context(interaction, command)
+            request = await build(ctx)
+            await start_job(interaction, ctx, request)
+        except (Refusal, AtelierError) as exc:
+            await answer(interaction, refusal_text(exc))
+        except Exception:
+            log.exception("/%s failed", command)
+            await answer(interaction, refusal_text(RuntimeError()))
+
+    @app_commands.command(name="tryon", description="Put the garment from one photo onto the person in another")
+    @app_commands.describe(person="A photo of the person", garment="A photo of the garment",
+                           mask="Which part of the outfit to replace (default: whole outfit)")
+    @app_commands.choices(mask=MASKS)
+    @app_commands.guild_only()
+    async def tryon(self, interaction: discord.Interaction, person: discord.Attachment, garment: discord.Attachment,
+                    mask: app_commands.Choice[str] | None = None) -> None:
+        async def build(ctx: GuildContext) -> Request:
+            return TryonRequest(person=await read_attachment(self.bot, person, "person photo"),
+                                garment=await read_attachment(self.bot, garment, "garment photo"),
+                                mask=mask.value if mask else "overall")  # type: ignore[arg-type]
+        await self._run(interaction, "tryon", build)
+
+    @app_commands.command(name="filter", description="Restyle a photo with a named filter")
+    @app_commands.describe(image="The photo to restyle", name="The filter (start typing to see them)")
+    @app_commands.guild_only()
+    async def filter(self, interaction: discord.Interaction, image: discord.Attachment,
+                     name: app_commands.Range[str, 1, 100]) -> None:
+        async def build(ctx: GuildContext) -> Request:
+            return FilterRequest(image=await read_attachment(self.bot, image, "image"), name=name.strip())
+        await self._run(interaction, "filter", build)
+
+    @filter.autocomplete("name")
+    async def filter_names(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        try:
+            filters = await bot_of(interaction).app.providers.filters()
+        except AtelierError:
+            return []
+        needle = current.lower().strip()
+        return [app_commands.Choice(name=f"{f.name} ({f.provider})"[:100], value=f.name)
+                for f in filters if needle in f.name.lower()][:25]
+
+    @app_commands.command(name="edit", description="Change an image by a text prompt")
+    @app_commands.describe(image="The image to change", prompt="What to change", image2="Another image",
+                           image3="Another image", image4="Another image", size="Output shape",
+                           seed="Same seed + same prompt = same result", count="How many images (1-4)")
+    @app_commands.choices(size=SIZES)
+    @app_commands.guild_only()
+    async def edit(self, interaction: discord.Interaction, image: discord.Attachment, prompt: str,
+                   image2: discord.Attachment | None = None, image3: discord.Attachment | None = None,
+                   image4: discord.Attachment | None = None, size: app_commands.Choice[str] | None = None,
+                   seed: SEED | None = None, count: COUNT = 1) -> None:
+        async def build(ctx: GuildContext) -> Request:
+            attachments = [a for a in (image, image2, image3, image4) if a is not None]
+            images = tuple([await read_attachment(self.bot, a, f"image {i}") for i, a in enumerate(attachments, 1)])
+            return EditRequest(images=images, prompt=prompt.strip(), size=Size.parse(size.value) if size else None,
+                               seed=seed, count=count)
+        await self._run(interaction, "edit", build)
+
+    @app_commands.command(name="imagine", description="Make an image from a prompt")
+    @app_commands.describe(prompt="What to make", size="Output shape", seed="Same seed + same prompt = same result",
+                           count="How many images (1-4)")
+    @app_commands.choices(size=SIZES)
+    @app_commands.guild_only()
+    async def imagine(self, interaction: discord.Interaction, prompt: str,
+                      size: app_commands.Choice[str] | None = None, seed: SEED | None = None,
+                      count: COUNT = 1) -> None:
+        async def build(ctx: GuildContext) -> Request:
+            return ImagineRequest(prompt=prompt.strip(), size=Size.parse(size.value) if size else None, seed=seed,
+                                  count=count)
+        await self._run(interaction, "imagine", build)
+
+
+async def setup(bot: AtelierBot) -> None:
+    await bot.add_cog(Imaging(bot))
+
