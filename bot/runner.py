@@ -14,7 +14,6 @@ restarted process resumes from the stored state:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -133,7 +132,6 @@ class Runner:
         self._listeners: list[Listener] = []
         self._delivering: set[int] = set()
         self._submits: set[asyncio.Future[Job | None]] = set()
-        self._wake_delivery = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -639,7 +637,6 @@ class Runner:
                         wait, exc)
             await self.store.delivery_failed(job.id, target, error=str(exc)[:500],
                                              next_attempt_at=self.clock() + timedelta(seconds=wait))
-            self._wake_delivery.set()
             return
         finally:
             self._delivering.discard(job.id)
@@ -655,10 +652,9 @@ class Runner:
 
     async def _delivery_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DELIVERY_SCAN_S):
-                    await self.external_wait(self._wake_delivery.wait(), reason="deliveries due")
-            self._wake_delivery.clear()
+            # A plain sleep: failed deliveries are retried on their own schedule (next_attempt_at), so nothing
+            # needs to wake this loop early.
+            await asyncio.sleep(DELIVERY_SCAN_S)
             try:
                 await self._deliver_due()
             except Exception:

@@ -65,7 +65,7 @@ async def wait_for_result(
     deadline: float,
     schedule: PollSchedule | None = None,
     on_status: StatusCallback | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] | None = None,
     first_status: JobStatus | None = None,
     external_wait: ExternalWait = passthrough,
 ) -> Terminal:
@@ -75,6 +75,8 @@ async def wait_for_result(
     cannot get better (a rejected key, an unknown status) end it as failed.
     """
     schedule = schedule or PollSchedule()
+    # Looked up now, not at import: the deadline was computed with the same clock by the caller.
+    clock = clock or time.monotonic
     started = clock()
     status: JobStatus | None = first_status
     polls = 0
