@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 
 import discord
 import pytest
-import simcord
 from PIL import Image
 
 import bot.runner
 import cogs._delivery
 from bot.app import App, open_app
 from bot.discord_bot import AtelierBot
+from bot.providers.http import HttpPolicy
 from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import JobState, Origin
@@ -143,3 +143,208 @@ async def test_a_text_file_named_png_is_refused_privately_and_nothing_is_sent(
     result = await world.alice.slash(world.channel, "edit", image=("cat.png", b"just some text"), prompt="x")
     assert result.response is not None and "not an image" in result.response.content
     assert result.ephemeral and public(world) == [] and fal.requests == []
+
+
+def buttons(message: discord.Message) -> list[str]:
+    return [c.label or "" for row in message.components for c in row.children]  # type: ignore[union-attr]
+
+
+async def test_tryon_sends_both_photos_and_the_mask_and_posts_glams_image(atelier: World, glam: FakeGlam) -> None:
+    world = atelier
+    result = await world.alice.slash(world.channel, "tryon", person=("me.png", PHOTO),
+                                     garment=("shirt.png", png_bytes(120, 120)), mask="upper")
+    assert result.response is not None and result.response.content.startswith("Started job #1")
+    posted = await wait_for_result(world, 1)
+    assert await posted.attachments[0].read() in glam.files.values()
+    assert "mask upper" in posted.content
+    assert buttons(posted) == ["Retry", "Delete"]  # no seed, so no Vary
+    assert len(glam.uploads) == 2
+
+
+async def test_filter_with_a_glam_filter_and_unknown_names_refused(atelier: World, glam: FakeGlam) -> None:
+    world = atelier
+    unknown = await world.alice.slash(world.channel, "filter", image=("me.png", PHOTO), name="glitter")
+    assert unknown.response is not None and "Unknown filter" in unknown.response.content
+    assert public(world) == [] and glam.calls("POST", "/generate") == []
+    await world.alice.slash(world.channel, "filter", image=("me.png", PHOTO), name="real_sunset")
+    posted = await wait_for_result(world, 1)
+    assert "filter **real\\_sunset**" in posted.content and posted.attachments  # markdown-escaped
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"image": ("empty.png", b""), "prompt": "x"}, "empty"),
+    ({"image": ("huge.png", png_bytes(64, 64)), "prompt": "x" * 1001}, "1000"),
+    ({"image": ("tiny.png", png_bytes(20, 20)), "prompt": "x"}, "at least 64"),
+])
+async def test_bad_edit_inputs_are_refused_privately(atelier: World, fal: FakeFal, kwargs: dict[str, Any],
+                                                     message: str) -> None:
+    world = atelier
+    result = await world.alice.slash(world.channel, "edit", **kwargs)
+    assert result.ephemeral and result.response is not None and message in result.response.content
+    assert public(world) == [] and fal.requests == []
+    assert await world.env.bot.app.store.list_jobs(None) == []  # type: ignore[attr-defined]
+
+
+async def test_sixty_megapixels_is_refused_before_decoding(atelier: World, fal: FakeFal) -> None:
+    world = atelier
+    buf = io.BytesIO()
+    Image.new("L", (10_000, 6_000)).save(buf, "PNG")
+    result = await world.alice.slash(world.channel, "edit", image=("big.png", buf.getvalue()), prompt="x")
+    assert result.response is not None and "60.0 megapixels" in result.response.content
+    assert fal.requests == []
+
+
+async def test_quota_exhaustion_is_private_and_names_the_reset(atelier: World, app: App, fal: FakeFal) -> None:
+    world = atelier
+    await app.store.set_limit(f"guild:{world.guild.id}", "member", str(world.alice.id), daily=2, concurrent=None)
+    await world.alice.slash(world.channel, "imagine", prompt="one", count=2)
+    await wait_for_result(world, 1)
+    refused = await world.alice.slash(world.channel, "imagine", prompt="two")
+    assert refused.response is not None and "used 2 of your 2" in refused.response.content
+    assert "resets" in refused.response.content and refused.ephemeral
+    quota = await world.alice.slash(world.channel, "quota")
+    assert quota.response is not None and "**2** of **2**" in quota.response.content
+    # Bob's quota is his own.
+    ok = await world.bob.slash(world.channel, "imagine", prompt="three")
+    assert ok.response is not None and ok.response.content.startswith("Started job #2")
+
+
+async def test_retry_and_vary_by_button_for_the_owner_and_another_member(atelier: World, app: App) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox", seed=42)
+    first = await wait_for_result(world, 1)
+    retry = await world.bob.click(first, label="Retry")
+    assert retry.ephemeral and retry.response is not None and retry.response.content.startswith("Started job #2")
+    vary = await world.alice.click(first, label="Vary")
+    assert vary.response is not None and vary.response.content.startswith("Started job #3")
+    await wait_for_result(world, 2)
+    await wait_for_result(world, 3)
+    job2, job3 = await app.store.get_job(2), await app.store.get_job(3)
+    assert job2 is not None and job3 is not None
+    assert job2.subject.user_id == str(world.bob.id) and job2.request["seed"] == 42
+    assert job3.subject.user_id == str(world.alice.id) and job3.request["seed"] != 42
+    bob_usage = await app.runner.usage(job2.subject)
+    assert bob_usage.used_today == 1
+
+
+async def test_reactions_retry_vary_mail_and_delete(atelier: World, app: App) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox", seed=1)
+    first = await wait_for_result(world, 1)
+    await world.bob.react(first, "🔄")
+    await wait_for_result(world, 2)
+    await world.alice.react(first, "🎲")
+    await wait_for_result(world, 3)
+    job2, job3 = await app.store.get_job(2), await app.store.get_job(3)
+    assert job2 is not None and job2.subject.user_id == str(world.bob.id) and job2.request["seed"] == 1
+    assert job3 is not None and job3.request["seed"] != 1
+    await world.bob.react(first, "❌")  # not the owner: nothing happens
+    assert result_message(world, 1) is not None
+    await world.alice.react(first, "❌")
+    await world.env.settle()
+    assert result_message(world, 1) is None
+
+
+async def test_delete_button_is_for_the_owner_only(atelier: World) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    posted = await wait_for_result(world, 1)
+    refused = await world.bob.click(posted, label="Delete")
+    assert refused.response is not None and "Only the member who made this" in refused.response.content
+    assert result_message(world, 1) is not None
+    done = await world.alice.click(posted, label="Delete")
+    assert done.response is not None and "Deleted" in done.response.content
+    assert result_message(world, 1) is None
+
+
+async def test_cancel_a_running_job(atelier: World, fal: FakeFal, app: App) -> None:
+    world = atelier
+    fal.hold_paths = ["/status"]  # the job sits at the provider until cancelled
+    await world.alice.slash(world.channel, "imagine", prompt="slow")
+    result = await world.alice.slash(world.channel, "cancel")
+    assert result.response is not None and "Job #1 is cancelled" in result.response.content
+    assert "Nothing was charged" in result.response.content
+    failed = await wait_for_result(world, 1)
+    assert "cancelled" in failed.content and buttons(failed) == ["Retry", "Vary"]
+    job = await app.store.get_job(1)
+    assert job is not None and job.state is JobState.CANCELLED and job.refunded
+    assert len(fal.calls("PUT", "/cancel")) == 1
+
+
+async def test_a_failure_says_why_refunds_and_offers_retry(atelier: World, fal: FakeFal, app: App) -> None:
+    world = atelier
+    fal.script = JobScript(outcome="fail", fail_reason="Content policy violation")
+    await world.alice.slash(world.channel, "imagine", prompt="x")
+    failed = await wait_for_result(world, 1)
+    assert "Content policy violation" in failed.content and "Nothing was charged" in failed.content
+    assert "Retry" in buttons(failed)
+    fal.script = JobScript()
+    again = await world.alice.click(failed, label="Retry")
+    assert again.response is not None and again.response.content.startswith("Started job #2")
+    assert (await wait_for_result(world, 2)).attachments
+
+
+async def test_a_job_that_outlives_the_interaction_token_is_still_delivered(
+        atelier: World, fal: FakeFal, app: App) -> None:
+    world = atelier
+    app.settings.job_deadline_s = 3600.0
+    http = app.providers.get("fal").http
+    assert http is not None
+    http.policy = HttpPolicy(timeout_s=3600.0)  # the held poll must outlast the 16 virtual minutes
+    fal.hold_paths = ["/status"]
+    await world.alice.slash(world.channel, "imagine", prompt="slow")
+    await world.env.advance_time(16 * 60)  # the interaction token is now dead
+    fal.hold_paths = []
+    fal.release.set()
+    posted = await wait_for_result(world, 1)
+    assert posted.attachments and world.alice.mention in posted.content
+
+
+async def test_nsfw_results_are_withheld_outside_age_restricted_channels(atelier: World, fal: FakeFal) -> None:
+    world = atelier
+    fal.script = JobScript(nsfw=True)
+    await world.alice.slash(world.channel, "imagine", prompt="x")
+    posted = await wait_for_result(world, 1)
+    assert "NSFW" in posted.content and posted.attachments == []
+
+
+async def test_the_command_tree_has_exactly_the_contracted_commands(atelier: World) -> None:
+    tree = world_tree(atelier)
+    assert tree == {
+        "tryon": ["person", "garment", "mask"],
+        "filter": ["image", "name"],
+        "edit": ["image", "prompt", "image2", "image3", "image4", "size", "seed", "count"],
+        "imagine": ["prompt", "size", "seed", "count"],
+        "jobs": [], "quota": [], "cancel": ["job"],
+        "atelier": ["limits", "allowance", "command", "providers", "cooldown", "usage"],
+    }
+
+
+def world_tree(world: World) -> dict[str, list[str]]:
+    bot_ = world.env.bot
+    result: dict[str, list[str]] = {}
+    for command in bot_.tree.get_commands():
+        if isinstance(command, discord.app_commands.Group):
+            result[command.name] = [c.name for c in command.commands]
+        else:
+            result[command.name] = [p.name for p in command.parameters]  # type: ignore[union-attr]
+    return result
+
+
+async def test_buttons_keep_working_after_a_restart(atelier: World, app: App, late_wait: LateWait) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    first = await wait_for_result(world, 1)
+    # A restart is a new process: a new engine on the same database, and a new bot object.
+    old = world.env.bot
+    await app.runner.stop()
+    async with open_app(app.settings, deliverers={}, config=RunnerConfig(origins=frozenset({Origin.DISCORD})),
+                        start=False) as fresh:
+        fresh.runner.external_wait = late_wait
+        new = AtelierBot(fresh)
+        await world.env.restart_bot(new)
+        await old.close()
+        again = await world.bob.click(first, label="Retry")
+        assert again.response is not None and again.response.content.startswith("Started job #2")
+        assert (await wait_for_result(world, 2)).attachments
+        await fresh.runner.stop()

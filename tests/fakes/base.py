@@ -147,6 +147,9 @@ class FakeServer:
         self.script = JobScript()  # applied to each new job; tests change it
         self.scripts: list[JobScript] = []  # if non-empty, popped for each new job first
         self.latency_s = 0.0  # added to every response
+        # Requests whose path contains one of these wait until `release` is set (a job stuck at the provider).
+        self.hold_paths: list[str] = []
+        self.release = asyncio.Event()
         self.malformed_next = 0  # answer this many requests with broken JSON
         self.expire_outputs = False  # output URLs answer 403 as if their signature expired
         self.output_color = (200, 40, 90)
@@ -176,6 +179,7 @@ class FakeServer:
         return self.base_url
 
     async def stop(self) -> None:
+        self.release.set()  # let held requests finish, or shutdown waits for them
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -228,6 +232,8 @@ class FakeServer:
         ))
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
+        if any(part in request.path for part in self.hold_paths):
+            await self.release.wait()
         if request.path.startswith(("/_files/", "/_admin/")):
             return await handler(request)
         for fault in self.faults:
