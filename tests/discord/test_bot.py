@@ -348,3 +348,93 @@ async def test_buttons_keep_working_after_a_restart(atelier: World, app: App, la
         assert again.response is not None and again.response.content.startswith("Started job #2")
         assert (await wait_for_result(world, 2)).attachments
         await fresh.runner.stop()
+
+
+@pytest.fixture
+def admin(atelier: World) -> Any:
+    role = atelier.guild.create_role("mods", permissions=discord.Permissions(manage_guild=True))
+    return atelier.guild.add_member(atelier.env.create_user("carol"), roles=[role])
+
+
+async def test_admin_commands_are_only_offered_to_managers(atelier: World, admin: Any) -> None:
+    assert "atelier limits" in admin.available_commands(atelier.channel)
+    assert not any(c.startswith("atelier") for c in atelier.alice.available_commands(atelier.channel))
+
+
+async def test_admin_limits_and_allowances_apply_to_members(atelier: World, admin: Any, app: App) -> None:
+    world = atelier
+    result = await admin.slash(world.channel, "atelier limits", daily=1)
+    assert result.ephemeral and result.response is not None and "1 images a day" in result.response.content
+    await world.alice.slash(world.channel, "imagine", prompt="one")
+    refused = await world.alice.slash(world.channel, "imagine", prompt="two")
+    assert refused.response is not None and "used 1 of your 1" in refused.response.content
+    await admin.slash(world.channel, "atelier allowance", target=world.alice, daily=3)
+    again = await world.alice.slash(world.channel, "imagine", prompt="two")
+    assert again.response is not None and again.response.content.startswith("Started job #2")
+    usage = await admin.slash(world.channel, "atelier usage")
+    assert usage.response is not None and f"<@{world.alice.id}>: 2 image(s)" in usage.response.content
+
+
+async def test_admin_can_turn_a_command_off_and_set_a_cooldown(atelier: World, admin: Any, fal: FakeFal) -> None:
+    world = atelier
+    await admin.slash(world.channel, "atelier command", name="imagine", enabled=False)
+    off = await world.alice.slash(world.channel, "imagine", prompt="x")
+    assert off.response is not None and "turned off in this server" in off.response.content
+    await admin.slash(world.channel, "atelier command", name="imagine", enabled=True)
+    await admin.slash(world.channel, "atelier cooldown", seconds=600)
+    first = await world.alice.slash(world.channel, "imagine", prompt="x")
+    assert first.response is not None and first.response.content.startswith("Started job #1")
+    second = await world.alice.slash(world.channel, "imagine", prompt="y")
+    assert second.response is not None and "Slow down" in second.response.content
+    other = await world.bob.slash(world.channel, "imagine", prompt="z")
+    assert other.response is not None and other.response.content.startswith("Started job #2")
+
+
+async def test_admin_provider_order_is_validated_and_used(atelier: World, admin: Any, app: App) -> None:
+    world = atelier
+    bad = await admin.slash(world.channel, "atelier providers", operation="filter", order="dalle,glam")
+    assert bad.response is not None and "unknown: dalle" in bad.response.content
+    ok = await admin.slash(world.channel, "atelier providers", operation="filter", order="local,glam")
+    assert ok.response is not None and "filter now runs on: local, glam" in ok.response.content
+    await world.alice.slash(world.channel, "filter", image=("me.png", PHOTO), name="noir")
+    await wait_for_result(world, 1)
+    job = await app.store.get_job(1)
+    assert job is not None and job.provider == "local"
+
+
+async def test_jobs_lists_your_recent_jobs_privately(atelier: World) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    await wait_for_result(world, 1)
+    listing = await world.alice.slash(world.channel, "jobs")
+    assert listing.ephemeral and listing.response is not None
+    assert "**#1** Imagine · fal · succeeded" in listing.response.content
+    empty = await world.bob.slash(world.channel, "jobs")
+    assert empty.response is not None and "no jobs" in empty.response.content
+
+
+async def test_no_permission_to_post_falls_back_to_dm_and_the_job_stays_in_jobs(atelier: World, app: App) -> None:
+    world = atelier
+    world.env.inject_error("POST", f"/channels/{world.channel.id}/messages", status=403, code=50013,
+                           message="Missing Permissions", times=None)
+    result = await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    assert result.response is not None and result.response.content.startswith("Started job #1")
+
+    def dm_arrived() -> bool:
+        return any(m.attachments for m in world.alice.user.dm_channel.history())
+
+    await settle_until(world.env, dm_arrived, timeout=10, what="the result by DM")
+    job = await app.store.get_job(1)
+    assert job is not None and job.state is JobState.SUCCEEDED
+    assert await app.store.is_delivered(1, "discord")
+
+
+def test_results_too_large_for_the_guild_are_re_encoded_to_fit() -> None:
+    from cogs._render import fit
+
+    buf = io.BytesIO()
+    Image.effect_noise((800, 800), 100).convert("RGB").save(buf, "PNG")
+    data, mime = fit(buf.getvalue(), "image/png", 200_000)
+    assert len(buf.getvalue()) > 200_000 >= len(data) and mime == "image/jpeg"
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
