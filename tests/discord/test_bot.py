@@ -293,11 +293,15 @@ async def test_a_job_that_outlives_the_interaction_token_is_still_delivered(
     http.policy = HttpPolicy(timeout_s=3600.0)  # the held poll must outlast the 16 virtual minutes
     fal.hold_paths = ["/status"]
     await world.alice.slash(world.channel, "imagine", prompt="slow")
-    await world.env.advance_time(16 * 60)  # the interaction token is now dead
+    for _ in range(16):  # a minute at a time, so the lease heartbeats and polls settle between steps
+        await world.env.advance_time(60)
+    # The interaction token is now dead: anything still using it would fail.
     fal.hold_paths = []
     fal.release.set()
     posted = await wait_for_result(world, 1)
     assert posted.attachments and world.alice.mention in posted.content
+    late_webhook_calls = [r for r in world.env.http_requests if "/webhooks/" in r.path and r.method != "PATCH"]
+    assert late_webhook_calls == []
 
 
 async def test_nsfw_results_are_withheld_outside_age_restricted_channels(atelier: World, fal: FakeFal) -> None:
