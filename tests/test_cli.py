@@ -293,3 +293,10 @@ async def test_a_rejected_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert lines == ["atelier: Discord rejected DISCORD_TOKEN (401 Unauthorized): copy the bot token again from the "
                      "developer portal."]
     assert "not-a-real-token" not in err.decode()
+
+
+def test_the_readme_invite_link_asks_for_exactly_the_permissions_the_bot_uses() -> None:
+    from bot.discord_bot import PERMISSIONS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"permissions={PERMISSIONS.value}" in readme
