@@ -442,3 +442,13 @@ def test_results_too_large_for_the_guild_are_re_encoded_to_fit() -> None:
     assert len(buf.getvalue()) > 200_000 >= len(data) and mime == "image/jpeg"
     with Image.open(io.BytesIO(data)) as img:
         img.load()
+
+
+async def test_a_provider_rejecting_its_key_falls_back_to_the_next_in_order(atelier: World, glam: FakeGlam,
+                                                                            app: App) -> None:
+    world = atelier
+    glam.key = "rotated"  # Atelier's Glam key is now rejected
+    await world.alice.slash(world.channel, "filter", image=("me.png", PHOTO), name="sepia")
+    posted = await wait_for_result(world, 1)
+    job = await app.store.get_job(1)
+    assert job is not None and job.provider == "local" and posted.attachments
