@@ -452,3 +452,64 @@ async def test_a_provider_rejecting_its_key_falls_back_to_the_next_in_order(atel
     posted = await wait_for_result(world, 1)
     job = await app.store.get_job(1)
     assert job is not None and job.provider == "local" and posted.attachments
+
+
+async def test_progress_is_edited_into_the_public_message(atelier: World, fal: FakeFal) -> None:
+    world = atelier
+    fal.script = JobScript(queue_polls=2, running_polls=2, queue_position=3)
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    await wait_for_result(world, 1)
+    status = status_message(world, 1)
+    assert status is not None
+    edits = [r.json["content"] for r in world.env.http_requests
+             if r.method == "PATCH" and r.path.endswith(f"/messages/{status.id}")]
+    assert any("queued at fal — position" in e for e in edits)
+    assert any("running at fal" in e for e in edits)
+    assert "✅ done" in edits[-1]
+
+
+async def test_mail_reaction_sends_the_images_by_dm(atelier: World, fal: FakeFal) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    posted = await wait_for_result(world, 1)
+    await world.bob.react(posted, "✉️")
+    await settle_until(world.env, lambda: any(m.attachments for m in world.bob.user.dm_channel.history()),
+                       what="the DM")
+    [dm] = [m for m in world.bob.user.dm_channel.history() if m.attachments]
+    assert await dm.attachments[0].read() == await posted.attachments[0].read()
+
+
+async def test_nsfw_results_are_spoilered_in_age_restricted_channels(atelier: World, fal: FakeFal) -> None:
+    world = atelier
+    adult = world.guild.create_text_channel("after-dark")
+    # SimCord 3.2.1 cannot create age-restricted channels; mark it so in the bot's cache, where Discord's
+    # CHANNEL_CREATE/UPDATE would put the flag.
+    cached = world.env.bot.get_channel(adult.id)
+    assert isinstance(cached, discord.TextChannel)
+    cached.nsfw = True
+    fal.script = JobScript(nsfw=True)
+    await world.alice.slash(adult, "imagine", prompt="x")
+
+    def posted() -> discord.Message | None:
+        return next((m for m in adult.history() if m.attachments), None)
+
+    await settle_until(world.env, lambda: posted() is not None, what="the spoilered result")
+    message = posted()
+    assert message is not None and message.attachments[0].is_spoiler()
+
+
+async def test_the_daily_quota_resets_at_midnight_utc(atelier: World, app: App) -> None:
+    from datetime import timedelta
+
+    world = atelier
+    await app.store.set_limit(f"guild:{world.guild.id}", "member", str(world.alice.id), daily=1, concurrent=None)
+    await world.alice.slash(world.channel, "imagine", prompt="one")
+    await wait_for_result(world, 1)
+    refused = await world.alice.slash(world.channel, "imagine", prompt="two")
+    assert refused.response is not None and "resets" in refused.response.content
+    real = app.runner.clock
+    app.runner.clock = lambda: real() + timedelta(days=1)  # the next UTC day
+    quota = await world.alice.slash(world.channel, "quota")
+    assert quota.response is not None and "**0** of **1**" in quota.response.content
+    again = await world.alice.slash(world.channel, "imagine", prompt="two")
+    assert again.response is not None and again.response.content.startswith("Started job #2")
