@@ -6,6 +6,7 @@ image bytes, and what buttons and reactions do.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -513,3 +514,47 @@ async def test_the_daily_quota_resets_at_midnight_utc(atelier: World, app: App) 
     assert quota.response is not None and "**0** of **1**" in quota.response.content
     again = await world.alice.slash(world.channel, "imagine", prompt="two")
     assert again.response is not None and again.response.content.startswith("Started job #2")
+
+
+async def test_a_job_that_finishes_while_the_bot_is_down_is_delivered_once_after_restart(
+        atelier: World, app: App, fal: FakeFal, late_wait: LateWait) -> None:
+    world = atelier
+    fal.hold_paths = ["/status"]
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    old = world.env.bot
+    await app.runner.stop()  # the process goes down with the job at the provider
+    fal.hold_paths = []
+    fal.release.set()
+    async with open_app(app.settings, deliverers={}, config=RunnerConfig(origins=frozenset({Origin.DISCORD})),
+                        start=False) as fresh:
+        fresh.runner.external_wait = late_wait
+        await world.env.restart_bot(AtelierBot(fresh))
+        await old.close()
+        posted = await wait_for_result(world, 1)
+        assert posted.attachments
+        await world.env.settle()
+        results = [m for m in public(world) if not m.content.startswith("**") and "job #1" in m.content]
+        assert len(results) == 1
+        assert len(fal.calls("POST")) == 1  # polled again, never resubmitted
+        await fresh.runner.stop()
+
+
+async def test_no_channel_and_closed_dms_keep_the_job_visible_in_jobs(atelier: World, app: App) -> None:
+    world = atelier
+    world.env.inject_error("POST", "/channels/*/messages", status=403, code=50013, message="Missing Permissions",
+                           times=None)
+    result = await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    assert result.response is not None and result.response.content.startswith("Started job #1")
+
+    async def noted() -> bool:
+        job = await app.store.get_job(1)
+        return job is not None and "delivery_note" in job.extra
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await noted():
+        assert asyncio.get_running_loop().time() < deadline
+        await world.env.settle()
+        await asyncio.sleep(0.02)
+    listing = await world.alice.slash(world.channel, "jobs")
+    assert listing.response is not None and "succeeded" in listing.response.content
+    assert "DMs closed" in listing.response.content
