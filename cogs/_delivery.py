@@ -63,7 +63,13 @@ class DiscordDelivery:
         problem = "the channel is gone"
         if channel is not None:
             try:
-                message = await self._already_posted(channel, job) or await self._post(channel, job)
+                if job.extra.get("posting"):
+                    # A previous attempt may have posted and died before recording it: look first.
+                    message = await self._already_posted(channel, job)
+                else:
+                    job = await self.bot.app.store.update_job(job.id, now=self.bot.app.runner.clock(),
+                                                              extra={**job.extra, "posting": True})
+                message = message or await self._post(channel, job)
             except (discord.Forbidden, discord.NotFound) as exc:
                 problem = f"{type(exc).__name__} {exc.code}"
         if message is None:

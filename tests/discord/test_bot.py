@@ -558,3 +558,19 @@ async def test_no_channel_and_closed_dms_keep_the_job_visible_in_jobs(atelier: W
     listing = await world.alice.slash(world.channel, "jobs")
     assert listing.response is not None and "succeeded" in listing.response.content
     assert "DMs closed" in listing.response.content
+
+
+async def test_a_result_posted_just_before_a_crash_is_not_posted_again(atelier: World, app: App) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    posted = await wait_for_result(world, 1)
+    # As if the process died after posting but before recording the message and marking the delivery done.
+    job = await app.store.get_job(1)
+    assert job is not None
+    await app.store.update_job(1, now=app.runner.clock(), message_id=None)
+    delivery = world.env.bot.get_cog("Results").delivery  # type: ignore[union-attr]
+    await delivery.deliver(await app.store.get_job(1))
+    results = [m for m in public(world) if not m.content.startswith("**") and "job #1" in m.content]
+    assert [m.id for m in results] == [posted.id]
+    again = await app.store.get_job(1)
+    assert again is not None and again.message_id == str(posted.id)
