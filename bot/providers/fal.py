@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from bot.errors import InputError, ProviderAuthError, ProviderProtocolError
+from bot.errors import ProviderAuthError, ProviderProtocolError
 from bot.operations import EditRequest, ImagineRequest, Operation, Request, Size
-from bot.providers.base import KeyCheck, Provider, check_dimensions
+from bot.providers import glm
+from bot.providers.base import KeyCheck, Provider
 from bot.providers.http import CLIENT_ERRORS, provider_message
 from bot.providers.status import (
     Failed,
@@ -25,26 +26,11 @@ from bot.providers.status import (
 )
 
 MODELS = {Operation.IMAGINE: "fal-ai/glm-image", Operation.EDIT: "fal-ai/glm-image/image-to-image"}
-# fal's own presets carry the same names as Atelier's, so they go through unchanged.
-# Explicit sizes: fal does not document GLM Image's range [U]; these bounds follow the model's 32-px grid.
-MIN_SIDE, MAX_SIDE, MULTIPLE = 256, 2048, 32
 # Infrastructure error types from fal's docs: not billed, and worth another try.
 RETRYABLE_ERROR_TYPES = {
     "request_timeout", "startup_timeout", "runner_scheduling_failure", "runner_connection_timeout",
     "runner_disconnected", "runner_connection_refused", "internal_error",
 }
-
-
-STEPS_RANGE = (10, 100)
-GUIDANCE_RANGE = (1.0, 10.0)
-
-
-def check_model_parameters(request: EditRequest) -> None:
-    """GLM Image's documented ranges (fal's model page); shared by every GLM Image host that mirrors it."""
-    if request.steps is not None and not STEPS_RANGE[0] <= request.steps <= STEPS_RANGE[1]:
-        raise InputError(f"steps must be from {STEPS_RANGE[0]} to {STEPS_RANGE[1]}.")
-    if request.guidance is not None and not GUIDANCE_RANGE[0] <= request.guidance <= GUIDANCE_RANGE[1]:
-        raise InputError(f"guidance must be from {GUIDANCE_RANGE[0]:g} to {GUIDANCE_RANGE[1]:g}.")
 
 
 class FalProvider(Provider):
@@ -59,32 +45,13 @@ class FalProvider(Provider):
     async def validate(self, request: Request) -> None:
         await super().validate(request)
         if isinstance(request, EditRequest):
-            check_model_parameters(request)
+            glm.check_model_parameters(request)
 
     def resolve_size(self, size: Size) -> str | dict[str, int]:
-        if size.preset is not None:
-            return size.preset.value
-        assert size.width is not None and size.height is not None
-        check_dimensions(self.name, size.width, size.height, min_side=MIN_SIDE, max_side=MAX_SIDE, multiple=MULTIPLE)
-        return {"width": size.width, "height": size.height}
+        return glm.image_size(self.name, size)
 
     def payload(self, request: EditRequest | ImagineRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"prompt": request.prompt, "num_images": request.count,
-                                "enable_safety_checker": True}
-        if request.size is not None:
-            body["image_size"] = self.resolve_size(request.size)
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if isinstance(request, EditRequest):
-            # Small inputs go inline as data URIs: no upload round trip, nothing left in anyone's storage.
-            body["image_urls"] = [image.data_uri() for image in request.images]
-            if request.steps is not None:
-                body["num_inference_steps"] = request.steps
-            if request.guidance is not None:
-                body["guidance_scale"] = request.guidance
-            if request.output_format is not None:
-                body["output_format"] = request.output_format
-        return body
+        return glm.payload(self.name, request)
 
     async def submit(self, request: Request) -> RemoteHandle:
         assert isinstance(request, EditRequest | ImagineRequest)

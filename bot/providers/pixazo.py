@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
-from bot.errors import InputError, ProviderAuthError, ProviderProtocolError
+from bot.errors import ProviderAuthError, ProviderProtocolError
 from bot.operations import EditRequest, ImagineRequest, Operation, Request, Size
-from bot.providers.base import KeyCheck, Provider, ProviderLimits, check_dimensions
+from bot.providers import glm
+from bot.providers.base import KeyCheck, Provider, ProviderLimits
 
 # GLM Image has the same size rules at Pixazo as at fal, which Pixazo appears to proxy (§4.1 [I]).
-from bot.providers.fal import MAX_SIDE, MIN_SIDE, MULTIPLE
 from bot.providers.http import CLIENT_ERRORS, MAX_ERROR_TEXT, ProviderHttp
 from bot.providers.status import (
     Cancelled,
@@ -45,9 +45,6 @@ SUBMIT_PATHS = {
 STATUS_PATH = "/v2/requests/status/"
 # A request id that cannot exist: asking for its status costs nothing and still passes the key check.
 NIL_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
-# fal's documented glm-image ranges (§1.3), which Pixazo's body mirrors: refused before anything is sent.
-MIN_STEPS, MAX_STEPS = 10, 100
-MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 10.0
 
 # Documented names first; the others are harmless synonyms accepted because the exact vocabulary is [U].
 PENDING_QUEUED = {"QUEUED", "IN_QUEUE", "PENDING"}
@@ -81,39 +78,14 @@ class PixazoProvider(Provider):
     async def validate(self, request: Request) -> None:
         await super().validate(request)
         if isinstance(request, EditRequest):
-            if request.steps is not None and not MIN_STEPS <= request.steps <= MAX_STEPS:
-                raise InputError(f"steps must be between {MIN_STEPS} and {MAX_STEPS} for {self.name}.")
-            if request.guidance is not None and not MIN_GUIDANCE <= request.guidance <= MAX_GUIDANCE:
-                raise InputError(
-                    f"guidance must be between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g} for {self.name}.")
+            # fal's documented glm-image ranges, which Pixazo's body mirrors: refused before anything is sent.
+            glm.check_model_parameters(request)
 
     def resolve_size(self, size: Size) -> str | dict[str, int]:
-        if size.preset is not None:
-            # Atelier's presets carry fal's names, which Pixazo's body takes unchanged.
-            return size.preset.value
-        assert size.width is not None and size.height is not None
-        check_dimensions(self.name, size.width, size.height,
-                         min_side=MIN_SIDE, max_side=MAX_SIDE, multiple=MULTIPLE)
-        return {"width": size.width, "height": size.height}
+        return glm.image_size(self.name, size)
 
     def payload(self, request: EditRequest | ImagineRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"prompt": request.prompt, "num_images": request.count,
-                                "enable_safety_checker": True}
-        if request.size is not None:
-            body["image_size"] = self.resolve_size(request.size)
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if isinstance(request, EditRequest):
-            # Whether Pixazo takes data URIs is unknown [U]. fal, which it mirrors, does; inline data needs
-            # no upload host and leaves nothing in anyone's storage. A refusal would come back as a 400.
-            body["image_urls"] = [image.data_uri() for image in request.images]
-            if request.steps is not None:
-                body["num_inference_steps"] = request.steps
-            if request.guidance is not None:
-                body["guidance_scale"] = request.guidance
-            if request.output_format is not None:
-                body["output_format"] = request.output_format
-        return body
+        return glm.payload(self.name, request)
 
     # --- the job lifecycle ------------------------------------------------------------------------------
 
