@@ -429,8 +429,7 @@ class Runner:
                     # Down or refusing our key: the next provider in the order may serve it.
                     if index + 1 < len(candidates) and self._surely_not_started(exc):
                         log.warning("job %s: %s; trying %s", job.id, exc, candidates[index + 1].name)
-                        back = await self.store.transition(job.id, [JobState.SUBMITTING], now=self.clock(),
-                                                           state=JobState.PENDING)
+                        back = await self._back_to_pending(job)
                         if back is None:
                             return None
                         job = back
@@ -440,8 +439,7 @@ class Runner:
                 except ConfigError as exc:
                     # e.g. the provider cannot take this input after all: nothing was created there.
                     if index + 1 < len(candidates):
-                        back = await self.store.transition(job.id, [JobState.SUBMITTING], now=self.clock(),
-                                                           state=JobState.PENDING)
+                        back = await self._back_to_pending(job)
                         if back is None:
                             return None
                         job = back
@@ -457,6 +455,10 @@ class Runner:
                 if not keep_slot:
                     gate.release()
         return None
+
+    async def _back_to_pending(self, job: Job) -> Job | None:
+        """Nothing was started at that provider: the job waits for the next one (None if it was cancelled)."""
+        return await self.store.transition(job.id, [JobState.SUBMITTING], now=self.clock(), state=JobState.PENDING)
 
     async def _send_shielded(self, job_id: int, provider: Provider, request: Request) -> Job | None:
         """Send the paid submit and store its handle as one step that a cancel cannot cut in half: once the

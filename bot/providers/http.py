@@ -168,14 +168,8 @@ class ProviderHttp:
         accept: Collection[int] = (),
     ) -> HttpResponse:
         """Send one logical request; return a 2xx response (or one whose status is in `accept`)."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(lambda exc: isinstance(exc, _Retry)),
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
+            async for attempt in self._retrying():
                 with attempt:
                     return await self._attempt(
                         method, url, idempotent=idempotent, json_body=json_body, data=data,
@@ -184,6 +178,11 @@ class ProviderHttp:
         except _Retry as exc:
             raise exc.error from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retrying(self) -> AsyncRetrying:
+        """The one retry policy: only _Retry is retried, waiting as the provider asked or backing off."""
+        return AsyncRetrying(stop=stop_after_attempt(self.policy.max_attempts), wait=self._wait,
+                             retry=retry_if_exception(lambda exc: isinstance(exc, _Retry)), reraise=True)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -258,14 +257,8 @@ class ProviderHttp:
 
     async def download(self, url: str, *, max_bytes: int) -> bytes:
         """Fetch an output file with a size cap; retried like any idempotent call."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(lambda exc: isinstance(exc, _Retry)),
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
+            async for attempt in self._retrying():
                 with attempt:
                     return await self._download_once(url, max_bytes)
         except _Retry as exc:
