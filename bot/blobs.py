@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
+import uuid
 from pathlib import Path
 
 
@@ -28,7 +28,8 @@ class BlobStore:
         if path.exists():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        # A name of its own: two jobs may store the same image at the same moment (identical outputs).
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(data)
         # The rename is atomic: a reader never sees half a file, even if we are killed mid-write.
         tmp.replace(path)

@@ -69,7 +69,11 @@ async def test_sigkill_in_every_state_then_restart_delivers_each_job_once(tmp_pa
         return len(s) == 6 and s[:2] == [JobState.SUCCEEDED] * 2 and \
             all(x in (JobState.QUEUED, JobState.RUNNING) for x in s[2:4]) and s[4:] == [JobState.PENDING] * 2
 
-    await wait_until(mixed)
+    try:
+        await wait_until(mixed)
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(f"never saw the mixed state; last: {await states()}") from None
     proc.send_signal(signal.SIGKILL)
     await asyncio.wait_for(proc.wait(), 10)
     assert not (tmp_path / "deliveries.jsonl").exists()

@@ -336,3 +336,14 @@ async def test_the_delivery_loop_survives_a_failing_scan(harness: Harness, monke
         assert time.monotonic() < deadline, "the delivery loop died"
         await asyncio.sleep(0.05)
     assert calls >= 2
+
+
+async def test_the_same_image_stored_by_many_jobs_at_once(tmp_path: Path) -> None:
+    from bot.blobs import BlobStore
+
+    blobs = BlobStore(tmp_path / "blobs")
+    data = b"the same bytes" * 1000
+    results = await asyncio.gather(*(blobs.put(data) for _ in range(20)))
+    assert len({digest for digest, _ in results}) == 1
+    assert await blobs.get(results[0][0]) == data
+    assert [p.name for p in (tmp_path / "blobs").rglob("*.tmp")] == []
