@@ -215,9 +215,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _job_result(job: Job, files: list[str], elapsed: float) -> dict[str, Any]:
+def _job_result(job: Job, files: list[str]) -> dict[str, Any]:
+    """The JSON line's fields that come from the job (elapsed_s is the caller's)."""
     return {"job_id": job.id, "provider": job.provider, "state": _public_state(job.state), "files": files,
-            "seed": job.seed, "elapsed_s": round(elapsed, 3), "error": job.error_message}
+            "seed": job.seed, "error": job.error_message}
 
 
 def _public_state(state: JobState) -> str:
@@ -284,14 +285,14 @@ async def _follow_job(app: App, job_id: int, delivery: CliDelivery, result: dict
             await asyncio.wait_for(waiter, timeout=15)
         job = await app.store.get_job(job_id)
         assert job is not None
-        result.update(_job_result(job, delivery.files.get(job_id, []), 0.0))
+        result.update(_job_result(job, delivery.files.get(job_id, [])))
         if not job.state.terminal:
             result["state"] = "cancelled"
         return EXIT_INTERRUPTED
     stop.cancel()
     job = await app.store.get_job(job_id)
     assert job is not None
-    result.update(_job_result(job, delivery.files.get(job_id, []), 0.0))
+    result.update(_job_result(job, delivery.files.get(job_id, [])))
     if job.state is JobState.SUCCEEDED and job_id in delivery.files:
         return EXIT_OK
     if job.state is JobState.SUCCEEDED:

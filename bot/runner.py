@@ -37,7 +37,7 @@ from bot.errors import (
     ProviderUnavailableError,
 )
 from bot.fairqueue import FairGate
-from bot.operations import EditRequest, ImagineRequest, Operation, Request, image_count
+from bot.operations import EditRequest, ImagineRequest, Request, image_count
 from bot.providers.base import Provider
 from bot.providers.polling import PollSchedule, wait_for_result
 from bot.providers.registry import Providers
@@ -132,6 +132,8 @@ class Runner:
         self._listeners: list[Listener] = []
         self._delivering: set[int] = set()
         self._submits: set[asyncio.Future[Job | None]] = set()
+        # Failed delivery attempts per job in this process, for the backoff (a restart starts it over).
+        self._delivery_failures: dict[int, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -370,7 +372,7 @@ class Runner:
             return await self._fail(job, f"the provider {job.provider} is no longer configured", code="config",
                                     charged=False)
         if job.state in (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.FETCHING) \
-                and provider.free_to_resubmit and not self._is_live_handle(job):
+                and provider.free_to_resubmit:
             job = await self._reset_free_job(job)
         if job.state is JobState.SUBMITTING:
             # We died between sending the submit and storing its handle: it may be running (and billed) at
@@ -389,9 +391,6 @@ class Runner:
             # Resumed after a restart: the job is already at the provider, so it takes a slot without waiting.
             self.gates[provider.name].occupy()
         return await self._follow(job, provider)  # gives the slot back, whatever happens
-
-    def _is_live_handle(self, job: Job) -> bool:
-        return False  # a local handle never survives the process that made it
 
     async def _reset_free_job(self, job: Job) -> Job:
         reset = await self.store.transition(job.id, [job.state], now=self.clock(), state=JobState.PENDING,
@@ -633,7 +632,8 @@ class Runner:
                 return
             await deliverer.deliver(job)
         except Exception as exc:
-            attempt = await self._delivery_attempts(job.id, target)
+            attempt = self._delivery_failures.get(job.id, 0)
+            self._delivery_failures[job.id] = attempt + 1
             wait = DELIVERY_BACKOFF_S[min(attempt, len(DELIVERY_BACKOFF_S) - 1)]
             log.warning("delivery of job %s failed (attempt %d), retrying in %.0f s: %s", job.id, attempt + 1,
                         wait, exc)
@@ -642,15 +642,9 @@ class Runner:
             return
         finally:
             self._delivering.discard(job.id)
+        self._delivery_failures.pop(job.id, None)
         await self.store.delivery_done(job.id, target, now=self.clock())
         await self.store.release(job.id, self.owner)
-
-    async def _delivery_attempts(self, job_id: int, target: str) -> int:
-        for delivery in await self.store.due_deliveries(now=self.clock() + timedelta(days=3650),
-                                                        targets=[target], limit=10_000):
-            if delivery.job_id == job_id:
-                return delivery.attempts
-        return 0
 
     async def _delivery_loop(self) -> None:
         while True:
@@ -707,7 +701,3 @@ class Runner:
             await self.store.mark_outputs_pruned(job_id)
         return pruned
 
-
-def describe_operation(operation: str) -> str:
-    return {Operation.TRYON.value: "try-on", Operation.FILTER.value: "filter", Operation.EDIT.value: "edit",
-            Operation.IMAGINE.value: "imagine"}.get(operation, operation)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bot.discord_bot import AtelierBot
 
 COMMANDS = ("tryon", "filter", "edit", "imagine")
-# The provider order an operation falls back on when a guild has not chosen one.
+# Results mention the member; nothing a prompt contains can ping a role or everyone.
 ALLOWED_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
 
 

@@ -172,6 +172,7 @@ class ProgressEditor:
         job = event.job
         if event.kind == "finished":
             self._latest.pop(job.id, None)  # the delivery writes the final line
+            self._last_edit.pop(job.id, None)
             return
         if job.origin.value != "discord" or not job.extra.get("status_message_id"):
             return

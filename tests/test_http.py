@@ -114,8 +114,11 @@ async def test_auth_and_validation_errors_carry_the_providers_words_but_not_the_
 
 
 async def test_timeouts_are_retried_on_polls_only(session: aiohttp.ClientSession) -> None:
+    hits: list[str] = []
+
     async def slow(request: web.Request) -> web.Response:
         import asyncio
+        hits.append(request.method)
         await asyncio.sleep(1)
         return web.json_response({})
 
@@ -130,14 +133,21 @@ async def test_timeouts_are_retried_on_polls_only(session: aiohttp.ClientSession
     try:
         with pytest.raises(ProviderUnavailableError, match="timed out"):
             await client(session, policy).request("POST", f"http://127.0.0.1:{port}/submit", idempotent=False)
+        assert hits == ["POST"]  # it may have started a paid job: never sent again
+        with pytest.raises(ProviderUnavailableError, match="timed out"):
+            await client(session, policy).request("GET", f"http://127.0.0.1:{port}/status", idempotent=True)
+        assert hits == ["POST", "GET", "GET"]
     finally:
         await runner.cleanup()
 
 
 async def test_a_refused_connection_is_retried_even_for_a_submit(session: aiohttp.ClientSession) -> None:
     # Nothing listens on this port: the request surely never arrived, so resending is safe.
-    with pytest.raises(ProviderUnavailableError, match="cannot connect"):
-        await client(session).request("POST", "http://127.0.0.1:9/submit", idempotent=False)
+    http = client(session)
+    with pytest.raises(ProviderUnavailableError, match="cannot connect") as info:
+        await http.request("POST", "http://127.0.0.1:9/submit", idempotent=False)
+    assert http.request_count == FAST_POLICY.max_attempts
+    assert info.value.sent is False  # and the runner may therefore offer the job to the next provider
 
 
 async def test_malformed_json_is_its_own_error(session: aiohttp.ClientSession, server: tuple[str, Script]) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from bot.errors import ProviderAuthError, ProviderProtocolError
-from bot.operations import EditRequest, ImagineRequest, Operation, Request, Size
-from bot.providers import glm
-from bot.providers.base import KeyCheck, Provider
+from bot.operations import EditRequest, ImagineRequest, Operation, Request
+from bot.providers.base import KeyCheck
+from bot.providers.glm import GlmImageProvider
 from bot.providers.http import CLIENT_ERRORS, provider_message
 from bot.providers.status import (
     Failed,
@@ -33,7 +33,7 @@ RETRYABLE_ERROR_TYPES = {
 }
 
 
-class FalProvider(Provider):
+class FalProvider(GlmImageProvider):
     name = "fal"
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.EDIT, Operation.IMAGINE})
     typical_duration_s = 15.0
@@ -41,17 +41,6 @@ class FalProvider(Provider):
     def __init__(self, *args: Any, queue_url: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue_url = queue_url.rstrip("/")
-
-    async def validate(self, request: Request) -> None:
-        await super().validate(request)
-        if isinstance(request, EditRequest):
-            glm.check_model_parameters(request)
-
-    def resolve_size(self, size: Size) -> str | dict[str, int]:
-        return glm.image_size(self.name, size)
-
-    def payload(self, request: EditRequest | ImagineRequest) -> dict[str, Any]:
-        return glm.payload(self.name, request)
 
     async def submit(self, request: Request) -> RemoteHandle:
         assert isinstance(request, EditRequest | ImagineRequest)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.errors import InputError
-from bot.operations import EditRequest, ImagineRequest, Size
-from bot.providers.base import check_dimensions
+from bot.operations import EditRequest, ImagineRequest, Request, Size
+from bot.providers.base import Provider, check_dimensions
 
 # Explicit sizes: fal does not document GLM Image's range [U]; these bounds follow the model's 32-px grid.
 MIN_SIDE, MAX_SIDE, MULTIPLE = 256, 2048, 32
@@ -48,3 +48,18 @@ def payload(provider: str, request: EditRequest | ImagineRequest) -> dict[str, A
         if request.output_format is not None:
             body["output_format"] = request.output_format
     return body
+
+
+class GlmImageProvider(Provider):
+    """A host of GLM Image that takes fal's documented input schema: the checks and body are the schema's."""
+
+    async def validate(self, request: Request) -> None:
+        await super().validate(request)
+        if isinstance(request, EditRequest):
+            check_model_parameters(request)
+
+    def resolve_size(self, size: Size) -> str | dict[str, int]:
+        return image_size(self.name, size)
+
+    def payload(self, request: EditRequest | ImagineRequest) -> dict[str, Any]:
+        return payload(self.name, request)

@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 from bot.errors import ProviderAuthError, ProviderProtocolError
-from bot.operations import EditRequest, ImagineRequest, Operation, Request, Size
-from bot.providers import glm
-from bot.providers.base import KeyCheck, Provider, ProviderLimits
+from bot.operations import EditRequest, ImagineRequest, Operation, Request
+from bot.providers.base import KeyCheck, ProviderLimits
+from bot.providers.glm import GlmImageProvider
 
 # GLM Image has the same size rules at Pixazo as at fal, which Pixazo appears to proxy (§4.1 [I]).
 from bot.providers.http import CLIENT_ERRORS, MAX_ERROR_TEXT, ProviderHttp
@@ -56,7 +56,7 @@ FAILED = {"FAILED": False, "ERROR": True}
 CANCELLED = {"CANCELLED", "CANCELED"}
 
 
-class PixazoProvider(Provider):
+class PixazoProvider(GlmImageProvider):
     name = "pixazo"
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.EDIT, Operation.IMAGINE})
     # Pixazo: "processing typically takes 5–15 s"; wait 2–3 s before the first poll.
@@ -72,20 +72,6 @@ class PixazoProvider(Provider):
         # The generic status endpoint is documented as POST but used with GET in the wild. GET first; once
         # this gateway answers 405, stay on POST for every later poll rather than waste a request each time.
         self._status_method = "GET"
-
-    # --- request mapping --------------------------------------------------------------------------------
-
-    async def validate(self, request: Request) -> None:
-        await super().validate(request)
-        if isinstance(request, EditRequest):
-            # fal's documented glm-image ranges, which Pixazo's body mirrors: refused before anything is sent.
-            glm.check_model_parameters(request)
-
-    def resolve_size(self, size: Size) -> str | dict[str, int]:
-        return glm.image_size(self.name, size)
-
-    def payload(self, request: EditRequest | ImagineRequest) -> dict[str, Any]:
-        return glm.payload(self.name, request)
 
     # --- the job lifecycle ------------------------------------------------------------------------------
 

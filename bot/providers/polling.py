@@ -66,7 +66,6 @@ async def wait_for_result(
     schedule: PollSchedule | None = None,
     on_status: StatusCallback | None = None,
     clock: Callable[[], float] | None = None,
-    first_status: JobStatus | None = None,
     external_wait: ExternalWait = passthrough,
 ) -> Terminal:
     """Poll until the job ends or the deadline (a `clock()` value) passes; then cancel where the API can.
@@ -78,7 +77,7 @@ async def wait_for_result(
     # Looked up now, not at import: the deadline was computed with the same clock by the caller.
     clock = clock or time.monotonic
     started = clock()
-    status: JobStatus | None = first_status
+    status: JobStatus | None = None
     polls = 0
     malformed = 0
     while True:
