@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
+import time
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from PIL import Image
 
 from tests.fakes.base import FakeJob, FakeServer, json_response
+from tests.fakes.webhooks import SendsWebhooks
 
 APP = "fal-ai/glm-image"
 PRESETS = {"square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"}
@@ -79,12 +84,55 @@ def _loadable(url: Any) -> bool:
     return True
 
 
-class FakeFal(FakeServer):
+class FakeFal(SendsWebhooks, FakeServer):
     name = "fal"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.infra_error: tuple[str, str] | None = None  # (error, error_type) on COMPLETED for new jobs
+        # Webhooks (§1.6): signed with Ed25519; the public key is served as a JWKS like fal's.
+        self.init_webhooks()
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.user_id = "fake-user-1"
+        self.jwks_fetches = 0
+
+    async def stop(self) -> None:
+        await self.stop_webhooks()
+        await super().stop()
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.base_url}/.well-known/jwks.json"
+
+    def sign(self, request_id: str, body: bytes, *, key: Ed25519PrivateKey | None = None,
+             timestamp: int | None = None) -> dict[str, str]:
+        """The headers fal puts on a webhook call: Ed25519 over request id, user id, timestamp, body hash."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        message = f"{request_id}\n{self.user_id}\n{stamp}\n{hashlib.sha256(body).hexdigest()}".encode()
+        signature = (key or self.signing_key).sign(message).hex()
+        return {"X-Fal-Webhook-Request-Id": request_id, "X-Fal-Webhook-User-Id": self.user_id,
+                "X-Fal-Webhook-Timestamp": stamp, "X-Fal-Webhook-Signature": signature}
+
+    def jwks(self) -> dict[str, Any]:
+        raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "fake-1", "use": "sig", "alg": "EdDSA"}]}
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        self.jwks_fetches += 1
+        return json_response(self.jwks())
+
+    async def _call_back(self, job: FakeJob, url: str) -> None:
+        await self.until_ended(job, lambda j: j.phase() in ("done", "failed", "cancelled"))
+        if job.phase() == "cancelled":
+            return
+        status, data = self._outcome(job)
+        event: dict[str, Any] = {"request_id": job.id, "gateway_request_id": job.id}
+        if status == 200:
+            event.update(status="OK", payload=data, error=None)
+        else:
+            event.update(status="ERROR", payload=data, error=f"Invalid status code: {status}")
+        await self.post_event(url, event, sign=lambda body: self.sign(job.id, body))
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post(f"/{APP}", self._submit)
@@ -92,6 +140,7 @@ class FakeFal(FakeServer):
         router.add_get(f"/{APP}/requests/{{id}}/status", self._status)
         router.add_get(f"/{APP}/requests/{{id}}", self._result)
         router.add_put(f"/{APP}/requests/{{id}}/cancel", self._cancel)
+        router.add_get("/.well-known/jwks.json", self._jwks)
 
     def _auth(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != f"Key {self.key}":
@@ -116,6 +165,8 @@ class FakeFal(FakeServer):
         job = self.new_job(request.path.removeprefix("/"), body, count=count if isinstance(count, int) else 1)
         job.body = {"input": body, "errors": validate_input(body, request.path.endswith("image-to-image")),
                     "infra_error": self.infra_error, "webhook": request.query.get("fal_webhook")}
+        if job.body["webhook"]:
+            self.track(self._call_back(job, job.body["webhook"]))
         position = job.script.queue_position if job.script.queue_polls else 0
         return json_response({"status": "IN_QUEUE", "request_id": job.id, **self._urls(job.id),
                               "queue_position": position}, 200, self._headers(job.id))
@@ -165,24 +216,31 @@ class FakeFal(FakeServer):
             return json_response({"detail": "Request is still in progress"}, 400, headers)
         if phase == "cancelled":
             return json_response({"detail": "Request was cancelled"}, 400, headers)
+        status, data = self._outcome(job)
+        if status == 422 and job.body["errors"]:
+            headers["X-Fal-Retryable"] = "false"
+        if status == 504:
+            headers["X-Fal-Error-Type"] = job.body["infra_error"][1]
+        return json_response(data, status, headers)
+
+    def _outcome(self, job: FakeJob) -> tuple[int, dict[str, Any]]:
+        """What the result endpoint answers for an ended job (and what its webhook call carries)."""
         if job.body["errors"]:
-            return json_response({"detail": job.body["errors"]}, 422, {**headers, "X-Fal-Retryable": "false"})
-        if phase == "failed":
-            return json_response({"detail": [{"loc": ["body"], "msg": job.script.fail_reason,
-                                              "type": "content_policy_violation"}]}, 422, headers)
+            return 422, {"detail": job.body["errors"]}
+        if job.phase() == "failed":
+            return 422, {"detail": [{"loc": ["body"], "msg": job.script.fail_reason,
+                                     "type": "content_policy_violation"}]}
         if job.body["infra_error"]:
             error, error_type = job.body["infra_error"]
-            return json_response({"detail": error, "error_type": error_type}, 504,
-                                 {**headers, "X-Fal-Error-Type": error_type})
+            return 504, {"detail": error, "error_type": error_type}
         urls = self.output_urls(job)
-        data = {
+        return 200, {
             "images": [{"url": u, "width": 64, "height": 64, "content_type": "image/png"} for u in urls],
             "timings": {"inference": 1.2},
             "seed": job.body["input"].get("seed", 1234567),
             "has_nsfw_concepts": [job.script.nsfw] * len(urls),
             "prompt": job.body["input"].get("prompt"),
         }
-        return json_response(data, 200, headers)
 
     async def _cancel(self, request: web.Request) -> web.Response:
         if denied := self._auth(request):

@@ -15,20 +15,17 @@ Numbers vary in type as in Novita's own examples: `extra.seed` and `debug_info.*
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
 import logging
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from tests.fakes.base import FakeJob, FakeServer, json_response
+from tests.fakes.webhooks import SendsWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +51,7 @@ class BadRequest(Exception):
         self.message = message
 
 
-@dataclass
-class WebhookDelivery:
-    url: str
-    body: dict[str, Any]
-    status: int | None = None  # None: the delivery failed before any answer
-    error: str | None = None
-
-
-class FakeNovita(FakeServer):
+class FakeNovita(SendsWebhooks, FakeServer):
     name = "novita"
 
     def __init__(self, *, key: str = "test-key") -> None:
@@ -70,28 +59,17 @@ class FakeNovita(FakeServer):
         self.ttl_as_string: bool | None = None  # None alternates int/str from one finished task to the next
         self.unknown_next = 0  # answer this many polls with TASK_STATUS_UNKNOWN (the job does not move)
         self.seed = 158881667
-        # Webhooks: Novita times out after 5 s and retries up to 5 times; tests use shorter waits.
-        self.webhook_timeout_s = 2.0
-        self.webhook_retries = 5
-        self.webhook_retry_delay_s = 0.05
-        self.webhook_tick_s = 0.02  # how fast a job with a webhook advances when nobody polls it
-        self.webhook_deliveries: list[WebhookDelivery] = []
+        # Webhooks: Novita times out after 5 s and retries up to 5 times.
+        self.init_webhooks()
         self.webhooks: dict[str, dict[str, Any]] = {}  # job id -> the submitted `extra.webhook`
         self._ttl_flip = itertools.count()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: aiohttp.ClientSession | None = None
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v3/async/glm-image", self._submit)
         router.add_get("/v3/async/task-result", self._task_result)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self.stop_webhooks()
         await super().stop()
 
     # --- request checks ------------------------------------------------------------------------------
@@ -175,7 +153,7 @@ class FakeNovita(FakeServer):
         webhook = (body.get("extra") or {}).get("webhook")
         if webhook:
             self.webhooks[job.id] = webhook
-            self._track(self._deliver_when_done(job, webhook))
+            self.track(self._deliver_when_done(job, webhook))
         return json_response({"task_id": job.id})
 
     async def _task_result(self, request: web.Request) -> web.StreamResponse:
@@ -247,16 +225,6 @@ class FakeNovita(FakeServer):
 
     # --- webhooks ----------------------------------------------------------------------------------------
 
-    def _track(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name="fake-novita-webhook")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("fake novita webhook task failed", exc_info=task.exception())
-
     async def _deliver_when_done(self, job: FakeJob, webhook: dict[str, Any]) -> None:
         test_mode = webhook.get("test_mode") or {}
         if test_mode.get("enabled"):
@@ -264,29 +232,8 @@ class FakeNovita(FakeServer):
             status = test_mode.get("return_task_status", "TASK_STATUS_SUCCEED")
             await self._deliver(webhook["url"], self.result_body(job, status=status))
             return
-        while True:
-            status = self.task_status(job)
-            if status in TERMINAL_STATUSES:
-                break
-            await asyncio.sleep(self.webhook_tick_s)
-            if job.script.duration_s is None:
-                # Poll-driven scripts advance on each look; with a webhook nobody needs to poll.
-                job.polls += 1
+        await self.until_ended(job, lambda j: self.task_status(j) in TERMINAL_STATUSES)
         await self._deliver(webhook["url"], self.result_body(job))
 
     async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
-        if self._client is None:
-            self._client = aiohttp.ClientSession()
-        event = {"event_type": "ASYNC_TASK_RESULT", "payload": payload}
-        timeout = aiohttp.ClientTimeout(total=self.webhook_timeout_s)
-        for attempt in range(1 + self.webhook_retries):
-            delivery = WebhookDelivery(url=url, body=event, error="no answer")
-            with contextlib.suppress(TimeoutError, aiohttp.ClientError):
-                async with self._client.post(url, json=event, timeout=timeout) as resp:
-                    delivery.status, delivery.error = resp.status, None
-            # Logged once the attempt has an outcome, so tests never see one still in flight.
-            self.webhook_deliveries.append(delivery)
-            if delivery.status is not None and 200 <= delivery.status < 300:
-                return
-            if attempt < self.webhook_retries:
-                await asyncio.sleep(self.webhook_retry_delay_s)
+        await self.post_event(url, {"event_type": "ASYNC_TASK_RESULT", "payload": payload})
