@@ -17,6 +17,9 @@ from bot.settings import Settings
 from bot.store import open_store
 from bot.store.base import JobStore
 from bot.store.sqlite import sqlite_path
+from bot.webhooks.fal_signature import FalSignatureVerifier
+from bot.webhooks.hub import WebhookHub
+from bot.webhooks.listener import WebhookListener
 
 
 @dataclass
@@ -27,6 +30,7 @@ class App:
     providers: Providers
     blobs: BlobStore
     runner: Runner
+    webhooks: WebhookListener | None = None
 
 
 def data_dir(settings: Settings) -> Path:
@@ -37,19 +41,30 @@ def data_dir(settings: Settings) -> Path:
 
 @asynccontextmanager
 async def open_app(settings: Settings, *, deliverers: Mapping[str, Deliverer], config: RunnerConfig,
-                   start: bool = True) -> AsyncIterator[App]:
+                   start: bool = True, listen: bool = False) -> AsyncIterator[App]:
+    """`listen`: serve the webhook endpoint (when WEBHOOK_PUBLIC_URL is set). Only the long-running bot
+    listens; one-shot commands poll, so they never fight the bot for its port."""
+    webhooks = listen and bool(settings.webhook_public_url)
     async with aiohttp.ClientSession() as session:
         store = await open_store(settings.database_url)
+        listener: WebhookListener | None = None
         try:
-            providers = build_providers(settings, session)
+            providers = build_providers(settings, session, webhooks=webhooks)
             blobs = BlobStore(data_dir(settings) / "blobs")
             runner = Runner(store=store, providers=providers, blobs=blobs, settings=settings,
                             deliverers=deliverers, config=config)
+            if webhooks:
+                hub = WebhookHub()
+                listener = WebhookListener(hub, providers, FalSignatureVerifier(session, settings.fal_jwks_url))
+                await listener.start(settings.webhook_host, settings.webhook_port)
+                runner.webhooks = hub
             if start:
                 await runner.start()
             try:
-                yield App(settings, session, store, providers, blobs, runner)
+                yield App(settings, session, store, providers, blobs, runner, listener)
             finally:
                 await runner.stop()
         finally:
+            if listener is not None:
+                await listener.stop()
             await store.close()

@@ -399,7 +399,7 @@ async def _run_bot(settings: Settings) -> int:
     point_at(settings)
     stop = _interruptible()
     config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
-    async with open_app(settings, deliverers={}, config=config, start=False) as app:
+    async with open_app(settings, deliverers={}, config=config, start=False, listen=True) as app:
         bot = AtelierBot(app)
         async with bot:
             runner = asyncio.ensure_future(bot.start(settings.discord_token.get_secret_value()))

@@ -39,6 +39,7 @@ from bot.errors import (
 from bot.fairqueue import FairGate
 from bot.operations import EditRequest, ImagineRequest, Request, image_count
 from bot.providers.base import Provider
+from bot.providers.durations import DurationBook
 from bot.providers.polling import PollSchedule, wait_for_result
 from bot.providers.registry import Providers
 from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded
@@ -59,6 +60,7 @@ from bot.store.models import (
 from bot.store.refunds import refund_due
 from bot.tasks import TaskSet
 from bot.waits import ExternalWait, passthrough
+from bot.webhooks.hub import WebhookHub
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,9 @@ class Runner:
         self.settings = settings
         self.deliverers = dict(deliverers)
         self.config = config or RunnerConfig()
-        self.schedule = schedule or PollSchedule(initial_s=settings.poll_initial_s, max_s=settings.poll_max_s)
+        self.schedule = schedule or PollSchedule(
+            min_s=settings.poll_min_s, max_s=settings.poll_max_s, age_fraction=settings.poll_age_fraction,
+            safety_s=settings.webhook_safety_poll_s)
         self.clock = clock
         self.external_wait = external_wait
         self.host = socket.gethostname()
@@ -134,6 +138,13 @@ class Runner:
         self._submits: set[asyncio.Future[Job | None]] = set()
         # Failed delivery attempts per job in this process, for the backoff (a restart starts it over).
         self._delivery_failures: dict[int, int] = {}
+        # How long recent jobs took, per provider and operation: when their successors are worth polling.
+        self.durations = DurationBook()
+        # Set when webhooks are on (bot.app): wakes the poll loop of a job whose provider called back.
+        self.webhooks: WebhookHub | None = None
+        self._following: dict[str, int] = {}
+        # Jobs whose submit this process sent: their durations are honest samples (a resumed job's are not).
+        self._submitted_here: set[int] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -482,7 +493,16 @@ class Runner:
             await self._cancel_quietly(provider, handle)
             return None
         self._live_handle(job_id, handle, provider)
+        self._submitted_here.add(job_id)
         return stored
+
+    def _poll_spacing(self, provider: str) -> float:
+        """The shortest gap between two polls of one job that keeps all followed jobs of this provider within
+        80% of its request budget (the rest is for submits and downloads); 0 when there is no budget."""
+        rate = self.settings.provider_requests_per_second
+        if not rate:
+            return 0.0
+        return self._following.get(provider, 0) / (rate * 0.8)
 
     @staticmethod
     def _surely_not_started(exc: ProviderError) -> bool:
@@ -547,10 +567,17 @@ class Runner:
                     current = updated
                 await self._emit(JobEvent("progress", current, status=status))
 
+        fresh = job.id in self._submitted_here
+        hint = None
+        if self.webhooks is not None and provider.webhook_url:
+            hint = self.webhooks.expect(provider.name, handle.remote_id)
+        self._following[provider.name] = self._following.get(provider.name, 0) + 1
         try:
             result = await wait_for_result(provider, handle, deadline=time.monotonic() + remaining,
                                            external_wait=self.external_wait,
-                                           schedule=self.schedule, on_status=on_status)
+                                           schedule=self.schedule, on_status=on_status,
+                                           learned=self.durations.estimate(provider.name, handle.operation),
+                                           min_interval=lambda: self._poll_spacing(provider.name), hint=hint)
         except asyncio.CancelledError:
             latest = await self._reload(job)
             if latest.state is JobState.CANCELLED:
@@ -558,6 +585,13 @@ class Runner:
             raise
         finally:
             gate.release()
+            self._submitted_here.discard(job.id)
+            self._following[provider.name] -= 1
+            if hint is not None and self.webhooks is not None:
+                self.webhooks.forget(provider.name, handle.remote_id, ended_by_webhook=hint.fired)
+        if isinstance(result, Succeeded) and job.submitted_at is not None and fresh:
+            self.durations.record(provider.name, handle.operation,
+                                  (self.clock() - job.submitted_at).total_seconds())
         return await self._conclude(current, provider, result)
 
     async def _conclude(self, job: Job, provider: Provider, result: Succeeded | Failed | Cancelled) -> Job:

@@ -39,8 +39,20 @@ class Settings(BaseSettings):
     job_deadline_s: float = Field(default=600.0, gt=0)
     # Per-operation deadlines overriding JOB_DEADLINE_S, as JSON: {"filter": 120, "tryon": 300}.
     job_deadlines: dict[str, float] = {}
-    poll_initial_s: float = Field(default=1.0, gt=0)
+    # Poll schedule: shortest and longest gap between two polls of one job, and with no better hint, the share
+    # of a job's age to wait before looking again (0.03: a result waits about 1.5% of the job's duration).
+    poll_min_s: float = Field(default=0.2, gt=0)
     poll_max_s: float = Field(default=10.0, gt=0)
+    poll_age_fraction: float = Field(default=0.03, gt=0, le=1)
+
+    # Webhooks: with a public URL set, fal and Novita call the bot when a job ends, and polling becomes a slow
+    # safety net. The URL is where the outside world reaches WEBHOOK_PORT (e.g. through a reverse proxy).
+    webhook_public_url: str = ""
+    webhook_host: str = "0.0.0.0"  # noqa: S104 - the listener must be reachable from outside the container
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
+    webhook_safety_poll_s: float = Field(default=30.0, gt=0)
+    # Where fal publishes the public keys that sign its webhook calls (cached; refetched on an unknown key).
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 
     # Atelier's own input limits, applied where a provider's are unknown.
     max_input_mb: float = Field(default=20.0, gt=0)
@@ -66,7 +78,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("glam_base_url", "fal_queue_url", "pixazo_base_url", "novita_base_url")
+    @field_validator("glam_base_url", "fal_queue_url", "pixazo_base_url", "novita_base_url", "fal_jwks_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         value = value.strip().rstrip("/")
@@ -80,6 +92,14 @@ class Settings(BaseSettings):
         # An empty KEY= line in .env means "not configured", not "a key that is the empty string".
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("webhook_public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be empty (no webhooks) or start with http:// or https://")
         return value
 
     @field_validator("job_deadlines")
@@ -110,6 +130,10 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    def webhook_url(self, provider: str) -> str | None:
+        """Where `provider` should call when a job ends, or None when webhooks are off."""
+        return f"{self.webhook_public_url}/webhooks/{provider}" if self.webhook_public_url else None
 
     @property
     def image_limits(self) -> ImageLimits:

@@ -23,7 +23,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "portrait.jpg"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "POLL_INITIAL_S": "0.05",
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "POLL_MIN_S": "0.05",
            "POLL_MAX_S": "0.2", "HTTP_BACKOFF_BASE_S": "0.01"}
     env.update(extra)
     return env

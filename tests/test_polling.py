@@ -7,6 +7,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.operations import Operation
+from bot.providers.durations import DurationBook, DurationEstimate
 from bot.providers.polling import PollSchedule
 from bot.providers.registry import build_providers
 from bot.providers.status import Queued, Running
@@ -14,22 +15,73 @@ from bot.settings import Settings
 
 
 def test_schedule_uses_eta_progress_and_queue_position() -> None:
-    s = PollSchedule(initial_s=1.0, max_s=10.0, jitter=0.0)
-    assert s.delay(Running(eta_s=4.0), polls=3, elapsed_s=5, typical_s=10) == pytest.approx(3.6)
+    s = PollSchedule(min_s=0.2, max_s=10.0, jitter=0.0)
+    assert s.delay(Running(eta_s=4.0), polls=3, elapsed_s=5, typical_s=10) == pytest.approx(4.0)
     # Half done after 6 s: about 6 s left; look a little before.
     assert s.delay(Running(progress=50), polls=3, elapsed_s=6, typical_s=10) == pytest.approx(4.8)
     assert s.delay(Queued(position=4), polls=1, elapsed_s=1, typical_s=10) == pytest.approx(10.0)
-    assert s.delay(None, polls=0, elapsed_s=0, typical_s=10) == pytest.approx(2.5)
-    assert s.delay(None, polls=0, elapsed_s=0, typical_s=2) == pytest.approx(0.5)
-    # Nothing known: back off geometrically up to the cap.
-    assert [s.delay(Running(), polls=n, elapsed_s=0, typical_s=10) for n in (1, 2, 3, 9)] == \
-        pytest.approx([1.0, 1.5, 2.25, 10.0])
+
+
+def test_nothing_known_first_look_at_a_quarter_of_typical_then_a_share_of_the_age() -> None:
+    s = PollSchedule(min_s=0.2, max_s=10.0, age_fraction=0.03, jitter=0.0)
+    assert s.delay(None, polls=0, elapsed_s=0, typical_s=10) == pytest.approx(2.25)
+    assert s.delay(None, polls=0, elapsed_s=0, typical_s=0.05) == pytest.approx(0.01125)  # local filters
+    # Past the first likely moment: 3% of the expected duration, or of the age once past it; never under the
+    # gap floor nor over the cap.
+    assert s.delay(Running(), polls=1, elapsed_s=2.5, typical_s=10) == pytest.approx(0.3)
+    assert s.delay(Running(), polls=1, elapsed_s=2.5, typical_s=4) == pytest.approx(0.2)
+    assert s.delay(Running(), polls=5, elapsed_s=20, typical_s=10) == pytest.approx(0.6)
+    assert s.delay(Running(), polls=50, elapsed_s=1000, typical_s=10) == pytest.approx(10.0)
+
+
+def test_learned_durations_move_the_first_look_and_back_off_past_the_slow_ones() -> None:
+    s = PollSchedule(min_s=0.2, max_s=10.0, age_fraction=0.03, jitter=0.0)
+    learned = DurationEstimate(low=4.0, typical=11.0, high=18.0)
+    assert s.delay(None, polls=0, elapsed_s=0, typical_s=15, learned=learned) == pytest.approx(3.6)
+    assert s.delay(Running(), polls=2, elapsed_s=5, typical_s=15, learned=learned) == pytest.approx(0.33)
+    # Far beyond what recent jobs took: probably queued or stuck, so look three times less often.
+    assert s.delay(Running(), polls=9, elapsed_s=30, typical_s=15, learned=learned) == pytest.approx(2.7)
+
+
+def test_polls_per_job_stay_few_and_results_are_noticed_within_a_small_share_of_the_duration() -> None:
+    """Walk the schedule over jobs of 2-20 s: the wait after the job ends and the number of looks."""
+    s = PollSchedule(min_s=0.2, max_s=10.0, age_fraction=0.03, jitter=0.0)
+    learned = DurationEstimate(low=2.1, typical=11.0, high=18.2)
+    looks: list[int] = []
+    for duration in (2.0, 5.0, 11.0, 20.0):
+        t, polls = 0.0, 0
+        while True:
+            t += s.delay(Running() if polls else None, polls, t, 15.0, learned)
+            polls += 1
+            if t >= duration:
+                break
+        assert t - duration <= 0.4 and (t - duration) / duration <= 0.2
+        assert polls <= 50
+        looks.append(polls)
+    # An average (11 s) job takes about 30 looks; fal-client's 0.1 s poll takes about 110.
+    assert looks[2] <= 32
 
 
 def test_jitter_spreads_polls() -> None:
-    s = PollSchedule(initial_s=1.0, jitter=0.1)
-    delays = {round(s.delay(Running(), polls=1, elapsed_s=0, typical_s=10), 6) for _ in range(50)}
-    assert len(delays) > 10 and all(0.9 <= d <= 1.1 for d in delays)
+    s = PollSchedule(min_s=0.2, jitter=0.1)
+    delays = {round(s.delay(Running(), polls=1, elapsed_s=100, typical_s=10), 6) for _ in range(50)}
+    assert len(delays) > 10 and all(2.7 <= d <= 3.3 for d in delays)
+    safety = {round(PollSchedule(safety_s=30).safety_delay(), 6) for _ in range(50)}
+    assert len(safety) > 10 and all(27 <= d <= 33 for d in safety)
+
+
+def test_duration_book_needs_a_few_samples_and_gives_quantiles() -> None:
+    book = DurationBook()
+    for seconds in (5.0, 6.0, 7.0, 8.0):
+        book.record("fal", "imagine", seconds)
+    assert book.estimate("fal", "imagine") is None
+    for seconds in range(1, 101):
+        book.record("fal", "edit", float(seconds))
+    estimate = book.estimate("fal", "edit")
+    assert estimate is not None
+    # Only the last 64 count: 37..100.
+    assert (estimate.low, estimate.typical, estimate.high) == (37.0, 69.0, 94.0)
+    assert book.estimate("novita", "edit") is None
 
 
 async def test_registry_order_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,6 +58,8 @@ class Provider(ABC):
     operations: ClassVar[frozenset[Operation]]
     # Typical seconds from submit to result, per operation: the poll schedule's first guess.
     typical_duration_s: ClassVar[float] = 10.0
+    # Where the provider is asked to call when a job ends (adapters that support webhooks set it).
+    webhook_url: str | None = None
     # True only where sending the same job again costs nothing (the local provider): after a restart such a
     # job is simply run again instead of being failed as "interrupted".
     free_to_resubmit: ClassVar[bool] = False

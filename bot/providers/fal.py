@@ -14,7 +14,7 @@ from bot.errors import ProviderAuthError, ProviderProtocolError
 from bot.operations import EditRequest, ImagineRequest, Operation, Request
 from bot.providers.base import KeyCheck
 from bot.providers.glm import GlmImageProvider
-from bot.providers.http import CLIENT_ERRORS, provider_message
+from bot.providers.http import CLIENT_ERRORS, message_in, provider_message
 from bot.providers.status import (
     Failed,
     JobStatus,
@@ -38,16 +38,19 @@ class FalProvider(GlmImageProvider):
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.EDIT, Operation.IMAGINE})
     typical_duration_s = 15.0
 
-    def __init__(self, *args: Any, queue_url: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, queue_url: str, webhook_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue_url = queue_url.rstrip("/")
+        # When set, fal POSTs a signed result here as soon as the job ends (`?fal_webhook=`).
+        self.webhook_url = webhook_url
 
     async def submit(self, request: Request) -> RemoteHandle:
         assert isinstance(request, EditRequest | ImagineRequest)
         http = self._require_http()
         model = MODELS[request.operation]
+        params = {"fal_webhook": self.webhook_url} if self.webhook_url else None
         response = await http.request("POST", f"{self.queue_url}/{model}", json_body=self.payload(request),
-                                      idempotent=False)
+                                      params=params, idempotent=False)
         data = response.json_object()
         try:
             return RemoteHandle(
@@ -89,7 +92,10 @@ class FalProvider(GlmImageProvider):
             retryable = response.headers.get("X-Fal-Retryable", response.headers.get("X-Fal-Needs-Retry", ""))
             return Failed(reason=provider_message(response.body), retryable=retryable.lower() == "true",
                           charged=False, code=f"http_{response.status}")
-        data = response.json_object()
+        return self.outcome(response.json_object())
+
+    def outcome(self, data: dict[str, Any]) -> Succeeded | Failed:
+        """The model's output as a status: what the result endpoint answers, and a webhook's `payload`."""
         images = data.get("images")
         if not isinstance(images, list) or not images:
             return Failed(reason="the result held no images", charged=None, code="no_images")
@@ -103,6 +109,20 @@ class FalProvider(GlmImageProvider):
         seed = data.get("seed")
         return Succeeded(outputs=tuple(outputs), seed=int(seed) if isinstance(seed, int | str) and
                          str(seed).lstrip("-").isdigit() else None)
+
+    def webhook_outcome(self, event: dict[str, Any]) -> tuple[str, Succeeded | Failed]:
+        """A verified webhook call as (request id, outcome): `status` OK carries the output, ERROR the error."""
+        request_id = event.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise ProviderProtocolError(self.name, "webhook call without a request_id")
+        payload = event.get("payload")
+        if event.get("status") == "OK" and isinstance(payload, dict):
+            return request_id, self.outcome(payload)
+        if event.get("status") == "OK":
+            # The output could not be serialised into the call (`payload_error`): the result endpoint has it.
+            raise ProviderProtocolError(self.name, str(event.get("payload_error") or "webhook without payload"))
+        reason = message_in(payload) if payload else str(event.get("error") or "the job failed")
+        return request_id, Failed(reason=reason, retryable=False, charged=False, code="webhook_error")
 
     async def cancel(self, handle: RemoteHandle) -> bool:
         if not handle.cancel_url:

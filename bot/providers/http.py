@@ -111,6 +111,11 @@ def provider_message(body: bytes, *, limit: int = MAX_ERROR_TEXT) -> str:
     return _message_from(data)[:limit]
 
 
+def message_in(data: Any, *, limit: int = MAX_ERROR_TEXT) -> str:
+    """The provider's own words from an already-parsed error body."""
+    return _message_from(data)[:limit]
+
+
 def _message_from(data: Any) -> str:
     if isinstance(data, str):
         return data

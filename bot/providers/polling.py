@@ -1,4 +1,10 @@
-"""The one poll loop: from a stored handle to a terminal status, with an adaptive schedule and a deadline."""
+"""The one poll loop: from a stored handle to a terminal status, with an adaptive schedule and a deadline.
+
+The schedule spends few requests and notices fast: it uses every hint the provider gives (ETA, progress, queue
+position), the durations of recent jobs, and otherwise polls again after a small fraction of the job's age, so
+the time a result waits to be noticed stays a small share of the job's own duration. A webhook, when the
+provider offers one, wakes the loop at once; polling then is only a slow safety net.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from dataclasses import dataclass
 
 from bot.errors import MalformedResponseError, ProviderError
 from bot.providers.base import Provider
+from bot.providers.durations import DurationEstimate
+from bot.providers.hints import CompletionHint
 from bot.providers.status import Failed, JobStatus, Queued, RemoteHandle, Running, Terminal, is_terminal
 from bot.waits import ExternalWait, passthrough
 
@@ -18,44 +26,54 @@ log = logging.getLogger(__name__)
 
 # Broken JSON is usually a truncated answer: worth a few more looks, not a hang.
 MAX_MALFORMED_IN_A_ROW = 3
+# However many webhook calls arrive for a job, it is not polled more often than this because of them.
+HINT_MIN_GAP_S = 1.0
 
 StatusCallback = Callable[[JobStatus], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class PollSchedule:
-    """Start fast, use the provider's hints, back off when a job is far from done.
+    """When to look next. Jitter spreads polls so that jobs submitted together do not poll in lock-step."""
 
-    Jitter spreads polls so that many jobs submitted together do not poll in lock-step.
-    """
-
-    initial_s: float = 1.0
-    max_s: float = 10.0
-    factor: float = 1.5
+    min_s: float = 0.2  # never two polls of one job closer than this
+    max_s: float = 10.0  # never longer than this between polls
+    age_fraction: float = 0.03  # with no better hint, look again after this share of the job's (expected) age
     jitter: float = 0.1
-    min_s: float = 0.05
+    safety_s: float = 30.0  # between polls of a job whose completion a webhook will announce
 
-    def delay(self, status: JobStatus | None, polls: int, elapsed_s: float, typical_s: float) -> float:
-        base = self._base_delay(status, polls, elapsed_s, typical_s)
-        base = min(self.max_s, max(self.min_s, base))
+    def delay(self, status: JobStatus | None, polls: int, elapsed_s: float, typical_s: float,
+              learned: DurationEstimate | None = None) -> float:
+        base = self._base_delay(status, polls, elapsed_s, typical_s, learned)
+        # The gap floor is between polls; the first look of a fast provider (local filters) may come sooner.
+        base = min(self.max_s, max(self.min_s if polls else 0.0, base))
         return base * random.uniform(1 - self.jitter, 1 + self.jitter)
 
-    def _base_delay(self, status: JobStatus | None, polls: int, elapsed_s: float, typical_s: float) -> float:
-        backoff = self.initial_s * self.factor ** max(0, polls - 1)
+    def safety_delay(self) -> float:
+        return self.safety_s * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+    def _base_delay(self, status: JobStatus | None, polls: int, elapsed_s: float, typical_s: float,
+                    learned: DurationEstimate | None) -> float:
+        # A share of the job's expected duration, or of its age once it runs longer than expected: a result
+        # then waits to be noticed about half that share of the job's own duration on average.
+        expected = learned.typical if learned is not None else typical_s
+        by_age = self.age_fraction * max(elapsed_s, expected)
         if isinstance(status, Running | Queued) and status.eta_s is not None and status.eta_s > 0:
-            # Poll just after the provider's own estimate, never sleeping through more than max_s.
-            return status.eta_s * 0.9 if status.eta_s > 1 else status.eta_s
+            return status.eta_s  # the provider's own estimate
         if isinstance(status, Running) and status.progress and 0 < status.progress < 100 and elapsed_s > 0:
             remaining = elapsed_s * (100 - status.progress) / status.progress
-            return max(self.initial_s / 2, remaining * 0.8)
+            return max(by_age, remaining * 0.8)
         if isinstance(status, Queued) and status.position:
             # Each job ahead is roughly one typical duration divided among the provider's workers.
-            return max(backoff, min(self.max_s, typical_s * 0.5 * status.position))
-        if polls == 0:
-            # Nothing known yet: a job is rarely done before a quarter of its typical duration (Pixazo
-            # advises 2-3 s for its 5-15 s jobs), so the first look waits that long.
-            return typical_s * 0.25
-        return backoff
+            return max(by_age, typical_s * 0.5 * status.position)
+        first_likely = learned.low if learned is not None else typical_s * 0.25
+        if elapsed_s < first_likely * 0.9:
+            # A job is hardly ever done before the fastest recent one (or, knowing nothing, before a quarter
+            # of the provider's typical duration: Pixazo advises polls 2-3 s apart for its 5-15 s jobs).
+            return first_likely * 0.9 - elapsed_s
+        if learned is not None and elapsed_s > 1.5 * learned.high:
+            return 3 * by_age  # far beyond what recent jobs took: probably queued or stuck; back off
+        return by_age
 
 
 async def wait_for_result(
@@ -67,28 +85,49 @@ async def wait_for_result(
     on_status: StatusCallback | None = None,
     clock: Callable[[], float] | None = None,
     external_wait: ExternalWait = passthrough,
+    learned: DurationEstimate | None = None,
+    min_interval: Callable[[], float] | None = None,
+    hint: CompletionHint | None = None,
 ) -> Terminal:
     """Poll until the job ends or the deadline (a `clock()` value) passes; then cancel where the API can.
 
     Transient provider errors do not end the job: the loop keeps polling until the deadline. Errors that
-    cannot get better (a rejected key, an unknown status) end it as failed.
+    cannot get better (a rejected key, an unknown status) end it as failed. `min_interval` spreads the
+    provider's request budget over every job being followed; `hint` is set by a webhook.
     """
     schedule = schedule or PollSchedule()
     # Looked up now, not at import: the deadline was computed with the same clock by the caller.
     clock = clock or time.monotonic
     started = clock()
+    last_poll = float("-inf")  # a webhook that came before the first poll is acted on at once
     status: JobStatus | None = None
     polls = 0
     malformed = 0
     while True:
-        delay = schedule.delay(status, polls, clock() - started, provider.typical_duration_s)
+        if hint is not None and hint.expected():
+            delay = schedule.safety_delay()
+        else:
+            delay = schedule.delay(status, polls, clock() - started, provider.typical_duration_s, learned)
+        if min_interval is not None:
+            delay = max(delay, min_interval())
         remaining = deadline - clock()
         if remaining <= 0:
             return await _expire(provider, handle)
-        await asyncio.sleep(min(delay, remaining))
+        woken = await _pause(min(delay, remaining), hint)
+        if woken and hint is not None and hint.status is not None:
+            # A verified webhook carried the outcome itself: nothing left to ask the provider.
+            if on_status is not None:
+                await on_status(hint.status)
+            return hint.status
+        if woken:
+            # An unverified call only says "look now"; a flood of them must not become a flood of polls.
+            gap = HINT_MIN_GAP_S - (clock() - last_poll)
+            if gap > 0:
+                await asyncio.sleep(min(gap, max(0.0, deadline - clock())))
         if deadline - clock() <= 0:
             return await _expire(provider, handle)
         polls += 1
+        last_poll = clock()
         try:
             status = await external_wait(provider.poll(handle), reason=f"{provider.name} status")
         except MalformedResponseError as exc:
@@ -111,6 +150,13 @@ async def wait_for_result(
         if is_terminal(status):
             assert isinstance(status, Terminal)
             return status
+
+
+async def _pause(seconds: float, hint: CompletionHint | None) -> bool:
+    if hint is None:
+        await asyncio.sleep(seconds)
+        return False
+    return await hint.wait(seconds)
 
 
 async def _cancel_quietly(provider: Provider, handle: RemoteHandle) -> bool:

@@ -72,7 +72,9 @@ class Providers:
         return sorted(seen.values(), key=lambda f: (f.provider, f.name))
 
 
-def build_providers(settings: Settings, session: aiohttp.ClientSession) -> Providers:
+def build_providers(settings: Settings, session: aiohttp.ClientSession, *, webhooks: bool = False) -> Providers:
+    """Every provider with a key (and the local one). With `webhooks`, fal and Novita are asked to call
+    WEBHOOK_PUBLIC_URL when a job ends."""
     policy = HttpPolicy(timeout_s=settings.http_timeout_s, max_attempts=settings.http_max_attempts,
                         backoff_base_s=settings.http_backoff_base_s)
     rate = settings.provider_requests_per_second or None
@@ -93,7 +95,8 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession) -> Provi
     if settings.fal_key:
         key = settings.fal_key.get_secret_value()
         found["fal"] = FalProvider(http("fal", {"Authorization": f"Key {key}", "Accept": "application/json"}, key),
-                                   limits(settings.fal_max_parallel), queue_url=settings.fal_queue_url)
+                                   limits(settings.fal_max_parallel), queue_url=settings.fal_queue_url,
+                                   webhook_url=settings.webhook_url("fal") if webhooks else None)
     if settings.pixazo_api_key:
         key = settings.pixazo_api_key.get_secret_value()
         found["pixazo"] = PixazoProvider(
@@ -103,6 +106,7 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession) -> Provi
         key = settings.novita_api_key.get_secret_value()
         found["novita"] = NovitaProvider(
             http("novita", {"Authorization": f"Bearer {key}", "Accept": "application/json"}, key),
-            limits(settings.novita_max_parallel), base_url=settings.novita_base_url)
+            limits(settings.novita_max_parallel), base_url=settings.novita_base_url,
+            webhook_url=settings.webhook_url("novita") if webhooks else None)
     found["local"] = LocalProvider(None, limits(settings.local_max_parallel))
     return Providers(found)

@@ -59,7 +59,7 @@ async def app(tmp_path: Path, fal: FakeFal, glam: FakeGlam, monkeypatch: pytest.
     monkeypatch.setattr(cogs._delivery, "EDIT_INTERVAL_S", 0.0)
     settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/atelier.db",  # type: ignore[call-arg]
                         fal_key=fal.key, fal_queue_url=fal.base_url, glam_api_key=glam.key,
-                        glam_base_url=glam.base_url, poll_initial_s=0.02, poll_max_s=0.1, http_backoff_base_s=0.01,
+                        glam_base_url=glam.base_url, poll_min_s=0.02, poll_max_s=0.1, http_backoff_base_s=0.01,
                         quota_daily=10, quota_concurrent=5)
     async with open_app(settings, deliverers={}, config=RunnerConfig(origins=frozenset({Origin.DISCORD})),
                         start=False) as built:

@@ -17,7 +17,7 @@ from tests.conftest import LIMITS, make_http
 from tests.fakes.base import JobScript
 from tests.fakes.fal import FakeFal
 
-FAST = PollSchedule(initial_s=0.01, max_s=0.05)
+FAST = PollSchedule(min_s=0.01, max_s=0.05)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from tests.fakes.base import JobScript
 from tests.fakes.glam import DEFAULT_FILTERS, FakeGlam
 
 KEY = "glam-secret-9f3a7c21d4e8b605"
-FAST = PollSchedule(initial_s=0.01, max_s=0.05, min_s=0.005)
+FAST = PollSchedule(min_s=0.005, max_s=0.05)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ async def test_each_filter_changes_the_image_and_keeps_its_size(name: str) -> No
     await provider.validate(request)
     handle = await provider.submit(request)
     result = await wait_for_result(provider, handle, deadline=time.monotonic() + 5,
-                                   schedule=PollSchedule(initial_s=0.001))
+                                   schedule=PollSchedule(min_s=0.001))
     assert isinstance(result, Succeeded)
     fetched = await provider.fetch(result.outputs[0])
     out = Image.open(io.BytesIO(fetched.data))

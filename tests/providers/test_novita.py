@@ -28,7 +28,7 @@ from tests.conftest import LIMITS, make_http
 from tests.fakes.base import JobScript
 from tests.fakes.novita import FakeNovita
 
-FAST = PollSchedule(initial_s=0.01, max_s=0.05)
+FAST = PollSchedule(min_s=0.01, max_s=0.05)
 RESULT = "/v3/async/task-result"
 SUBMIT = "/v3/async/glm-image"
 

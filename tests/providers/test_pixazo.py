@@ -27,7 +27,7 @@ from tests.conftest import LIMITS, image_input, make_http
 from tests.fakes.base import JobScript
 from tests.fakes.pixazo import I2I, INVALID_KEY, RATE_LIMITED, T2I, FakePixazo
 
-FAST = PollSchedule(initial_s=0.01, max_s=0.05)
+FAST = PollSchedule(min_s=0.01, max_s=0.05)
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ class Harness:
 def settings_for(tmp_path: Path, fal: FakeFal, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": f"sqlite:///{tmp_path}/atelier.db", "fal_key": fal.key, "fal_queue_url": fal.base_url,
-        "poll_initial_s": 0.02, "poll_max_s": 0.1, "http_backoff_base_s": 0.01, "quota_daily": 100,
+        "poll_min_s": 0.02, "poll_max_s": 0.1, "http_backoff_base_s": 0.01, "quota_daily": 100,
         "quota_concurrent": 50,
     }
     values.update(overrides)

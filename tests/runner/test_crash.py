@@ -33,7 +33,7 @@ async def fal() -> AsyncIterator[FakeFal]:
 async def start_runner(tmp_path: Path, fal: FakeFal, *extra: str) -> asyncio.subprocess.Process:
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
            "DATABASE_URL": f"sqlite:///{tmp_path}/atelier.db", "FAL_KEY": fal.key, "FAL_QUEUE_URL": fal.base_url,
-           "FAL_MAX_PARALLEL": "2", "POLL_INITIAL_S": "0.05", "POLL_MAX_S": "0.2", "LEASE_SECONDS": "30",
+           "FAL_MAX_PARALLEL": "2", "POLL_MIN_S": "0.05", "POLL_MAX_S": "0.2", "LEASE_SECONDS": "30",
            "LOG_LEVEL": "WARNING"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.harness.runner_proc", "--deliveries", str(tmp_path / "deliveries.jsonl"),

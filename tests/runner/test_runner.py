@@ -291,8 +291,10 @@ async def test_a_job_that_waited_in_line_past_its_deadline_is_not_sent(harness: 
     h = harness
     h.app.runner.gates["fal"].capacity = 1
     h.fal.script = JobScript(duration_s=1.0)
-    h.app.runner.config.deadlines = {"imagine": 0.6}
+    h.app.runner.config.deadlines = {"imagine": 5}
     first = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="1"))
+    # The second job's deadline passes well before the first job frees the only slot.
+    h.app.runner.config.deadlines = {"imagine": 0.4}
     second = await h.app.runner.create(BOB, Origin.DISCORD, ImagineRequest(prompt="2"))
     done = await settle(h, second.id)
     assert done.state is JobState.FAILED and "waited in line" in (done.error_message or "")

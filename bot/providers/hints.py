@@ -1,0 +1,38 @@
+"""A job's completion hint: set when a provider's webhook says the job ended, awaited by the poll loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from bot.providers.status import Terminal
+
+
+class CompletionHint:
+    def __init__(self, expected: Callable[[], bool] = lambda: True) -> None:
+        self._event = asyncio.Event()
+        self._expected = expected
+        # The outcome itself, when the webhook carried one that was verified (fal); None means "look now".
+        self.status: Terminal | None = None
+        self.fired = False  # a webhook came for this job at least once
+
+    def set(self, status: Terminal | None = None) -> None:
+        self.fired = True
+        if status is not None:
+            self.status = status
+        self._event.set()
+
+    def expected(self) -> bool:
+        """Whether this provider's webhooks are arriving, so polling may slow to a safety net."""
+        return self._expected()
+
+    async def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if a webhook woke us."""
+        if not self._event.is_set():
+            try:
+                async with asyncio.timeout(seconds):
+                    await self._event.wait()
+            except TimeoutError:
+                return False
+        self._event.clear()
+        return True

@@ -1,0 +1,67 @@
+"""Where webhook calls meet the jobs waiting for them.
+
+A call names the provider's job id. If a poll loop is following that job it is woken at once; a call that
+arrives before the submit's answer was even stored (a fast job) is kept briefly and handed over when the
+loop starts. Duplicates and replays only wake a loop that then asks the provider, so they are harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from bot.providers.hints import CompletionHint
+from bot.providers.status import Terminal
+
+# Early calls kept for jobs nobody follows yet: bounded, so a flood of made-up ids costs a little memory at most.
+EARLY_LIMIT = 10_000
+EARLY_TTL_S = 600.0
+# After this many jobs in a row ended without their webhook, a provider's webhooks are taken to be not arriving
+# (a firewall, a wrong public URL, an endpoint that ignores them) and its jobs are polled at full speed again.
+MISSES_BEFORE_DISTRUST = 3
+
+
+class WebhookHub:
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[str, str], CompletionHint] = {}
+        self._early: OrderedDict[tuple[str, str], tuple[float, Terminal | None]] = OrderedDict()
+        self._misses: dict[str, int] = {}
+        self.calls = 0
+
+    def expect(self, provider: str, remote_id: str) -> CompletionHint:
+        """A hint for a job about to be followed; already set if its webhook came first."""
+        key = (provider, remote_id)
+        hint = CompletionHint(expected=lambda: self.arriving(provider))
+        self._waiting[key] = hint
+        early = self._early.pop(key, None)
+        if early is not None and time.monotonic() - early[0] < EARLY_TTL_S:
+            hint.set(early[1])
+        return hint
+
+    def forget(self, provider: str, remote_id: str, *, ended_by_webhook: bool | None = None) -> None:
+        """The job is no longer followed; say whether its end was announced by a webhook, when known."""
+        self._waiting.pop((provider, remote_id), None)
+        if ended_by_webhook is True:
+            self._misses[provider] = 0
+        elif ended_by_webhook is False:
+            self._misses[provider] = self._misses.get(provider, 0) + 1
+
+    def arriving(self, provider: str) -> bool:
+        return self._misses.get(provider, 0) < MISSES_BEFORE_DISTRUST
+
+    def notify(self, provider: str, remote_id: str, status: Terminal | None = None) -> bool:
+        """A webhook call for this job; `status` only when the call was verified. True if a job was waiting."""
+        self.calls += 1
+        key = (provider, remote_id)
+        hint = self._waiting.get(key)
+        if hint is not None or status is not None:
+            # Proof that this provider's calls get through (an unverified call about an unknown job is not).
+            self._misses[provider] = 0
+        if hint is not None:
+            hint.set(status)
+            return True
+        self._early[key] = (time.monotonic(), status)
+        self._early.move_to_end(key)
+        while len(self._early) > EARLY_LIMIT:
+            self._early.popitem(last=False)
+        return False
