@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,12 @@ def fake_providers(*names: str, key: str = "bench-key") -> Iterator[dict[str, st
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def admin(url: str, path: str, body: dict[str, Any] | None = None) -> Any:

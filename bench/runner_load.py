@@ -1,6 +1,6 @@
 """Benchmark: one process holding N jobs in flight against the fake providers (in their own process).
 
-    uv run python -m bench.runner_load [--jobs 2000] [--min 2] [--max 20] [--json out.json]
+    uv run python -m bench.runner_load [--jobs 2000] [--min 2] [--max 20] [--webhooks] [--json out.json]
 
 Reports event-loop lag, peak memory, CPU per job, store writes per second, provider requests per job, and the
 time from the fake provider finishing a job to its delivery (median and p95). Not a pass/fail test.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LoopLag, admin, cpu_seconds, fake_providers, machine, pct, peak_rss_mb
+from bench.common import LoopLag, admin, cpu_seconds, fake_providers, free_port, machine, pct, peak_rss_mb
 from bot.app import open_app
 from bot.operations import ImagineRequest
 from bot.runner import RunnerConfig
@@ -56,19 +56,24 @@ class CountingStore:
         return attr
 
 
-async def run(jobs: int, low: float, high: float, provider: str = "fal") -> dict[str, Any]:
+async def run(jobs: int, low: float, high: float, provider: str = "fal", webhooks: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, fake_providers(provider) as urls:
         url = urls[provider]
         await admin(url, "/_admin/script", {"duration_range": [low, high], "queue_polls": 0})
+        hooks: dict[str, Any] = {}
+        if webhooks:
+            port = free_port()
+            hooks = {"webhook_public_url": f"http://127.0.0.1:{port}", "webhook_host": "127.0.0.1",
+                     "webhook_port": port, "fal_jwks_url": f"{url}/.well-known/jwks.json"}
         settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp}/bench.db",  # type: ignore[call-arg]
                             fal_key="bench-key", fal_queue_url=url, fal_max_parallel=jobs, quota_daily=10**6,
                             quota_concurrent=10**6, provider_requests_per_second=0, poll_max_s=10.0,
-                            job_deadline_s=high * 5, log_level="WARNING")
+                            job_deadline_s=high * 5, log_level="WARNING", **hooks)
         delivery = TimedDelivery()
         delivery.expected = jobs
         config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
         lag = LoopLag()
-        async with open_app(settings, deliverers={"discord": delivery}, config=config) as app:
+        async with open_app(settings, deliverers={"discord": delivery}, config=config, listen=webhooks) as app:
             counter = CountingStore(app.store)
             app.runner.store = counter  # type: ignore[assignment]
             lag.start()
@@ -104,6 +109,7 @@ async def run(jobs: int, low: float, high: float, provider: str = "fal") -> dict
                 added.append(delivered_at - done)
         return {
             "jobs": jobs, "durations_s": [low, high], "provider": provider,
+            "completion": "webhooks" if webhooks else "polling",
             "create_all_s": round(created_s, 2), "wall_s": round(wall, 2), "peak_in_flight": peak,
             "loop_lag_p50_ms": round(pct(lag.samples, 50) * 1000, 2),
             "loop_lag_p99_ms": round(pct(lag.samples, 99) * 1000, 2),
@@ -125,9 +131,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--min", type=float, default=2.0)
     parser.add_argument("--max", type=float, default=20.0)
+    parser.add_argument("--webhooks", action="store_true", help="complete jobs by fal's signed webhook calls")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(run(args.jobs, args.min, args.max))
+    result = asyncio.run(run(args.jobs, args.min, args.max, webhooks=args.webhooks))
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")

@@ -40,10 +40,10 @@ class Settings(BaseSettings):
     # Per-operation deadlines overriding JOB_DEADLINE_S, as JSON: {"filter": 120, "tryon": 300}.
     job_deadlines: dict[str, float] = {}
     # Poll schedule: shortest and longest gap between two polls of one job, and with no better hint, the share
-    # of a job's age to wait before looking again (0.03: a result waits about 1.5% of the job's duration).
+    # of a job's age to wait before looking again (0.02: a result waits about 1% of the job's duration).
     poll_min_s: float = Field(default=0.2, gt=0)
     poll_max_s: float = Field(default=10.0, gt=0)
-    poll_age_fraction: float = Field(default=0.03, gt=0, le=1)
+    poll_age_fraction: float = Field(default=0.02, gt=0, le=1)
 
     # Webhooks: with a public URL set, fal and Novita call the bot when a job ends, and polling becomes a slow
     # safety net. The URL is where the outside world reaches WEBHOOK_PORT (e.g. through a reverse proxy).

@@ -38,7 +38,7 @@ class PollSchedule:
 
     min_s: float = 0.2  # never two polls of one job closer than this
     max_s: float = 10.0  # never longer than this between polls
-    age_fraction: float = 0.03  # with no better hint, look again after this share of the job's (expected) age
+    age_fraction: float = 0.02  # with no better hint, look again after this share of the job's (expected) age
     jitter: float = 0.1
     safety_s: float = 30.0  # between polls of a job whose completion a webhook will announce
 
@@ -64,8 +64,9 @@ class PollSchedule:
             remaining = elapsed_s * (100 - status.progress) / status.progress
             return max(by_age, remaining * 0.8)
         if isinstance(status, Queued) and status.position:
-            # Each job ahead is roughly one typical duration divided among the provider's workers.
-            return max(by_age, typical_s * 0.5 * status.position)
+            # Jobs ahead in line: further from done, so look less often, in proportion. (How many workers
+            # serve the line is unknown, so a position is not converted into seconds.)
+            return by_age * (1 + status.position)
         first_likely = learned.low if learned is not None else typical_s * 0.25
         if elapsed_s < first_likely * 0.9:
             # A job is hardly ever done before the fastest recent one (or, knowing nothing, before a quarter
