@@ -56,6 +56,13 @@ class JobScript:
     nsfw: bool = False
     queue_position: int = 2
     duration_range: tuple[float, float] | None = None  # each job draws its duration_s from this range
+    # With a seed the draws repeat: the n-th job under this script gets the same duration on every run, so
+    # several clients each submitting N jobs (one after another, each after a fresh script) see the same N.
+    seed: int | None = None
+    _durations: random.Random = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._durations = random.Random(self.seed)
 
 
 @dataclass
@@ -206,7 +213,7 @@ class FakeServer:
     def new_job(self, operation: str, body: Any, count: int = 1) -> FakeJob:
         script = self.scripts.pop(0) if self.scripts else self.script
         if script.duration_range is not None:
-            script = dataclasses.replace(script, duration_s=random.uniform(*script.duration_range))
+            script = dataclasses.replace(script, duration_s=script._durations.uniform(*script.duration_range))
         job = FakeJob(id=self.new_id(), operation=operation, body=body, script=script, count=count)
         self.jobs[job.id] = job
         return job
