@@ -1,11 +1,13 @@
 """Benchmark: how long after a job finishes at the provider does each client have the image, and at what cost.
 
     uv run python -m bench.latency [--jobs 200] [--min 2] [--max 20] [--seed 1] [--provider fal|novita]
-                                   [--modes atelier,fal-client,poller-2.5] [--set KEY=VALUE ...] [--json out.json]
+                                   [--modes atelier-webhooks,atelier,fal-client,poller-2.5] [--set KEY=VALUE ...]
+                                   [--json out.json]
 
 One population of jobs (the same count and, by a seeded fake, the very same durations, uniform in [min, max]) is
 run through each client in turn against the fake providers in their own process on 127.0.0.1:
 
+- atelier-webhooks: the real runner with its webhook listener; the fake calls it back (fal: signed);
 - atelier: the real runner (`open_app`) with a timed deliverer; done = delivered (downloaded, checked, stored);
 - fal-client: fal's own `AsyncClient.subscribe` (default 0.1 s interval), then the image downloaded;
 - poller-2.5: a minimal aiohttp client polling status every 2.5 s, then the result, then the image.
@@ -15,7 +17,7 @@ itself, so one client's request rate cannot slow another's answers, and the fake
 diffed between rows. fal-client and the poller always talk to the fal fake; `--provider novita` moves only
 Atelier. Added latency = when the client had the image - when the fake finished the job. Not a pass/fail test.
 
-A further Atelier row is one entry in MODES with its own settings (see `AtelierMode`), e.g. webhooks.
+A further Atelier row is one entry in MODES with its own settings (see `AtelierMode`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import ROOT, LoopLag, admin, cpu_seconds, fake_providers, machine, pct
+from bench.common import ROOT, LoopLag, admin, cpu_seconds, fake_providers, free_port, machine, pct
 from bot.app import open_app
 from bot.operations import ImagineRequest
 from bot.runner import RunnerConfig
@@ -102,12 +104,18 @@ def atelier_settings(provider: str, url: str, pop: Population, tmp: str, extra: 
     return Settings(_env_file=None, **(base | extra))
 
 
-async def run_atelier(pop: Population, url: str, *, provider: str, extra: dict[str, Any]) -> Outcome:
+async def run_atelier(pop: Population, url: str, *, provider: str, extra: dict[str, Any],
+                      webhooks: bool = False) -> Outcome:
     with tempfile.TemporaryDirectory() as tmp:
+        if webhooks:
+            # The listener on a free loopback port; fal's keys come from the fake's own JWKS.
+            port = free_port()
+            extra = extra | {"webhook_public_url": f"http://127.0.0.1:{port}", "webhook_host": "127.0.0.1",
+                             "webhook_port": port, "fal_jwks_url": f"{url}/.well-known/jwks.json"}
         settings = atelier_settings(provider, url, pop, tmp, extra)
         delivery = TimedDelivery(pop.jobs)
         config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
-        async with open_app(settings, deliverers={"discord": delivery}, config=config) as app:
+        async with open_app(settings, deliverers={"discord": delivery}, config=config, listen=webhooks) as app:
             await asyncio.gather(*(
                 app.runner.create(Subject.member(1, f"user{i % 200}"), Origin.DISCORD,
                                   ImagineRequest(prompt=pop.prompt(i)), provider=provider)
@@ -192,12 +200,13 @@ async def run_fixed_poller(pop: Population, url: str, *, interval: float) -> Out
 
 @dataclass(frozen=True)
 class AtelierMode:
-    """An Atelier row: the runner with these settings on top of the benchmark's own. A webhook row would be
-    `AtelierMode("atelier-webhooks", "Atelier (webhooks)", {"webhook_public_url": ..., "webhook_port": ...})`."""
+    """An Atelier row: the runner with these settings on top of the benchmark's own; `webhooks` serves the
+    webhook listener on a free port and asks the provider to call it."""
 
     name: str
     label: str
     settings: dict[str, Any] = field(default_factory=dict)
+    webhooks: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,7 @@ class ClientMode:
 
 
 MODES: dict[str, AtelierMode | ClientMode] = {mode.name: mode for mode in (
+    AtelierMode("atelier-webhooks", "Atelier (webhooks)", webhooks=True),
     AtelierMode("atelier", "Atelier (polling)"),
     ClientMode("fal-client", "fal-client subscribe", run_fal_client),
     ClientMode("poller-2.5", "fixed 2.5 s poller",
@@ -226,7 +236,8 @@ async def measure(mode: AtelierMode | ClientMode, pop: Population, urls: dict[st
     lag.start()
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     if isinstance(mode, AtelierMode):
-        outcome = await run_atelier(pop, url, provider=provider, extra=mode.settings | extra)
+        outcome = await run_atelier(pop, url, provider=provider, extra=mode.settings | extra,
+                                    webhooks=mode.webhooks)
     else:
         outcome = await mode.run(pop, url)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0

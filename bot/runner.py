@@ -571,6 +571,10 @@ class Runner:
         hint = None
         if self.webhooks is not None and provider.webhook_url:
             hint = self.webhooks.expect(provider.name, handle.remote_id)
+            if not fresh:
+                # Resumed after a restart: its call may have come while nobody listened, so look once now
+                # rather than waiting for the first safety-net poll.
+                hint.look_now()
         self._following[provider.name] = self._following.get(provider.name, 0) + 1
         try:
             result = await wait_for_result(provider, handle, deadline=time.monotonic() + remaining,

@@ -22,6 +22,10 @@ class CompletionHint:
             self.status = status
         self._event.set()
 
+    def look_now(self) -> None:
+        """Wake the loop once without claiming that a webhook came (a job resumed after a restart)."""
+        self._event.set()
+
     def expected(self) -> bool:
         """Whether this provider's webhooks are arriving, so polling may slow to a safety net."""
         return self._expected()

@@ -209,3 +209,30 @@ async def test_without_a_public_url_nothing_listens_and_providers_are_not_asked_
         assert done.state is JobState.SUCCEEDED
         assert "fal_webhook" not in fal.calls("POST")[0].query
         assert fal.webhook_deliveries == []
+
+
+async def test_a_job_whose_call_came_while_the_bot_was_down_is_found_at_once_after_restart(
+        tmp_path: Path, fakes: tuple[FakeFal, FakeNovita]) -> None:
+    fal, novita = fakes
+    fal.script = JobScript(duration_s=0.5)
+    fal.webhook_retries = 1  # fal retries for two hours; here the calls give up while the bot is down
+    port = free_port()
+    s = settings(tmp_path, fal, novita, webhook_public_url=f"http://127.0.0.1:{port}", webhook_port=port,
+                 webhook_safety_poll_s=30)
+    config = RunnerConfig(origins=frozenset({Origin.DISCORD}))
+    first = RecordingDelivery()
+    async with open_app(s, deliverers={"discord": first}, config=config, listen=True) as app:
+        job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"), provider="fal")
+        await submitted(fal)
+    deadline = time.monotonic() + 5
+    while len(fal.webhook_deliveries) < 2:  # both attempts found nobody listening
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert all(d.status is None for d in fal.webhook_deliveries)
+    second = RecordingDelivery()
+    started = time.monotonic()
+    async with open_app(s, deliverers={"discord": second}, config=config, listen=True) as app:
+        done, _ = await World(app, fal, novita, second, "").finish(job)
+        assert done.state is JobState.SUCCEEDED
+        assert time.monotonic() - started < 3  # not the 30 s safety interval
+    assert len(fal.calls("POST")) == 1  # never submitted twice
