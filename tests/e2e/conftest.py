@@ -141,6 +141,10 @@ async def e2e(discord: FakeDiscord, guild: GuildHandle, providers: ProviderFakes
     yield world
     discord.ack_deadline_s, discord.token_ttl_s, discord.nonce_window_s, discord.gateway.accept_resume = saved
     discord.rest.faults.clear()
+    discord.rest.limits.clear()
+    discord.gateway.release_connections()
+    for name in PROVIDERS:
+        await providers.release(name)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

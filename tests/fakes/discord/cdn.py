@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class Cdn:
 
     def signed_url(self, path: str) -> str:
         issued = int(time.time())
-        expires = int(time.time() + self.url_ttl_s)
+        expires = math.ceil(time.time() + self.url_ttl_s)
         return f"{self.base_url}{path}?ex={expires:x}&is={issued:x}&hm={self._sign(path, expires, issued)}&"
 
     def store(self, channel_id: int, filename: str, data: bytes, *, content_type: str | None = None,

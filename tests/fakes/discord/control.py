@@ -224,9 +224,11 @@ class FakeDiscord:
     # --- faults ----------------------------------------------------------------------------------------------
 
     def fail_next(self, status: int, code: int, message: str, *, times: int = 1, method: str | None = None,
-                  route: str | None = None) -> None:
-        """The next `times` calls matching method and route template get this error instead."""
-        self.rest.faults.append(Fault(status, {"message": message, "code": code}, times, method, route))
+                  route: str | None = None, after: bool = False) -> None:
+        """The next `times` calls matching method and route template get this error instead; with after=True
+        the call takes effect first (a message is posted) and only the answer is lost."""
+        self.rest.faults.append(Fault(status, {"message": message, "code": code}, times, method, route,
+                                      after=after))
 
     def rate_limit_next(self, times: int = 1, *, method: str | None = "POST",
                         route: str | None = "/channels/{channel_id}/messages", retry_after: float = 0.3) -> None:

@@ -69,10 +69,19 @@ class Gateway:
         self.accept_resume = False
         self.heartbeat_interval_ms = 41_250
         self._sockets: set[web.WebSocketResponse] = set()
+        self._open = asyncio.Event()  # cleared: new connections wait before HELLO (Discord unreachable)
+        self._open.set()
 
     @property
     def connected(self) -> bool:
         return self.session is not None and self.session.connected
+
+    def hold_connections(self) -> None:
+        """New connections get no HELLO until release_connections(): the bot stays disconnected meanwhile."""
+        self._open.clear()
+
+    def release_connections(self) -> None:
+        self._open.set()
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/gateway", self._connect)
@@ -85,6 +94,7 @@ class Gateway:
         self._sockets.add(ws)
         self.stats.connections += 1
         try:
+            await self._open.wait()
             await ws.send_str(json.dumps({"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -204,5 +214,6 @@ class Gateway:
             await ws.close(code=code, message=b"dropped by the test")
 
     async def close(self) -> None:
+        self._open.set()
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"server shutting down")

@@ -92,9 +92,32 @@ class Fault:
     method: str | None = None
     route: str | None = None  # a route template, e.g. "/channels/{channel_id}/messages"
     headers: dict[str, str] = field(default_factory=dict)
+    after: bool = False  # Discord did the work and then failed to answer (a 5xx on the way back)
 
     def matches(self, method: str, route: str) -> bool:
         return (self.method is None or self.method == method) and (self.route is None or self.route == route)
+
+
+@dataclass
+class Bucket:
+    """One rate-limit bucket: `limit` calls per `window` seconds, per route and major parameter, as Discord counts."""
+
+    limit: int
+    window: float
+    used: int = 0
+    resets_at: float = 0.0
+
+    def take(self, now: float) -> bool:
+        if now >= self.resets_at:
+            self.used, self.resets_at = 0, now + self.window
+        self.used += 1
+        return self.used <= self.limit
+
+    def headers(self, now: float, name: str) -> dict[str, str]:
+        after = max(0.0, self.resets_at - now)
+        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(max(0, self.limit - self.used)),
+                "X-RateLimit-Reset": f"{time.time() + after:.3f}", "X-RateLimit-Reset-After": f"{after:.3f}",
+                "X-RateLimit-Bucket": name}
 
 
 @dataclass
@@ -111,6 +134,12 @@ class Rest:
         self.faults: list[Fault] = []
         self.calls: list[RestCall] = []
         self.unknown: list[str] = []
+        # Rate limits per route template: (calls, seconds). Generous by default so that tests run at full speed;
+        # tighten one to see the bot pace itself (e.g. Discord's "/channels/{channel_id}/messages": (5, 5.0)).
+        self.default_limit: tuple[int, float] = (50, 1.0)
+        self.rate_limited = 0  # calls answered 429 because the bot went over a limit
+        self.limits: dict[str, tuple[int, float]] = {}
+        self._buckets: dict[tuple[str, str, str], Bucket] = {}
 
     # --- routing -------------------------------------------------------------------------------------------
 
@@ -167,10 +196,12 @@ class Rest:
             if fault is not None:
                 fault.times -= 1
                 self.faults = [f for f in self.faults if f.times > 0]
+                if fault.after:
+                    await handler(request)
                 response: web.StreamResponse = json_response(fault.body, fault.status, fault.headers)
                 call.code = fault.body.get("code")
             else:
-                response = await handler(request)
+                response = await self._limited(request, route, handler)
         except ApiError as exc:
             call.code = exc.code
             response = json_response({"message": exc.message, "code": exc.code}, exc.status)
@@ -179,6 +210,28 @@ class Rest:
         # as a Cloudflare ban.
         response.headers.setdefault("Via", "1.1 google")
         self.fake.changed()
+        return response
+
+    async def _limited(self, request: web.Request, route: str, handler: Handler) -> web.StreamResponse:
+        """Count the call in its bucket; over the limit it gets Discord's 429, otherwise the headers it reads."""
+        info = request.match_info
+        major = info.get("channel_id") or info.get("guild_id") or info.get("token") or ""
+        limit, window = self.limits.get(route, self.default_limit)
+        key = (request.method, route, major)
+        bucket = self._buckets.get(key)
+        if bucket is None or (bucket.limit, bucket.window) != (limit, window):
+            bucket = self._buckets[key] = Bucket(limit, window)
+        now = time.monotonic()
+        name = f"{abs(hash((request.method, route))):x}"
+        if not bucket.take(now):
+            after = bucket.resets_at - now
+            self.rate_limited += 1
+            return json_response({"message": "You are being rate limited.", "retry_after": round(after, 3),
+                                  "global": False}, 429,
+                                 {**bucket.headers(now, name), "Retry-After": str(max(1, round(after))),
+                                  "X-RateLimit-Scope": "user"})
+        response = await handler(request)
+        response.headers.update(bucket.headers(now, name))
         return response
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[UploadedFile]]:
