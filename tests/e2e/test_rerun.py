@@ -76,3 +76,22 @@ async def test_the_owner_deletes_by_reaction_and_nobody_else_can(e2e: E2E) -> No
     await e2e.discord.wait_for(lambda: result.deleted, what="the result to be deleted")
     [dm] = [m for m in bob.dms() if m.attachments]
     assert [a.data for a in dm.attachments] == [a.data for a in result.attachments]
+
+
+async def test_the_cooldown_holds_for_reruns_by_reaction_as_by_button(e2e: E2E) -> None:
+    admin, alice = await e2e.member("admin", manage_guild=True), await e2e.member("alice")
+    await (await admin.run_command(e2e.channel, "atelier cooldown", seconds=600)).reply()
+    try:
+        first_id = started_job((await (await alice.run_command(e2e.channel, "imagine", prompt="a fox")).reply())
+                               .content)
+        first = await e2e.result(first_id)
+        await e2e.discord.wait_for(lambda: e2e.discord.bot.id in first.reacted("🔄"), what="the bot's 🔄")
+        by_button = await (await alice.click(first, "Retry")).reply()
+        assert by_button.ephemeral and "Slow down" in by_button.content
+        await alice.react(first, "🔄")
+        told = await e2e.discord.wait_for(lambda: next((m for m in alice.dms() if "Slow down" in m.content), None),
+                                          what="a private word about the cooldown")
+        assert "you can start another job in" in told.content
+        assert [j["id"] for j in e2e.db.jobs_of(alice.id)] == [first_id]
+    finally:
+        await (await admin.run_command(e2e.channel, "atelier cooldown", seconds=0)).reply()
