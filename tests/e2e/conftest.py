@@ -141,6 +141,9 @@ async def e2e(discord: FakeDiscord, guild: GuildHandle, providers: ProviderFakes
     yield world
     discord.ack_deadline_s, discord.token_ttl_s, discord.nonce_window_s, discord.gateway.accept_resume = saved
     discord.rest.faults.clear()
+    for hold in discord.rest.holds:
+        hold.release()
+    discord.rest.holds.clear()
     discord.rest.limits.clear()
     discord.gateway.release_connections()
     for name in PROVIDERS:

@@ -166,3 +166,28 @@ async def test_sigkill_with_a_job_at_the_provider_then_restart_delivers_it_once(
     assert len((await e2e.providers.stats("novita"))["jobs"]) == submits + 1  # polled again, never resubmitted
     status = e2e.status_message(job_id)
     assert status is not None and "✅ done" in status.content
+
+
+async def test_sigkill_while_the_result_is_being_posted_then_restart_does_not_post_it_again(e2e: E2E) -> None:
+    # Past the nonce's few minutes Discord no longer deduplicates: only the bot's own look back can tell.
+    e2e.discord.nonce_window_s = 0.0
+    alice = await e2e.member("alice")
+    await e2e.providers.hold("novita", NOVITA_POLL)
+    job_id = await start(e2e, alice, "a fox")
+    posting = e2e.discord.hold_next("POST", path=f"/channels/{e2e.channel.id}/messages")
+    await e2e.providers.release("novita")
+    await e2e.discord.wait_for(posting.reached.is_set, what="the result post to reach Discord")
+    await e2e.bot.kill()
+    posting.release()  # Discord posts it; the bot never hears back
+    posted = await e2e.discord.wait_for(lambda: e2e.result_message(job_id), what="the result in the channel")
+    restarted = time.monotonic()
+    await e2e.bot.start()
+    await e2e.quiesce()
+    assert results_of(e2e, job_id) == [posted]
+    assert e2e.discord.calls("GET", MESSAGES, since=restarted), "it looked before posting again"
+    job = await e2e.job(job_id)
+    assert job["message_id"] == str(posted.id)
+    # The restarted bot finished the job's public message and added the reactions members use.
+    await e2e.discord.wait_for(lambda: e2e.discord.bot.id in posted.reacted("🔄"), what="the bot's 🔄")
+    status = e2e.status_message(job_id)
+    assert status is not None and "✅ done" in status.content

@@ -43,7 +43,7 @@ from tests.fakes.discord.models import (
     User,
     snowflake,
 )
-from tests.fakes.discord.rest import Fault, Rest, RestCall
+from tests.fakes.discord.rest import Fault, Hold, Rest, RestCall
 
 T = TypeVar("T")
 BOT_PERMISSIONS = 116_800  # what Atelier's invite link asks for (README)
@@ -241,6 +241,13 @@ class FakeDiscord:
         body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
         self.rest.faults.append(Fault(429, body, times, method, route, headers))
 
+    def hold_next(self, method: str | None = None, route: str | None = None, *, path: str | None = None) -> Hold:
+        """Keep the next matching call waiting at Discord until `hold.release()`; `hold.reached` is set when it
+        arrives. Released, it takes effect even if the bot has died meanwhile (as a request Discord received)."""
+        hold = Hold(method, route, path)
+        self.rest.holds.append(hold)
+        return hold
+
     async def drop_gateway(self) -> None:
         """Close the bot's gateway connection; it comes back by RESUME (refused: op 9) and a new IDENTIFY."""
         await self.gateway.drop()
@@ -248,10 +255,12 @@ class FakeDiscord:
 
     # --- observation -----------------------------------------------------------------------------------------
 
-    def calls(self, method: str | None = None, route: str | None = None, *, since: float = 0.0) -> list[RestCall]:
-        """The bot's REST calls, optionally of one method and route template, made after `since` (monotonic)."""
+    def calls(self, method: str | None = None, route: str | None = None, *, path: str | None = None,
+              since: float = 0.0) -> list[RestCall]:
+        """The bot's REST calls, optionally of one method, route template (or exact path without /api/v10), made
+        after `since` (monotonic)."""
         return [c for c in self.rest.calls if (method is None or c.method == method)
-                and (route is None or c.route == route) and c.at >= since]
+                and (route is None or c.route == route) and (path is None or c.path == path) and c.at >= since]
 
 
 class GuildHandle:

@@ -10,6 +10,7 @@ message already posted with that nonce. The first follow-up after a deferred res
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -99,6 +100,25 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    """Keep the next matching call waiting at "Discord" until released (then it takes effect as usual)."""
+
+    method: str | None
+    route: str | None
+    path: str | None = None
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    call: RestCall | None = None
+
+    def matches(self, call: RestCall) -> bool:
+        return (self.method is None or self.method == call.method) and \
+            (self.route is None or self.route == call.route) and (self.path is None or self.path == call.path)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class Bucket:
     """One rate-limit bucket: `limit` calls per `window` seconds, per route and major parameter, as Discord counts."""
 
@@ -132,6 +152,7 @@ class Rest:
     def __init__(self, fake: FakeDiscord) -> None:
         self.fake = fake
         self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
         self.calls: list[RestCall] = []
         self.unknown: list[str] = []
         # Rate limits per route template: (calls, seconds). Generous by default so that tests run at full speed;
@@ -192,6 +213,12 @@ class Rest:
             if not route.startswith(("/interactions/", "/webhooks/")) and \
                     request.headers.get("Authorization") != f"Bot {self.fake.token}":
                 raise ApiError(401, 0, "401: Unauthorized")
+            hold = next((h for h in self.holds if h.call is None and h.matches(call)), None)
+            if hold is not None:
+                hold.call = call
+                hold.reached.set()
+                self.fake.changed()
+                await hold.released.wait()  # the request has arrived; it completes even if the bot is gone
             fault = next((f for f in self.faults if f.times > 0 and f.matches(request.method, route)), None)
             if fault is not None:
                 fault.times -= 1
