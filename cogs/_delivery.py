@@ -167,19 +167,29 @@ class ProgressEditor:
         self._latest: dict[int, str] = {}
         self._last_edit: dict[int, float] = {}
         self._scheduled: set[int] = set()
+        self._edits: dict[int, set[asyncio.Task[None]]] = {}  # per job: edits waiting or on their way
 
     async def on_event(self, event: JobEvent) -> None:
         job = event.job
         if event.kind == "finished":
             self._latest.pop(job.id, None)  # the delivery writes the final line
             self._last_edit.pop(job.id, None)
+            # An edit still on its way (waiting its turn, or retrying after Discord's 429) would land after the
+            # final line and leave the message saying "running" under a delivered result.
+            edits = self._edits.pop(job.id, set())
+            for task in edits:
+                task.cancel()
+            if edits:
+                await asyncio.wait(edits)
             return
         if job.origin.value != "discord" or not job.extra.get("status_message_id"):
             return
         self._latest[job.id] = status_line(job, event.status, event.place_in_line)
         if job.id not in self._scheduled:
             self._scheduled.add(job.id)
-            self.tasks.spawn(self._edit_soon(job), name=f"edit-{job.id}")
+            task = self.tasks.spawn(self._edit_soon(job), name=f"edit-{job.id}")
+            self._edits.setdefault(job.id, set()).add(task)
+            task.add_done_callback(lambda done: self._edits.get(job.id, set()).discard(done))
 
     async def _edit_soon(self, job: Job) -> None:
         try:

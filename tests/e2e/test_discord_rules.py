@@ -16,6 +16,7 @@ from tests.fakes.discord import MemberActor, Message, Perm
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MESSAGES = "/channels/{channel_id}/messages"
+EDIT = "/channels/{channel_id}/messages/{message_id}"
 REACTION = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
 NOVITA_POLL = "/v3/async/task-result"
 
@@ -52,6 +53,25 @@ async def test_the_bot_paces_itself_by_discords_rate_limit_headers(e2e: E2E) -> 
     assert e2e.discord.rest.rate_limited == over
     times = [c.at for c in e2e.discord.calls("PUT", REACTION, since=since)]
     assert len(times) == 3 and all(b - a >= 0.2 for a, b in itertools.pairwise(times)), times
+
+
+async def test_a_progress_edit_held_back_by_a_429_never_lands_after_the_final_line(e2e: E2E) -> None:
+    alice = await e2e.member("alice")
+    await e2e.providers.script("novita", duration_s=3.0)  # long enough for a second progress edit (2.5 s apart)
+    job_id = await start(e2e, alice, "a slow fox")
+    status = e2e.status_message(job_id)
+    assert status is not None
+    edits = f"/channels/{e2e.channel.id}/messages/{status.id}"
+    await e2e.discord.wait_for(lambda: e2e.discord.calls("PATCH", path=edits), what="the first progress edit")
+    e2e.discord.rate_limit_next(1, method="PATCH", route=EDIT, retry_after=2.0)
+    limited = await e2e.discord.wait_for(lambda: [c for c in e2e.discord.calls("PATCH", path=edits)
+                                                  if c.status == 429], what="a progress edit refused with 429")
+    assert (await e2e.result(job_id)).attachments
+    await e2e.discord.wait_for(lambda: "✅ done" in status.content, what="the final line")
+    # discord.py would send the refused edit again `retry_after` after its 429: look past that moment.
+    await asyncio.sleep(max(0.0, limited[0].at + 2.5 - time.monotonic()))
+    assert "✅ done" in status.content, status.versions
+    assert e2e.discord.calls("PATCH", path=edits)[-1].body["content"] == status.content
 
 
 async def test_a_dropped_gateway_loses_what_happens_meanwhile_and_the_bot_comes_back(e2e: E2E) -> None:
