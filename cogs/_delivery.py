@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -23,7 +24,7 @@ from bot.store.models import Job, JobState
 from bot.tasks import TaskSet
 from cogs._buttons import MAIL, RETRY, VARY, result_view, status_view
 from cogs._common import ALLOWED_MENTIONS
-from cogs._render import failure_caption, result_caption, result_files, status_line
+from cogs._render import failure_caption, result_caption, result_files, status_line, status_title
 
 if TYPE_CHECKING:
     from bot.discord_bot import AtelierBot
@@ -63,6 +64,8 @@ class DiscordDelivery:
         problem = "the channel is gone"
         if channel is not None:
             try:
+                if self._status_id(job) is None:
+                    job = await self._recover_status(channel, job)
                 if job.extra.get("posting"):
                     # A previous attempt may have posted and died before recording it: look first.
                     message = await self._already_posted(channel, job)
@@ -88,12 +91,27 @@ class DiscordDelivery:
 
     async def _already_posted(self, channel: discord.abc.Messageable, job: Job) -> discord.Message | None:
         """The receiver has no idempotency key beyond a short-lived nonce: look before posting."""
-        assert self.bot.user is not None
         marker = re.compile(rf"\bjob #{job.id}\b")
+        status_id = self._status_id(job)
+        return await self._find_own(channel, lambda m: m.id != status_id and marker.search(m.content) is not None)
+
+    async def _recover_status(self, channel: discord.abc.Messageable, job: Job) -> Job:
+        """A status message posted just before a crash, its id never recorded, would say "waiting" forever (and
+        look like the result): find it, so that it is finished and replied to like any other."""
+        title = status_title(job)
+        found = await self._find_own(channel, lambda m: m.content.startswith(title))
+        if found is None:
+            return job
+        return await self.bot.app.store.update_job(job.id, now=self.bot.app.runner.clock(),
+                                                   extra={**job.extra, "status_message_id": str(found.id)})
+
+    async def _find_own(self, channel: discord.abc.Messageable,
+                        match: Callable[[discord.Message], bool]) -> discord.Message | None:
+        """The newest of the bot's own recent messages in the channel that matches."""
+        assert self.bot.user is not None
         with contextlib.suppress(discord.HTTPException):
             async for message in channel.history(limit=LOOKBACK):
-                if message.author.id == self.bot.user.id and message.id != self._status_id(job) and \
-                        marker.search(message.content):
+                if message.author.id == self.bot.user.id and match(message):
                     return message
         return None
 

@@ -211,3 +211,20 @@ async def test_sigkill_while_the_result_is_being_posted_then_restart_does_not_po
     await e2e.discord.wait_for(lambda: e2e.discord.bot.id in posted.reacted("🔄"), what="the bot's 🔄")
     status = e2e.status_message(job_id)
     assert status is not None and "✅ done" in status.content
+
+
+async def test_sigkill_while_the_status_message_is_being_posted_then_restart_finishes_it(e2e: E2E) -> None:
+    alice = await e2e.member("alice")
+    posting = e2e.discord.hold_next("POST", path=f"/channels/{e2e.channel.id}/messages")
+    await alice.run_command(e2e.channel, "imagine", prompt="a fox")
+    await e2e.discord.wait_for(posting.reached.is_set, what="the status message to reach Discord")
+    await e2e.bot.kill()  # the job is recorded; its status message is posted, but its id is never stored
+    posting.release()
+    [job] = await e2e.discord.wait_for(lambda: e2e.db.jobs_of(alice.id), poll=0.1, what="the recorded job")
+    status = await e2e.discord.wait_for(lambda: e2e.status_message(job["id"]), what="the status message")
+    await e2e.bot.start()
+    result = await e2e.result(job["id"], timeout=30)
+    await e2e.discord.wait_for(lambda: "✅ done" in status.content, what="the status message to be finished")
+    assert result.reference is not None and result.reference["message_id"] == str(status.id)
+    await e2e.quiesce()
+    assert [m.id for m in e2e.channel.live() if not m.ephemeral] == [status.id, result.id]
