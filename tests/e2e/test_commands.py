@@ -85,3 +85,16 @@ async def test_tryon_puts_the_garment_on_the_person(e2e: E2E) -> None:
     # Both photos reached Glam, byte for byte as the member attached them.
     uploaded = set((await e2e.providers.stats("glam"))["files"].values()) - set(before.values())
     assert {hashlib.sha256(person).hexdigest(), hashlib.sha256(GARMENT).hexdigest()} <= uploaded
+
+
+async def test_nsfw_images_are_posted_only_as_spoilers_in_age_restricted_channels(e2e: E2E) -> None:
+    await e2e.providers.script("novita", queue_polls=1, running_polls=1, nsfw=True)
+    alice = await e2e.member("alice")
+    adult = await e2e.guild.create_channel(f"after-dark-{alice.id}", nsfw=True)
+    here = started_job((await (await alice.run_command(e2e.channel, "imagine", prompt="x")).reply()).content)
+    there = started_job((await (await alice.run_command(adult, "imagine", prompt="x")).reply()).content)
+    withheld = await e2e.result(here)
+    assert "NSFW" in withheld.content and withheld.attachments == []
+    posted = await e2e.discord.wait_for(lambda: alice.find(adult, f"is ready · job #{there}"),
+                                        what="the result after dark")
+    assert [a.spoiler for a in posted.attachments] == [True]

@@ -30,6 +30,23 @@ async def start(e2e: E2E, member: MemberActor, prompt: str) -> int:
     return started_job((await run.reply()).content)
 
 
+async def test_an_interaction_acknowledged_too_late_costs_nothing(e2e: E2E) -> None:
+    await e2e.quiesce()
+    before = await e2e.providers.requests()
+    alice = await e2e.member("alice")
+    e2e.discord.ack_deadline_s = 0.0  # whatever the bot does, it is too late
+    run = await alice.run_command(e2e.channel, "imagine", prompt="too late")
+    await e2e.discord.wait_for(lambda: run.interaction.rejected, what="the bot's acknowledgement")
+    assert run.interaction.rejected == [("callback", 404, 10062)]
+    with pytest.raises(AssertionError, match="did not respond"):
+        await run.acked()
+    e2e.discord.ack_deadline_s = 3.0
+    quota = await (await alice.run_command(e2e.channel, "quota")).reply()
+    assert "You have used **0** of **25**" in quota.content
+    assert e2e.db.jobs_of(alice.id) == [] and [m for m in e2e.channel.live() if not m.ephemeral] == []
+    assert await e2e.providers.requests() == before
+
+
 async def test_rate_limited_posts_wait_as_told_and_arrive_once(e2e: E2E) -> None:
     alice = await e2e.member("alice")
     since = time.monotonic()
