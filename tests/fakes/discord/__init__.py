@@ -3,7 +3,8 @@
 See control.py for the API tests use, and /work/shared/docs/discord.md for what discord.py needs from it.
 """
 
-from tests.fakes.discord.control import FakeDiscord, GuildHandle, InteractionRun, MemberActor, Upload
+from tests.fakes.discord.control import FakeDiscord, GuildHandle
+from tests.fakes.discord.members import InteractionRun, MemberActor, Upload
 from tests.fakes.discord.models import Attachment, Channel, Message, Perm, Role
 from tests.fakes.discord.rest import RestCall
 
