@@ -69,15 +69,20 @@ async def guild_context(interaction: discord.Interaction, command: str) -> Guild
         raise Refusal("Atelier works in servers: use this command in a server channel.")
     bot = bot_of(interaction)
     settings = await bot.app.store.guild_settings(interaction.guild.id)
+    check_allowed(bot, interaction.guild.id, interaction.user.id, settings, command)
+    assert isinstance(interaction.channel, discord.abc.Messageable)
+    return GuildContext(interaction.guild, interaction.channel, interaction.user, settings)
+
+
+def check_allowed(bot: AtelierBot, guild_id: int, user_id: int, settings: dict[str, Any], command: str) -> None:
+    """The guild's rules for starting `command`, however the member asks (command, button or reaction)."""
     if command in settings.get("disabled_commands", []):
         raise Refusal(f"/{command} is turned off in this server.")
     cooldown = float(settings.get("cooldown_s", 0) or 0)
     if cooldown > 0 and command in COMMANDS:
-        wait = bot.cooldowns.check(interaction.guild.id, interaction.user.id, cooldown)
+        wait = bot.cooldowns.check(guild_id, user_id, cooldown)
         if wait > 0:
             raise Refusal(f"Slow down a little: you can start another job in {wait:.0f} s.")
-    assert isinstance(interaction.channel, discord.abc.Messageable)
-    return GuildContext(interaction.guild, interaction.channel, interaction.user, settings)
 
 
 async def read_attachment(bot: AtelierBot, attachment: discord.Attachment, label: str) -> ImageInput:

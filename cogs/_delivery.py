@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -23,7 +24,7 @@ from bot.store.models import Job, JobState
 from bot.tasks import TaskSet
 from cogs._buttons import MAIL, RETRY, VARY, result_view, status_view
 from cogs._common import ALLOWED_MENTIONS
-from cogs._render import failure_caption, result_caption, result_files, status_line
+from cogs._render import failure_caption, result_caption, result_files, status_line, status_title
 
 if TYPE_CHECKING:
     from bot.discord_bot import AtelierBot
@@ -63,6 +64,8 @@ class DiscordDelivery:
         problem = "the channel is gone"
         if channel is not None:
             try:
+                if self._status_id(job) is None:
+                    job = await self._recover_status(channel, job)
                 if job.extra.get("posting"):
                     # A previous attempt may have posted and died before recording it: look first.
                     message = await self._already_posted(channel, job)
@@ -88,12 +91,27 @@ class DiscordDelivery:
 
     async def _already_posted(self, channel: discord.abc.Messageable, job: Job) -> discord.Message | None:
         """The receiver has no idempotency key beyond a short-lived nonce: look before posting."""
-        assert self.bot.user is not None
         marker = re.compile(rf"\bjob #{job.id}\b")
+        status_id = self._status_id(job)
+        return await self._find_own(channel, lambda m: m.id != status_id and marker.search(m.content) is not None)
+
+    async def _recover_status(self, channel: discord.abc.Messageable, job: Job) -> Job:
+        """A status message posted just before a crash, its id never recorded, would say "waiting" forever (and
+        look like the result): find it, so that it is finished and replied to like any other."""
+        title = status_title(job)
+        found = await self._find_own(channel, lambda m: m.content.startswith(title))
+        if found is None:
+            return job
+        return await self.bot.app.store.update_job(job.id, now=self.bot.app.runner.clock(),
+                                                   extra={**job.extra, "status_message_id": str(found.id)})
+
+    async def _find_own(self, channel: discord.abc.Messageable,
+                        match: Callable[[discord.Message], bool]) -> discord.Message | None:
+        """The newest of the bot's own recent messages in the channel that matches."""
+        assert self.bot.user is not None
         with contextlib.suppress(discord.HTTPException):
             async for message in channel.history(limit=LOOKBACK):
-                if message.author.id == self.bot.user.id and message.id != self._status_id(job) and \
-                        marker.search(message.content):
+                if message.author.id == self.bot.user.id and match(message):
                     return message
         return None
 
@@ -167,19 +185,29 @@ class ProgressEditor:
         self._latest: dict[int, str] = {}
         self._last_edit: dict[int, float] = {}
         self._scheduled: set[int] = set()
+        self._edits: dict[int, set[asyncio.Task[None]]] = {}  # per job: edits waiting or on their way
 
     async def on_event(self, event: JobEvent) -> None:
         job = event.job
         if event.kind == "finished":
             self._latest.pop(job.id, None)  # the delivery writes the final line
             self._last_edit.pop(job.id, None)
+            # An edit still on its way (waiting its turn, or retrying after Discord's 429) would land after the
+            # final line and leave the message saying "running" under a delivered result.
+            edits = self._edits.pop(job.id, set())
+            for task in edits:
+                task.cancel()
+            if edits:
+                await asyncio.wait(edits)
             return
         if job.origin.value != "discord" or not job.extra.get("status_message_id"):
             return
         self._latest[job.id] = status_line(job, event.status, event.place_in_line)
         if job.id not in self._scheduled:
             self._scheduled.add(job.id)
-            self.tasks.spawn(self._edit_soon(job), name=f"edit-{job.id}")
+            task = self.tasks.spawn(self._edit_soon(job), name=f"edit-{job.id}")
+            self._edits.setdefault(job.id, set()).add(task)
+            task.add_done_callback(lambda done: self._edits.get(job.id, set()).discard(done))
 
     async def _edit_soon(self, job: Job) -> None:
         try:

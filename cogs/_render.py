@@ -49,8 +49,13 @@ def elapsed(job: Job, now: datetime | None = None) -> str:
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
+def status_title(job: Job) -> str:
+    """How a job's public status message begins (and how it is found again)."""
+    return f"**{OPERATION_NAMES.get(job.operation, job.operation)} · job #{job.id}**"
+
+
 def status_line(job: Job, status: JobStatus | None = None, place: int | None = None) -> str:
-    head = f"**{OPERATION_NAMES.get(job.operation, job.operation)} · job #{job.id}** for <@{job.subject.user_id}>"
+    head = f"{status_title(job)} for <@{job.subject.user_id}>"
     if job.state is JobState.PENDING:
         what = f"⏳ waiting for a slot at {job.provider}" + (f" — place {place} in line" if place else "")
     elif isinstance(status, Queued) or job.state is JobState.QUEUED:

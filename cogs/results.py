@@ -12,7 +12,7 @@ from bot.codec import takes_seed
 from bot.errors import AtelierError
 from bot.store.models import JobState, Origin
 from cogs._buttons import DELETE, MAIL, RETRY, VARY, JobButton
-from cogs._common import GuildContext, Refusal, answer, bot_of, guild_context, refusal_text
+from cogs._common import GuildContext, Refusal, answer, bot_of, check_allowed, guild_context, refusal_text
 from cogs._delivery import DiscordDelivery, ProgressEditor
 from cogs._render import result_caption, result_files
 from cogs._start import publish_and_begin
@@ -82,8 +82,11 @@ class Results(commands.Cog):
         settings = await self.bot.app.store.guild_settings(guild.id)
         original = await self.bot.app.store.get_job(job_id)
         assert original is not None
-        if original.operation in settings.get("disabled_commands", []):
-            await self._tell(payload, f"/{original.operation} is turned off in this server.")
+        try:
+            # The same rules as the Retry and Vary buttons: a reaction is no way around a cooldown.
+            check_allowed(self.bot, guild.id, member.id, settings, original.operation)
+        except Refusal as exc:
+            await self._tell(payload, str(exc))
             return
         ctx = GuildContext(guild, channel, member, settings)
         job = await self.bot.app.runner.rerun(job_id, ctx.subject, vary=vary, channel_id=str(payload.channel_id),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
 import itertools
 import json
@@ -160,6 +161,8 @@ class FakeServer:
         self.malformed_next = 0  # answer this many requests with broken JSON
         self.expire_outputs = False  # output URLs answer 403 as if their signature expired
         self.output_color = (200, 40, 90)
+        self.distinct_outputs = False  # tint each job's images differently, so results can be told apart
+        self._jobs_with_outputs = 0
         self.files: dict[str, bytes] = {}
         self.file_downloads = 0
         self._ids = itertools.count(1)
@@ -169,6 +172,10 @@ class FakeServer:
         self.app.router.add_get("/_files/{name}", self._serve_file)
         self.app.router.add_get("/_admin/stats", self._admin_stats)
         self.app.router.add_post("/_admin/script", self._admin_script)
+        self.app.router.add_post("/_admin/fail_next", self._admin_fail_next)
+        self.app.router.add_post("/_admin/hold", self._admin_hold)
+        self.app.router.add_post("/_admin/release", self._admin_release)
+        self.app.router.add_post("/_admin/knobs", self._admin_knobs)
         self.routes(self.app.router)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown)
 
@@ -221,9 +228,14 @@ class FakeServer:
     def output_urls(self, job: FakeJob) -> list[str]:
         if not job.outputs:
             n = job.script.images if job.script.images is not None else job.count
+            tint = 0
+            if self.distinct_outputs:
+                self._jobs_with_outputs += 1
+                tint = 37 * self._jobs_with_outputs  # 37 is prime to 256: 256 jobs in a row look different
             for i in range(n):
                 name = f"{job.id}_{i}.png"
-                color = (self.output_color[0], (self.output_color[1] + 30 * i) % 256, self.output_color[2])
+                color = ((self.output_color[0] + tint) % 256, (self.output_color[1] + 30 * i) % 256,
+                         self.output_color[2])
                 self.files[name] = make_png(64 + 8 * i, 64, color)
                 job.outputs.append(name)
         return [f"{self.base_url}/_files/{name}" for name in job.outputs]
@@ -271,16 +283,48 @@ class FakeServer:
     async def _admin_stats(self, request: web.Request) -> web.Response:
         """For benchmarks running the fake in another process: requests made and when each job finished."""
         provider_requests = [r for r in self.requests if not r.path.startswith(("/_files/", "/_admin/"))]
-        jobs = {job.id: {"created": job.created_wall, "done": job.done_wall, "polls": job.polls}
+        jobs = {job.id: {"created": job.created_wall, "done": job.done_wall, "polls": job.polls,
+                         "operation": job.operation, "outputs": job.outputs}
                 for job in self.jobs.values()}
+        files = {name: hashlib.sha256(data).hexdigest() for name, data in self.files.items()}
         return json_response({"requests": len(provider_requests), "downloads": self.file_downloads,
-                              "status_polls": sum(j.polls for j in self.jobs.values()), "jobs": jobs})
+                              "status_polls": sum(j.polls for j in self.jobs.values()), "jobs": jobs,
+                              "files": files})
 
     async def _admin_script(self, request: web.Request) -> web.Response:
         body = await request.json()
         if "duration_range" in body:
             body["duration_range"] = tuple(body["duration_range"])
         self.script = JobScript(**body)
+        return json_response({"ok": True})
+
+    async def _admin_fail_next(self, request: web.Request) -> web.Response:
+        """fail_next over HTTP, for a fake in another process: {"status", "body", "times", "method", ...}."""
+        body = await request.json()
+        self.fail_next(body["status"], body.get("body"), times=body.get("times", 1), headers=body.get("headers"),
+                       method=body.get("method"), path_contains=body.get("path_contains"))
+        return json_response({"ok": True})
+
+    async def _admin_hold(self, request: web.Request) -> web.Response:
+        """Hold requests whose path contains one of {"paths": [...]} until /_admin/release."""
+        self.hold_paths = list((await request.json())["paths"])
+        self.release = asyncio.Event()
+        return json_response({"ok": True})
+
+    async def _admin_release(self, request: web.Request) -> web.Response:
+        self.hold_paths = []
+        self.release.set()
+        return json_response({"ok": True})
+
+    async def _admin_knobs(self, request: web.Request) -> web.Response:
+        """Set plain knobs: {"latency_s": 0.5, "distinct_outputs": true, ...}; unknown names are refused."""
+        body = await request.json()
+        allowed = {"latency_s", "malformed_next", "expire_outputs", "distinct_outputs"}
+        unknown = set(body) - allowed
+        if unknown:
+            return json_response({"detail": f"unknown knob(s) {sorted(unknown)}; known: {sorted(allowed)}"}, 400)
+        for name, value in body.items():
+            setattr(self, name, value)
         return json_response({"ok": True})
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,257 @@
+"""The pieces of an end-to-end run: the provider fakes in their own process, the unmodified bot process
+(`python -m bot`, as the README says) on its own SQLite file, and read-only looks into that file.
+
+The fake Discord itself lives in the test process (tests/fakes/discord); conftest.py ties everything together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+PROVIDERS = ("glam", "fal", "novita", "pixazo")
+PROVIDER_KEY = "e2e-provider-key"
+
+
+class ProviderFakes:
+    """tests.fakes.serve in its own process; scripts, faults and stats over its /_admin/ endpoints."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.log_path = workdir / "providers.log"
+        self.urls: dict[str, str] = {}
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "HOME": str(self.log_path.parent)}
+        with self.log_path.open("w") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.fakes.serve", *PROVIDERS, "--key", PROVIDER_KEY],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the provider fakes did not start:\n{self.log_path.read_text()}")
+        self.urls = json.loads(line)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def env(self) -> dict[str, str]:
+        """The bot's settings for every provider, aimed at the fakes."""
+        return {"GLAM_API_KEY": PROVIDER_KEY, "GLAM_BASE_URL": self.urls["glam"],
+                "FAL_KEY": PROVIDER_KEY, "FAL_QUEUE_URL": self.urls["fal"],
+                "PIXAZO_API_KEY": PROVIDER_KEY, "PIXAZO_BASE_URL": self.urls["pixazo"],
+                "NOVITA_API_KEY": PROVIDER_KEY, "NOVITA_BASE_URL": self.urls["novita"]}
+
+    async def _call(self, provider: str, method: str, path: str, body: Any = None) -> Any:
+        async with aiohttp.ClientSession() as session, \
+                session.request(method, f"{self.urls[provider]}{path}", json=body) as resp:
+            if resp.content_type == "application/json":
+                data = await resp.json()
+            else:
+                data = await resp.read()
+            if resp.status != 200:
+                raise AssertionError(f"{provider} {method} {path}: {resp.status} {data!r}")
+            return data
+
+    async def script(self, provider: str, **script: Any) -> None:
+        """The JobScript each new job at this provider follows (tests/fakes/base.py)."""
+        await self._call(provider, "POST", "/_admin/script", script)
+
+    async def knobs(self, provider: str, **knobs: Any) -> None:
+        await self._call(provider, "POST", "/_admin/knobs", knobs)
+
+    async def fail_next(self, provider: str, status: int, body: Any = None, **match: Any) -> None:
+        await self._call(provider, "POST", "/_admin/fail_next", {"status": status, "body": body, **match})
+
+    async def hold(self, provider: str, *paths: str) -> None:
+        await self._call(provider, "POST", "/_admin/hold", {"paths": list(paths)})
+
+    async def release(self, provider: str) -> None:
+        await self._call(provider, "POST", "/_admin/release")
+
+    async def stats(self, provider: str) -> dict[str, Any]:
+        return await self._call(provider, "GET", "/_admin/stats")  # type: ignore[no-any-return]
+
+    async def requests(self) -> dict[str, int]:
+        """How many API requests each provider has received so far."""
+        return {name: (await self.stats(name))["requests"] for name in PROVIDERS}
+
+    async def output_bytes(self, provider: str, remote_id: str) -> list[bytes]:
+        """The images the provider made for one of its jobs, as it serves them."""
+        job = (await self.stats(provider))["jobs"][remote_id]
+        return [await self._call(provider, "GET", f"/_files/{name}") for name in job["outputs"]]
+
+
+class BotProcess:
+    """`python -m bot` in a working directory of its own (no stray .env), on its own SQLite file."""
+
+    READY = "READY as"
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.log_path = workdir / "bot.log"
+        self.starts = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start the bot and wait until it logs that it is READY."""
+        self.starts += 1
+        with self.log_path.open("a") as log:
+            log.write(f"----- bot start #{self.starts} -----\n")
+        self._ready = asyncio.Event()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=self.workdir, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        self._reader = asyncio.create_task(self._read(self.proc), name="bot-log")
+        exited = asyncio.create_task(self.proc.wait())
+        ready = asyncio.create_task(self._ready.wait())
+        done, _ = await asyncio.wait({exited, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        exited.cancel()
+        ready.cancel()
+        if ready not in done:
+            await self.kill()
+            raise RuntimeError(f"the bot did not get READY within {timeout} s:\n{self.log_tail()}")
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        with self.log_path.open("a") as log:
+            while line := await proc.stdout.readline():
+                text = line.decode(errors="replace")
+                log.write(text)
+                log.flush()
+                if self.READY in text:
+                    self._ready.set()
+
+    async def kill(self) -> None:
+        """SIGKILL: the process gets no chance to tidy up."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+        await self._reap()
+
+    async def stop(self) -> None:
+        """SIGTERM, as an operator stops it; SIGKILL if it does not stop within 15 s."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+        await self._reap()
+
+    async def restart(self) -> None:
+        await self.kill()
+        await self.start()
+
+    async def _reap(self) -> None:
+        if self.proc is not None:
+            await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def log_tail(self, chars: int = 20_000) -> str:
+        text = self.log_since(0)
+        return text[-chars:]
+
+
+class JobsDb:
+    """Read-only looks into the bot's SQLite file, as an operator would with the sqlite3 shell."""
+
+    JSON_COLUMNS = ("request", "handle", "outputs", "extra")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.row_factory = sqlite3.Row
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with self._connect() as db:
+            rows = [dict(r) for r in db.execute(sql, params)]
+        for row in rows:
+            for column in self.JSON_COLUMNS:
+                if isinstance(row.get(column), str):
+                    row[column] = json.loads(row[column])
+        return rows
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        found = self.rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return found[0] if found else None
+
+    def jobs_of(self, user_id: int) -> list[dict[str, Any]]:
+        return self.rows("SELECT * FROM jobs WHERE user_id = ? ORDER BY id", (str(user_id),))
+
+    def images_charged(self, user_id: int) -> int:
+        """What the member's jobs cost today against their quota (refunded jobs cost nothing)."""
+        rows = self.rows("SELECT COALESCE(SUM(cost), 0) AS n FROM jobs WHERE user_id = ? AND refunded = 0 "
+                         "AND created_at >= date('now')", (str(user_id),))
+        return int(rows[0]["n"]) if rows else 0
+
+    def unfinished(self) -> int:
+        """Jobs not yet finished, plus finished jobs whose delivery is still owed."""
+        rows = self.rows("SELECT (SELECT COUNT(*) FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled'))"
+                         " + (SELECT COUNT(*) FROM deliveries WHERE state != 'done') AS n")
+        return int(rows[0]["n"]) if rows else 0
+
+
+STARTED = re.compile(r"Started job #(\d+)")
+
+
+def started_job(text: str) -> int:
+    """The job number in the bot's private "Started job #N" answer."""
+    match = STARTED.search(text)
+    if match is None:
+        raise AssertionError(f"not a started job: {text!r}")
+    return int(match[1])

@@ -1,0 +1,296 @@
+"""The fake Discord as tests drive it: one aiohttp server (REST, gateway, CDN) living in the test's event loop, a
+world to build (guilds, channels, members), knobs for Discord's limits and faults, and waits on state changes.
+Members act and look through members.py.
+
+    fake = FakeDiscord()
+    await fake.start()                      # then run the bot with fake.bot_env()
+    guild = await fake.create_guild("Atelier e2e")
+    channel = await guild.create_channel("studio")
+    alice = await guild.add_member("alice")
+    run = await alice.run_command(channel, "imagine", prompt="a red fox")
+    reply = await run.reply()               # the private answer, once the bot has written it
+    result = await fake.wait_for(lambda: alice.find(channel, "job #1"), timeout=20)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from tests.fakes.discord.cdn import Cdn
+from tests.fakes.discord.endpoints import Endpoints
+from tests.fakes.discord.gateway import Gateway
+from tests.fakes.discord.members import MemberActor
+from tests.fakes.discord.models import (
+    DM,
+    EVERYONE_DEFAULT,
+    Channel,
+    Guild,
+    GuildMember,
+    Intent,
+    Interaction,
+    Message,
+    Overwrite,
+    Reaction,
+    Role,
+    User,
+    snowflake,
+)
+from tests.fakes.discord.rest import Fault, Hold, Rest, RestCall
+
+T = TypeVar("T")
+BOT_PERMISSIONS = 116_800  # what Atelier's invite link asks for (README)
+
+
+class FakeDiscord:
+    def __init__(self, *, token: str | None = None, bot_name: str = "Atelier") -> None:
+        self.token = token or f"fake.{secrets.token_urlsafe(24)}"
+        self.owner = User(snowflake(), "app-owner")
+        self.bot = User(snowflake(), bot_name, bot=True)
+        self.application_id = self.bot.id  # as for any bot made since 2020
+        self.users: dict[int, User] = {self.bot.id: self.bot, self.owner.id: self.owner}
+        self.guilds: dict[int, Guild] = {}
+        self.channels: dict[int, Channel] = {}
+        self.dm_channels: dict[int, Channel] = {}
+        self.messages: dict[int, Message] = {}
+        self.interactions: dict[int, Interaction] = {}
+        self.by_token: dict[str, Interaction] = {}
+        self.commands: dict[int | None, list[dict[str, Any]]] = {}  # guild id (None: global) -> synced commands
+        # Discord's rules, as knobs a test may turn.
+        self.ack_deadline_s = 3.0
+        self.token_ttl_s = 900.0
+        self.nonce_window_s = 300.0
+        self.nonce_hits = 0  # posts answered with the message already posted under their nonce
+        self.cdn = Cdn()
+        self.rest = Rest(self)
+        self.endpoints = Endpoints(self)
+        self.gateway = Gateway(self)
+        self.base_url = ""
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Event()
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = web.Application(middlewares=[self.rest.middleware], client_max_size=256 * 1024 * 1024)
+        self.rest.add_routes(app.router, self.endpoints.routes())
+        self.gateway.add_routes(app.router)
+        self.cdn.add_routes(app.router)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.base_url = f"http://{host}:{self._runner.addresses[0][1]}"
+        self.cdn.base_url = self.base_url
+
+    async def stop(self) -> None:
+        await self.gateway.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.base_url}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.base_url.replace('http://', 'ws://')}/gateway"
+
+    def bot_env(self) -> dict[str, str]:
+        """The settings that aim the bot at this fake (bot/discord_bot.py `point_at`)."""
+        return {"DISCORD_TOKEN": self.token, "DISCORD_API_BASE": self.api_base,
+                "DISCORD_GATEWAY_URL": self.gateway_url}
+
+    # --- waiting on state ----------------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Wake every waiter: something the bot or a test did changed the world."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, predicate: Callable[[], T], *, timeout: float = 10.0, what: str | None = None,
+                       poll: float | None = None) -> T:
+        """Return predicate()'s first truthy value, re-checked on every change (and every `poll` seconds, for
+        conditions on things outside this fake, such as the bot's database)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"gave up after {timeout:g} s waiting for {what or 'the condition'}")
+            event = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, poll) if poll else remaining)
+
+    async def wait_connected(self, *, timeout: float = 30.0) -> None:
+        await self.wait_for(lambda: self.gateway.connected and self.gateway.session is not None, timeout=timeout,
+                            what="the bot's gateway session")
+
+    # --- world building --------------------------------------------------------------------------------------
+
+    async def create_guild(self, name: str = "Atelier e2e", *, premium_tier: int = 0,
+                           bot_permissions: int = BOT_PERMISSIONS) -> GuildHandle:
+        guild = Guild(id=snowflake(), name=name, owner_id=self.owner.id, premium_tier=premium_tier)
+        guild.roles[guild.id] = Role(guild.id, "@everyone", int(EVERYONE_DEFAULT))
+        bot_role = Role(snowflake(), self.bot.username, bot_permissions, position=1, managed=True,
+                        bot_id=self.bot.id)
+        guild.roles[bot_role.id] = bot_role
+        guild.members[self.bot.id] = GuildMember(self.bot, guild, roles=[bot_role.id])
+        guild.members[self.owner.id] = GuildMember(self.owner, guild)
+        self.guilds[guild.id] = guild
+        await self.gateway.dispatch("GUILD_CREATE", guild.to_json(self.bot), Intent.GUILDS)
+        self.changed()
+        return GuildHandle(self, guild)
+
+    def dm_channel(self, user: User) -> Channel:
+        channel = self.dm_channels.get(user.id)
+        if channel is None:
+            channel = Channel(id=snowflake(), name="", guild=None, bot_id=self.bot.id, type=DM, recipient=user,
+                              users=self.users)
+            self.dm_channels[user.id] = channel
+            self.channels[channel.id] = channel
+        return channel
+
+    def add_message(self, message: Message) -> None:
+        self.messages[message.id] = message
+        message.channel.messages[message.id] = message
+
+    def bot_can(self, channel: Channel, permissions: int) -> bool:
+        if channel.guild is None:
+            return True
+        member = channel.guild.members[self.bot.id]
+        return channel.guild.permissions_of(member, channel) & permissions == permissions
+
+    async def reaction_added(self, message: Message, user: User, emoji: str) -> None:
+        reaction = next((r for r in message.reactions if r.emoji == emoji), None)
+        if reaction is None:
+            reaction = Reaction(emoji)
+            message.reactions.append(reaction)
+        if user.id in reaction.users:
+            return  # Discord counts one reaction per user and emoji, and says nothing the second time
+        reaction.users.append(user.id)
+        data = self._reaction_event(message, user, emoji)
+        data.update(burst=False, burst_colors=[], type=0, message_author_id=str(message.author.id))
+        await self.gateway.dispatch("MESSAGE_REACTION_ADD", data, self._reaction_intent(message))
+        self.changed()
+
+    async def reaction_removed(self, message: Message, user: User, emoji: str) -> None:
+        reaction = next((r for r in message.reactions if r.emoji == emoji), None)
+        if reaction is None or user.id not in reaction.users:
+            return
+        reaction.users.remove(user.id)
+        data = self._reaction_event(message, user, emoji)
+        data.update(burst=False, type=0)
+        data.pop("member", None)
+        await self.gateway.dispatch("MESSAGE_REACTION_REMOVE", data, self._reaction_intent(message))
+        self.changed()
+
+    def _reaction_event(self, message: Message, user: User, emoji: str) -> dict[str, Any]:
+        channel = message.channel
+        data: dict[str, Any] = {"user_id": str(user.id), "channel_id": str(channel.id),
+                                "message_id": str(message.id), "emoji": {"id": None, "name": emoji}}
+        if channel.guild is not None:
+            data["guild_id"] = str(channel.guild.id)
+            data["member"] = channel.guild.members[user.id].to_json()
+        return data
+
+    @staticmethod
+    def _reaction_intent(message: Message) -> Intent:
+        return Intent.DIRECT_MESSAGE_REACTIONS if message.channel.type == DM else Intent.GUILD_MESSAGE_REACTIONS
+
+    # --- faults ----------------------------------------------------------------------------------------------
+
+    def fail_next(self, status: int, code: int, message: str, *, times: int = 1, method: str | None = None,
+                  route: str | None = None, after: bool = False) -> None:
+        """The next `times` calls matching method and route template get this error instead; with after=True
+        the call takes effect first (a message is posted) and only the answer is lost."""
+        self.rest.faults.append(Fault(status, {"message": message, "code": code}, times, method, route,
+                                      after=after))
+
+    def rate_limit_next(self, times: int = 1, *, method: str | None = "POST",
+                        route: str | None = "/channels/{channel_id}/messages", retry_after: float = 0.3) -> None:
+        """The next `times` matching calls get a 429 as Discord sends it for a per-route (not global) limit."""
+        reset = time.time() + retry_after
+        headers = {"Retry-After": str(max(1, round(retry_after))), "X-RateLimit-Limit": "5",
+                   "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": f"{reset:.3f}",
+                   "X-RateLimit-Reset-After": f"{retry_after:.3f}", "X-RateLimit-Bucket": secrets.token_hex(16),
+                   "X-RateLimit-Scope": "user"}
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+        self.rest.faults.append(Fault(429, body, times, method, route, headers))
+
+    def hold_next(self, method: str | None = None, route: str | None = None, *, path: str | None = None) -> Hold:
+        """Keep the next matching call waiting at Discord until `hold.release()`; `hold.reached` is set when it
+        arrives. Released, it takes effect even if the bot has died meanwhile (as a request Discord received)."""
+        hold = Hold(method, route, path)
+        self.rest.holds.append(hold)
+        return hold
+
+    async def drop_gateway(self) -> None:
+        """Close the bot's gateway connection; it comes back by RESUME (refused: op 9) and a new IDENTIFY."""
+        await self.gateway.drop()
+        self.changed()
+
+    # --- observation -----------------------------------------------------------------------------------------
+
+    def calls(self, method: str | None = None, route: str | None = None, *, path: str | None = None,
+              since: float = 0.0) -> list[RestCall]:
+        """The bot's REST calls, optionally of one method, route template (or exact path without /api/v10), made
+        after `since` (monotonic)."""
+        return [c for c in self.rest.calls if (method is None or c.method == method)
+                and (route is None or c.route == route) and (path is None or c.path == path) and c.at >= since]
+
+
+class GuildHandle:
+    def __init__(self, fake: FakeDiscord, guild: Guild) -> None:
+        self.fake = fake
+        self.guild = guild
+
+    @property
+    def id(self) -> int:
+        return self.guild.id
+
+    async def create_channel(self, name: str, *, nsfw: bool = False) -> Channel:
+        channel = Channel(id=snowflake(), name=name, guild=self.guild, bot_id=self.fake.bot.id, nsfw=nsfw,
+                          position=len(self.guild.channels), users=self.fake.users)
+        self.guild.channels[channel.id] = channel
+        self.fake.channels[channel.id] = channel
+        await self.fake.gateway.dispatch("CHANNEL_CREATE", channel.to_json(), Intent.GUILDS)
+        self.fake.changed()
+        return channel
+
+    async def create_role(self, name: str, permissions: int = 0) -> Role:
+        role = Role(snowflake(), name, permissions, position=len(self.guild.roles))
+        self.guild.roles[role.id] = role
+        await self.fake.gateway.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.id), "role": role.to_json()},
+                                         Intent.GUILDS)
+        return role
+
+    async def add_member(self, name: str, *, roles: Sequence[Role] = ()) -> MemberActor:
+        user = User(snowflake(), name)
+        self.fake.users[user.id] = user
+        member = GuildMember(user, self.guild, roles=[r.id for r in roles])
+        self.guild.members[user.id] = member
+        # A privileged intent: Atelier does not ask for it, so it is told nothing.
+        await self.fake.gateway.dispatch("GUILD_MEMBER_ADD", {**member.to_json(), "guild_id": str(self.id)},
+                                         Intent.GUILD_MEMBERS)
+        self.fake.changed()
+        return MemberActor(self.fake, member)
+
+    async def set_bot_permissions(self, channel: Channel, *, allow: int = 0, deny: int = 0) -> None:
+        """A member overwrite for the bot in one channel (e.g. deny=Perm.ATTACH_FILES), as a moderator sets it."""
+        bot_id = self.fake.bot.id
+        channel.overwrites = [o for o in channel.overwrites if not (o.type == 1 and o.id == bot_id)]
+        if allow or deny:
+            channel.overwrites.append(Overwrite(bot_id, 1, int(allow), int(deny)))
+        await self.fake.gateway.dispatch("CHANNEL_UPDATE", channel.to_json(), Intent.GUILDS)
+        self.fake.changed()
