@@ -32,7 +32,7 @@ from tests.fakes.discord import Channel, FakeDiscord, GuildHandle, MemberActor, 
 
 # Short waits everywhere: provider jobs take about a second, so the whole set runs in well under two minutes.
 BOT_SETTINGS = {
-    "POLL_INITIAL_S": "0.1", "POLL_MAX_S": "0.3", "HTTP_BACKOFF_BASE_S": "0.05", "HTTP_TIMEOUT_S": "10",
+    "POLL_MIN_S": "0.1", "POLL_MAX_S": "0.3", "HTTP_BACKOFF_BASE_S": "0.05", "HTTP_TIMEOUT_S": "10",
     "JOB_DEADLINE_S": "60", "PROVIDER_REQUESTS_PER_SECOND": "0", "QUOTA_DAILY": "25", "QUOTA_CONCURRENT": "10",
     "LEASE_SECONDS": "15", "LOG_LEVEL": "INFO",
 }
