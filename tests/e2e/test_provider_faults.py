@@ -57,9 +57,9 @@ async def bot_settings(e2e: E2E, **settings: str) -> AsyncIterator[None]:
     """Run the bot process with these settings for the block, then as before (a clean stop and start each way)."""
     saved = {name: e2e.bot.env.get(name) for name in settings}
     e2e.bot.env.update(settings)
-    await e2e.bot.stop()
-    await e2e.bot.start()
     try:
+        await e2e.bot.stop()
+        await e2e.bot.start()
         yield
     finally:
         for name, value in saved.items():
