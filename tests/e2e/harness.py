@@ -83,6 +83,17 @@ class ProviderFakes:
     async def fail_next(self, provider: str, status: int, body: Any = None, **match: Any) -> None:
         await self._call(provider, "POST", "/_admin/fail_next", {"status": status, "body": body, **match})
 
+    async def clear_faults(self, provider: str) -> None:
+        """Drop the provider's faults not yet used up (and any pending broken-JSON answers)."""
+        await self._call(provider, "POST", "/_admin/clear_faults")
+
+    async def request_log(self, provider: str, method: str | None = None,
+                          path_contains: str = "") -> list[dict[str, Any]]:
+        """The API requests the provider received, oldest first: {"method", "path", "query", "at", "status"}
+        each, `at` on the fakes' own monotonic clock (compare them only with each other)."""
+        log: list[dict[str, Any]] = await self._call(provider, "GET", "/_admin/requests")
+        return [r for r in log if (method is None or r["method"] == method) and path_contains in r["path"]]
+
     async def hold(self, provider: str, *paths: str) -> None:
         await self._call(provider, "POST", "/_admin/hold", {"paths": list(paths)})
 

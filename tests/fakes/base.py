@@ -140,6 +140,8 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived, on this process's monotonic clock
+    status: int | None = None  # what it was answered (None while it is still being handled)
 
 
 class FakeServer:
@@ -176,6 +178,8 @@ class FakeServer:
         self.app.router.add_post("/_admin/hold", self._admin_hold)
         self.app.router.add_post("/_admin/release", self._admin_release)
         self.app.router.add_post("/_admin/knobs", self._admin_knobs)
+        self.app.router.add_get("/_admin/requests", self._admin_requests)
+        self.app.router.add_post("/_admin/clear_faults", self._admin_clear_faults)
         self.routes(self.app.router)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown)
 
@@ -245,10 +249,19 @@ class FakeServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(RecordedRequest(
-            method=request.method, path=request.path, query=dict(request.query),
-            headers=dict(request.headers), body=body,
-        ))
+        recorded = RecordedRequest(method=request.method, path=request.path, query=dict(request.query),
+                                   headers=dict(request.headers), body=body)
+        self.requests.append(recorded)
+        try:
+            response = await self._answer(request, handler)
+        except web.HTTPException as exc:
+            recorded.status = exc.status
+            raise
+        recorded.status = response.status
+        return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A request's answer: held, delayed or faulted as the knobs say, else the route's own."""
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if any(part in request.path for part in self.hold_paths):
@@ -325,6 +338,21 @@ class FakeServer:
             return json_response({"detail": f"unknown knob(s) {sorted(unknown)}; known: {sorted(allowed)}"}, 400)
         for name, value in body.items():
             setattr(self, name, value)
+        return json_response({"ok": True})
+
+    async def _admin_requests(self, request: web.Request) -> web.Response:
+        """The API requests received so far, oldest first, for a test in another process that checks what was
+        sent and when: [{"method", "path", "query", "at", "status"}, ...]. `at` is this process's monotonic clock (only
+        differences mean anything); `status` is what the fake answered. Output downloads and admin calls are
+        left out."""
+        return json_response([{"method": r.method, "path": r.path, "query": r.query, "at": r.at,
+                               "status": r.status}
+                              for r in self.requests if not r.path.startswith(("/_files/", "/_admin/"))])
+
+    async def _admin_clear_faults(self, request: web.Request) -> web.Response:
+        """Forget every fault not yet used up, so that one test's leftover faults never reach the next."""
+        self.faults.clear()
+        self.malformed_next = 0
         return json_response({"ok": True})
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
