@@ -18,6 +18,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from tests.fakes.discord.control import FakeDiscord
+    from tests.fakes.discord.threads import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Hold:
     method: str | None
     route: str | None
     path: str | None = None
+    thread: LoopThread | None = None  # the fake's loop, where `released` is awaited
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     call: RestCall | None = None
@@ -97,7 +99,10 @@ class Hold:
             (self.route is None or self.route == call.route) and (self.path is None or self.path == call.path)
 
     def release(self) -> None:
-        self.released.set()
+        if self.thread is not None:
+            self.thread.call_soon(self.released.set)
+        else:
+            self.released.set()
 
 
 @dataclass
