@@ -291,8 +291,9 @@ async def test_a_job_that_waited_in_line_past_its_deadline_is_not_sent(harness: 
     h = harness
     h.app.runner.gates["fal"].capacity = 1
     h.fal.script = JobScript(duration_s=1.0)
-    h.app.runner.config.deadlines = {"imagine": 0.6}
     first = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="1"))
+    # Only the second job is short-lived: the first holds the one slot for its whole second, past that deadline.
+    h.app.runner.config.deadlines = {"imagine": 0.6}
     second = await h.app.runner.create(BOB, Origin.DISCORD, ImagineRequest(prompt="2"))
     done = await settle(h, second.id)
     assert done.state is JobState.FAILED and "waited in line" in (done.error_message or "")
