@@ -129,7 +129,8 @@ async def test_timeouts_are_retried_on_polls_only(session: aiohttp.ClientSession
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    policy = HttpPolicy(timeout_s=0.1, max_attempts=2, backoff_base_s=0.01)
+    # Well under the handler's second, yet long enough that a busy machine still gets each attempt to the server.
+    policy = HttpPolicy(timeout_s=0.4, max_attempts=2, backoff_base_s=0.01)
     try:
         with pytest.raises(ProviderUnavailableError, match="timed out"):
             await client(session, policy).request("POST", f"http://127.0.0.1:{port}/submit", idempotent=False)

@@ -1,9 +1,9 @@
 """End to end: the real bot process (`python -m bot`) against the fake Discord (in this process) and the provider
 fakes (in their own process), all on 127.0.0.1.
 
-The processes are shared by every test of a pytest session (a worker, under xdist); each test gets a fresh channel
-and fresh members, so tests do not see each other's messages, jobs or quotas. Tests run in the session's event loop
-(`pytestmark = pytest.mark.asyncio(loop_scope="session")` in each module), because the fake Discord lives there.
+The processes are shared by every test of a pytest session (each xdist worker has its own); each test gets a fresh
+channel and fresh members, so tests do not see each other's messages, jobs or quotas. The fake Discord serves from a
+thread of its own, so it answers the bot between tests too, and tests may run in any event loop.
 
     async def test_something(e2e: E2E) -> None:
         alice = await e2e.member("alice")
@@ -126,7 +126,7 @@ class E2E:
                                     what="every job finished and delivered")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture
 async def e2e(discord: FakeDiscord, guild: GuildHandle, providers: ProviderFakes, bot: BotProcess,
               request: pytest.FixtureRequest) -> AsyncIterator[E2E]:
     if not bot.alive:  # an earlier test killed it and did not bring it back

@@ -15,6 +15,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,11 @@ class ProviderFakes:
 
 
 class BotProcess:
-    """`python -m bot` in a working directory of its own (no stray .env), on its own SQLite file."""
+    """`python -m bot` in a working directory of its own (no stray .env), on its own SQLite file.
+
+    Its output is copied to bot.log by a thread, so it is read whatever the test process is doing; the methods may
+    be awaited from any event loop.
+    """
 
     READY = "READY as"
 
@@ -123,13 +129,13 @@ class BotProcess:
         self.env = env
         self.log_path = workdir / "bot.log"
         self.starts = 0
-        self.proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._ready = threading.Event()
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return self.proc is not None and self.proc.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -140,29 +146,32 @@ class BotProcess:
         self.starts += 1
         with self.log_path.open("a") as log:
             log.write(f"----- bot start #{self.starts} -----\n")
-        self._ready = asyncio.Event()
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=self.workdir, env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        self._reader = asyncio.create_task(self._read(self.proc), name="bot-log")
-        exited = asyncio.create_task(self.proc.wait())
-        ready = asyncio.create_task(self._ready.wait())
-        done, _ = await asyncio.wait({exited, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        exited.cancel()
-        ready.cancel()
-        if ready not in done:
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=self.workdir, env=self.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._reader = threading.Thread(target=self._read, args=(self.proc, self._ready), name="bot-log",
+                                        daemon=True)
+        self._reader.start()
+        if not await asyncio.to_thread(self._wait_ready, self.proc, timeout):
             await self.kill()
             raise RuntimeError(f"the bot did not get READY within {timeout} s:\n{self.log_tail()}")
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+        return True
+
+    def _read(self, proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
         assert proc.stdout is not None
         with self.log_path.open("a") as log:
-            while line := await proc.stdout.readline():
+            for line in proc.stdout:
                 text = line.decode(errors="replace")
                 log.write(text)
                 log.flush()
                 if self.READY in text:
-                    self._ready.set()
+                    ready.set()
 
     async def kill(self) -> None:
         """SIGKILL: the process gets no chance to tidy up."""
@@ -177,8 +186,8 @@ class BotProcess:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.proc.wait(), 15)
-            except TimeoutError:
+                await asyncio.to_thread(self.proc.wait, 15)
+            except subprocess.TimeoutExpired:
                 self.proc.kill()
         await self._reap()
 
@@ -188,10 +197,9 @@ class BotProcess:
 
     async def _reap(self) -> None:
         if self.proc is not None:
-            await self.proc.wait()
+            await asyncio.to_thread(self.proc.wait)
         if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.to_thread(self._reader.join, 10)
             self._reader = None
 
     def log_size(self) -> int:

@@ -5,14 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import pytest
-
 from tests.conftest import png_bytes
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import started_job
 from tests.fakes.discord import MemberActor, Message
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PHOTO = png_bytes(200, 160, (30, 90, 160))
 GARMENT = png_bytes(120, 140, (200, 200, 41))

@@ -13,8 +13,6 @@ from tests.e2e.conftest import E2E
 from tests.e2e.harness import started_job
 from tests.fakes.discord import MemberActor, Message, Perm
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 MESSAGES = "/channels/{channel_id}/messages"
 EDIT = "/channels/{channel_id}/messages/{message_id}"
 REACTION = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"

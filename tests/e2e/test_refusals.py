@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 
-import pytest
 from PIL import Image
 
 from tests.conftest import png_bytes
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import started_job
 from tests.fakes.discord import InteractionRun, MemberActor
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def sixty_megapixels() -> bytes:

@@ -3,13 +3,9 @@ whoever asked and is charged to their quota."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import started_job
 from tests.fakes.discord import MemberActor, Message
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def new_job_of(e2e: E2E, member: MemberActor, known: set[int]) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ from tests.fakes.discord.models import (
     snowflake,
 )
 from tests.fakes.discord.rest import Fault, Hold, Rest, RestCall
+from tests.fakes.discord.threads import LoopThread, on_fake_loop
 
 T = TypeVar("T")
 BOT_PERMISSIONS = 116_800  # what Atelier's invite link asks for (README)
@@ -72,12 +74,19 @@ class FakeDiscord:
         self.endpoints = Endpoints(self)
         self.gateway = Gateway(self)
         self.base_url = ""
+        self.thread = LoopThread("fake-discord")
         self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Event()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._waiters_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve on 127.0.0.1 from the fake's own thread (see threads.py)."""
+        self.thread.start()
+        await self.thread.run(self._serve(host, port))
+
+    async def _serve(self, host: str, port: int) -> None:
         app = web.Application(middlewares=[self.rest.middleware], client_max_size=256 * 1024 * 1024)
         self.rest.add_routes(app.router, self.endpoints.routes())
         self.gateway.add_routes(app.router)
@@ -90,6 +99,11 @@ class FakeDiscord:
         self.cdn.base_url = self.base_url
 
     async def stop(self) -> None:
+        if self.thread.loop is not None:
+            await self.thread.run(self._shutdown())
+        await self.thread.stop()
+
+    async def _shutdown(self) -> None:
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -111,26 +125,36 @@ class FakeDiscord:
     # --- waiting on state ----------------------------------------------------------------------------------
 
     def changed(self) -> None:
-        """Wake every waiter: something the bot or a test did changed the world."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Wake every waiter, in whatever loop it waits: something the bot or a test did changed the world."""
+        with self._waiters_lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
+                loop.call_soon_threadsafe(event.set)
 
     async def wait_for(self, predicate: Callable[[], T], *, timeout: float = 10.0, what: str | None = None,
                        poll: float | None = None) -> T:
         """Return predicate()'s first truthy value, re-checked on every change (and every `poll` seconds, for
         conditions on things outside this fake, such as the bot's database)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"gave up after {timeout:g} s waiting for {what or 'the condition'}")
-            event = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=min(remaining, poll) if poll else remaining)
+        waiter = (loop, asyncio.Event())
+        with self._waiters_lock:
+            self._waiters.add(waiter)
+        try:
+            deadline = loop.time() + timeout
+            while True:
+                waiter[1].clear()  # before looking: a change while we look wakes the next wait at once
+                result = predicate()
+                if result:
+                    return result
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise AssertionError(f"gave up after {timeout:g} s waiting for {what or 'the condition'}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter[1].wait(), timeout=min(remaining, poll) if poll else remaining)
+        finally:
+            with self._waiters_lock:
+                self._waiters.discard(waiter)
 
     async def wait_connected(self, *, timeout: float = 30.0) -> None:
         await self.wait_for(lambda: self.gateway.connected and self.gateway.session is not None, timeout=timeout,
@@ -138,6 +162,7 @@ class FakeDiscord:
 
     # --- world building --------------------------------------------------------------------------------------
 
+    @on_fake_loop
     async def create_guild(self, name: str = "Atelier e2e", *, premium_tier: int = 0,
                            bot_permissions: int = BOT_PERMISSIONS) -> GuildHandle:
         guild = Guild(id=snowflake(), name=name, owner_id=self.owner.id, premium_tier=premium_tier)
@@ -171,6 +196,7 @@ class FakeDiscord:
         member = channel.guild.members[self.bot.id]
         return channel.guild.permissions_of(member, channel) & permissions == permissions
 
+    @on_fake_loop
     async def reaction_added(self, message: Message, user: User, emoji: str) -> None:
         reaction = next((r for r in message.reactions if r.emoji == emoji), None)
         if reaction is None:
@@ -184,6 +210,7 @@ class FakeDiscord:
         await self.gateway.dispatch("MESSAGE_REACTION_ADD", data, self._reaction_intent(message))
         self.changed()
 
+    @on_fake_loop
     async def reaction_removed(self, message: Message, user: User, emoji: str) -> None:
         reaction = next((r for r in message.reactions if r.emoji == emoji), None)
         if reaction is None or user.id not in reaction.users:
@@ -231,10 +258,11 @@ class FakeDiscord:
     def hold_next(self, method: str | None = None, route: str | None = None, *, path: str | None = None) -> Hold:
         """Keep the next matching call waiting at Discord until `hold.release()`; `hold.reached` is set when it
         arrives. Released, it takes effect even if the bot has died meanwhile (as a request Discord received)."""
-        hold = Hold(method, route, path)
+        hold = Hold(method, route, path, thread=self.thread)
         self.rest.holds.append(hold)
         return hold
 
+    @on_fake_loop
     async def drop_gateway(self) -> None:
         """Close the bot's gateway connection; it comes back by RESUME (refused: op 9) and a new IDENTIFY."""
         await self.gateway.drop()
@@ -259,6 +287,7 @@ class GuildHandle:
     def id(self) -> int:
         return self.guild.id
 
+    @on_fake_loop
     async def create_channel(self, name: str, *, nsfw: bool = False) -> Channel:
         channel = Channel(id=snowflake(), name=name, guild=self.guild, bot_id=self.fake.bot.id, nsfw=nsfw,
                           position=len(self.guild.channels), users=self.fake.users)
@@ -268,6 +297,7 @@ class GuildHandle:
         self.fake.changed()
         return channel
 
+    @on_fake_loop
     async def create_role(self, name: str, permissions: int = 0) -> Role:
         role = Role(snowflake(), name, permissions, position=len(self.guild.roles))
         self.guild.roles[role.id] = role
@@ -275,6 +305,7 @@ class GuildHandle:
                                          Intent.GUILDS)
         return role
 
+    @on_fake_loop
     async def add_member(self, name: str, *, roles: Sequence[Role] = ()) -> MemberActor:
         user = User(snowflake(), name)
         self.fake.users[user.id] = user
@@ -286,6 +317,7 @@ class GuildHandle:
         self.fake.changed()
         return MemberActor(self.fake, member)
 
+    @on_fake_loop
     async def set_bot_permissions(self, channel: Channel, *, allow: int = 0, deny: int = 0) -> None:
         """A member overwrite for the bot in one channel (e.g. deny=Perm.ATTACH_FILES), as a moderator sets it."""
         bot_id = self.fake.bot.id

@@ -78,10 +78,10 @@ class Gateway:
 
     def hold_connections(self) -> None:
         """New connections get no HELLO until release_connections(): the bot stays disconnected meanwhile."""
-        self._open.clear()
+        self.fake.thread.call_soon(self._open.clear)
 
     def release_connections(self) -> None:
-        self._open.set()
+        self.fake.thread.call_soon(self._open.set)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/gateway", self._connect)

@@ -21,6 +21,7 @@ from tests.fakes.discord.models import (
     User,
     snowflake,
 )
+from tests.fakes.discord.threads import on_fake_loop
 
 if TYPE_CHECKING:
     from tests.fakes.discord.control import FakeDiscord
@@ -120,7 +121,7 @@ class MemberActor:
 
     def sees(self, channel: Channel) -> list[Message]:
         """The channel as this member's client shows it: public messages and the private answers meant for them."""
-        return [m for m in channel.messages.values() if self.can_see(m)]
+        return [m for m in list(channel.messages.values()) if self.can_see(m)]
 
     def find(self, channel: Channel, text: str, *, public: bool = True) -> Message | None:
         """The newest visible message containing `text` (public ones only unless public=False)."""
@@ -164,6 +165,7 @@ class MemberActor:
         self.fake.changed()
         return InteractionRun(self.fake, interaction)
 
+    @on_fake_loop
     async def run_command(self, channel: Channel, command: str, **options: Any) -> InteractionRun:
         """Run a slash command as this member would from the command picker: `"imagine"`, `"atelier usage"`.
 
@@ -262,6 +264,7 @@ class MemberActor:
             value = Upload(*value)
         return self.fake.cdn.store(channel.id, value.filename, value.data, content_type=value.content_type)
 
+    @on_fake_loop
     async def click(self, message: Message, button: str) -> InteractionRun:
         """Click the button labelled `button` (or with that custom_id) on a message this member sees."""
         if not self.can_see(message):
@@ -276,11 +279,13 @@ class MemberActor:
         interaction.payload["message"] = message.to_json()
         return await self._send(interaction)
 
+    @on_fake_loop
     async def react(self, message: Message, emoji: str) -> None:
         if not self.can_see(message) or message.ephemeral:
             raise LookupError(f"{self.user.username} cannot react to message {message.id}")
         await self.fake.reaction_added(message, self.user, emoji)
 
+    @on_fake_loop
     async def unreact(self, message: Message, emoji: str) -> None:
         await self.fake.reaction_removed(message, self.user, emoji)
 

@@ -371,7 +371,7 @@ class Channel:
                                             "global_name": None, "avatar": None}
 
     def live(self) -> list[Message]:
-        return [m for m in self.messages.values() if not m.deleted]
+        return [m for m in list(self.messages.values()) if not m.deleted]
 
     def to_json(self) -> dict[str, Any]:
         last = next(reversed(self.messages), None)

@@ -18,6 +18,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from tests.fakes.discord.control import FakeDiscord
+    from tests.fakes.discord.threads import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Hold:
     method: str | None
     route: str | None
     path: str | None = None
+    thread: LoopThread | None = None  # the fake's loop, where `released` is awaited
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     call: RestCall | None = None
@@ -97,7 +99,10 @@ class Hold:
             (self.route is None or self.route == call.route) and (self.path is None or self.path == call.path)
 
     def release(self) -> None:
-        self.released.set()
+        if self.thread is not None:
+            self.thread.call_soon(self.released.set)
+        else:
+            self.released.set()
 
 
 @dataclass
@@ -176,7 +181,8 @@ class Rest:
             fault = next((f for f in self.faults if f.times > 0 and f.matches(request.method, route)), None)
             if fault is not None:
                 fault.times -= 1
-                self.faults = [f for f in self.faults if f.times > 0]
+                if fault.times == 0:
+                    self.faults.remove(fault)  # in place: a test may be adding one from its thread
                 if fault.after:
                     await handler(request)
                 response: web.StreamResponse = json_response(fault.body, fault.status, fault.headers)
