@@ -38,10 +38,11 @@ from bot.operations import (
     TryonRequest,
 )
 from bot.progress import ProgressLine
-from bot.providers.registry import build_providers
+from bot.providers.registry import Providers, build_providers
 from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
+from bot.webhooks.fal_signature import FalSignatureVerifier
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -463,5 +464,23 @@ async def _doctor(settings: Settings) -> int:
         for op in Operation:
             order = [p.name for p in providers.order(op)]
             print(f"{op.value:<8} runs on: {', '.join(order) if order else 'nothing configured'}")
+        problems += await _doctor_webhooks(settings, session, providers)
     return EXIT_FAILED if problems else EXIT_OK
+
+
+async def _doctor_webhooks(settings: Settings, session: aiohttp.ClientSession, providers: Providers) -> int:
+    """Webhooks: where providers will call, and whether fal's signing keys can be fetched (1 if not)."""
+    if not settings.webhook_public_url:
+        print("webhooks off: jobs are polled (set WEBHOOK_PUBLIC_URL to have fal and Novita call the bot)")
+        return 0
+    print(f"webhooks on: providers call {settings.webhook_public_url}/webhooks/<provider>; the bot listens on "
+          f"{settings.webhook_host}:{settings.webhook_port}")
+    if "fal" not in providers:
+        return 0
+    verifier = FalSignatureVerifier(session, settings.fal_jwks_url)
+    if await verifier.refresh_keys() and verifier.key_count:
+        print(f"fal     webhook keys: {verifier.key_count} fetched from {settings.fal_jwks_url}")
+        return 0
+    print(f"fal     webhook keys: COULD NOT BE FETCHED from {settings.fal_jwks_url}; fal's calls would be refused")
+    return 1
 

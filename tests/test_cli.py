@@ -140,6 +140,20 @@ async def test_filters_and_doctor(tmp_path: Path, fal: FakeFal) -> None:
     text = out.decode()
     assert proc.returncode == 1
     assert "fal     configured; KEY REJECTED" in text and "glam    not configured" in text
+    assert "webhooks off: jobs are polled" in text
+
+
+async def test_doctor_checks_that_fals_webhook_keys_can_be_fetched(tmp_path: Path, fal: FakeFal) -> None:
+    base = {"FAL_KEY": fal.key, "FAL_QUEUE_URL": fal.base_url, "WEBHOOK_PUBLIC_URL": "https://atelier.example.com"}
+    for jwks, code, line in ((fal.jwks_url, 0, "fal     webhook keys: 1 fetched"),
+                             ("http://127.0.0.1:9/jwks.json", 1, "fal     webhook keys: COULD NOT BE FETCHED")):
+        proc = await asyncio.create_subprocess_exec(ATELIER, "doctor", cwd=tmp_path,
+                                                    env=clean_env(**base, FAL_JWKS_URL=jwks),
+                                                    stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        text = out.decode()
+        assert proc.returncode == code, text
+        assert "providers call https://atelier.example.com/webhooks/<provider>" in text and line in text
 
 
 async def test_eight_processes_at_once_with_a_daily_quota_of_three_admit_exactly_three(tmp_path: Path) -> None:

@@ -61,6 +61,14 @@ class FalSignatureVerifier:
             return
         raise WebhookRejected("signature does not match any of fal's published keys")
 
+    @property
+    def key_count(self) -> int:
+        return len(self._keys)
+
+    async def refresh_keys(self) -> bool:
+        """Fetch the keys now (the doctor's check); False if they could not be fetched."""
+        return await self._refresh(force=True)
+
     @staticmethod
     def _matches(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:
         for key in keys:
