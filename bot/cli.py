@@ -389,9 +389,7 @@ async def _quota_main(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _run_bot(settings: Settings) -> int:
     # discord.py is needed only to run the bot: job commands start faster without importing it.
-    import discord  # noqa: PLC0415
-
-    from bot.discord_bot import AtelierBot, point_at  # noqa: PLC0415
+    from bot.discord_bot import point_at  # noqa: PLC0415
 
     if settings.discord_token is None:
         print("atelier: DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in .env "
@@ -400,6 +398,19 @@ async def _run_bot(settings: Settings) -> int:
     point_at(settings)
     stop = _interruptible()
     config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
+    try:
+        return await _serve(settings, config, stop)
+    except ConfigError as exc:  # e.g. the webhook port is taken
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+async def _serve(settings: Settings, config: RunnerConfig, stop: asyncio.Event) -> int:
+    import discord  # noqa: PLC0415
+
+    from bot.discord_bot import AtelierBot  # noqa: PLC0415
+
+    assert settings.discord_token is not None
     async with open_app(settings, deliverers={}, config=config, start=False, listen=True) as app:
         bot = AtelierBot(app)
         async with bot:

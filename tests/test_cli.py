@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -314,3 +315,15 @@ def test_the_readme_invite_link_asks_for_exactly_the_permissions_the_bot_uses() 
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"permissions={PERMISSIONS.value}" in readme
+
+
+async def test_run_with_the_webhook_port_taken_says_so_and_exits(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = await atelier("run", cwd=tmp_path, env=clean_env(
+            DISCORD_TOKEN="token", DISCORD_API_BASE="http://127.0.0.1:9/api/v10",
+            WEBHOOK_PUBLIC_URL="https://atelier.example.com", WEBHOOK_HOST="127.0.0.1", WEBHOOK_PORT=str(port)))
+    assert code == 2
+    assert f"cannot bind 127.0.0.1:{port}" in err and "WEBHOOK_PORT" in err and "Traceback" not in err

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.errors import ProviderProtocolError
+from bot.errors import ConfigError, ProviderProtocolError
 from bot.providers.fal import FalProvider
 from bot.providers.registry import Providers
 from bot.webhooks.fal_signature import FalSignatureVerifier, WebhookRejected
@@ -44,7 +44,13 @@ class WebhookListener:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(f"The webhook listener cannot bind {host}:{port} ({exc.strerror or exc}): set "
+                              "WEBHOOK_PORT to a free port, or WEBHOOK_PUBLIC_URL empty to poll instead.") from exc
         sockets = getattr(site._server, "sockets", None)
         bound = sockets[0].getsockname()[1] if sockets else port
         log.info("webhook listener on %s:%s", host, bound)
