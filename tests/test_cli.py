@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
