@@ -40,9 +40,10 @@ from bot.fairqueue import FairGate
 from bot.operations import EditRequest, ImagineRequest, Request, image_count
 from bot.providers.base import Provider
 from bot.providers.durations import DurationBook
-from bot.providers.polling import PollSchedule, wait_for_result
+from bot.providers.hints import CompletionHint
+from bot.providers.polling import PollSchedule, ended_at_provider, wait_for_result
 from bot.providers.registry import Providers
-from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded
+from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded, Terminal
 from bot.settings import Settings
 from bot.store.base import JobStore
 from bot.store.models import (
@@ -496,6 +497,14 @@ class Runner:
         self._submitted_here.add(job_id)
         return stored
 
+    @staticmethod
+    def _ended_by_webhook(hint: CompletionHint, result: Terminal | None, fresh: bool) -> bool | None:
+        """Did the provider's call announce this job's end? None where the answer says nothing about whether
+        calls arrive: the job was cancelled or expired here, or it ended while this process was not running."""
+        if hint.fired:
+            return True
+        return False if fresh and ended_at_provider(result) else None
+
     def _poll_spacing(self, provider: str) -> float:
         """The shortest gap between two polls of one job that keeps all followed jobs of this provider within
         80% of its request budget (the rest is for submits and downloads); 0 when there is no budget."""
@@ -569,13 +578,15 @@ class Runner:
 
         fresh = job.id in self._submitted_here
         hint = None
-        if self.webhooks is not None and provider.webhook_url:
+        # A call is due only if this job was submitted asking for one, at the URL we listen on now.
+        if self.webhooks is not None and provider.webhook_url and handle.extra.get("webhook") == provider.webhook_url:
             hint = self.webhooks.expect(provider.name, handle.remote_id)
             if not fresh:
                 # Resumed after a restart: its call may have come while nobody listened, so look once now
                 # rather than waiting for the first safety-net poll.
                 hint.look_now()
         self._following[provider.name] = self._following.get(provider.name, 0) + 1
+        result: Terminal | None = None
         try:
             result = await wait_for_result(provider, handle, deadline=time.monotonic() + remaining,
                                            external_wait=self.external_wait,
@@ -592,7 +603,8 @@ class Runner:
             self._submitted_here.discard(job.id)
             self._following[provider.name] -= 1
             if hint is not None and self.webhooks is not None:
-                self.webhooks.forget(provider.name, handle.remote_id, ended_by_webhook=hint.fired)
+                self.webhooks.forget(provider.name, handle.remote_id,
+                                     ended_by_webhook=self._ended_by_webhook(hint, result, fresh))
         if isinstance(result, Succeeded) and job.submitted_at is not None and fresh:
             self.durations.record(provider.name, handle.operation,
                                   (self.clock() - job.submitted_at).total_seconds())

@@ -57,7 +57,7 @@ class FalProvider(GlmImageProvider):
                 provider=self.name, remote_id=str(data["request_id"]), operation=request.operation.value,
                 status_url=str(data["status_url"]), result_url=str(data["response_url"]),
                 cancel_url=str(data["cancel_url"]),
-                extra={"queue_position": data.get("queue_position")},
+                extra={"queue_position": data.get("queue_position"), "webhook": self.webhook_url},
             )
         except KeyError as exc:
             raise ProviderProtocolError(self.name, f"submit answer lacks {exc.args[0]!r}") from exc

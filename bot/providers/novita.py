@@ -230,7 +230,7 @@ class NovitaProvider(Provider):
         # The result URL is kept on the handle: the task lives at the host that took it, even if the
         # configured base URL changes before a restart resumes polling.
         return RemoteHandle(provider=self.name, remote_id=task_id, operation=request.operation.value,
-                            status_url=self.result_url)
+                            status_url=self.result_url, extra={"webhook": self.webhook_url})
 
     async def poll(self, handle: RemoteHandle) -> JobStatus:
         http = self._require_http()

@@ -19,7 +19,7 @@ from bot.errors import MalformedResponseError, ProviderError
 from bot.providers.base import Provider
 from bot.providers.durations import DurationEstimate
 from bot.providers.hints import CompletionHint
-from bot.providers.status import Failed, JobStatus, Queued, RemoteHandle, Running, Terminal, is_terminal
+from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Terminal, is_terminal
 from bot.waits import ExternalWait, passthrough
 
 log = logging.getLogger(__name__)
@@ -104,53 +104,75 @@ async def wait_for_result(
     status: JobStatus | None = None
     polls = 0
     malformed = 0
+    woken = False
     while True:
-        if hint is not None and hint.expected():
-            delay = schedule.safety_delay()
-        else:
-            delay = schedule.delay(status, polls, clock() - started, provider.typical_duration_s, learned)
-        if min_interval is not None:
-            delay = max(delay, min_interval())
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return await _expire(provider, handle)
-        woken = await _pause(min(delay, remaining), hint)
-        if woken and hint is not None and hint.status is not None:
+        if hint is not None and hint.status is not None:
             # A verified webhook carried the outcome itself: nothing left to ask the provider.
             if on_status is not None:
                 await on_status(hint.status)
             return hint.status
-        if woken:
-            # An unverified call only says "look now"; a flood of them must not become a flood of polls.
-            gap = HINT_MIN_GAP_S - (clock() - last_poll)
+        if hint is not None and hint.expected() and not woken:
+            delay = schedule.safety_delay()
+        else:
+            # Also right after a call whose job the provider did not yet report ended: its result endpoint may
+            # lag the call by a moment, so look again on the normal schedule rather than the safety net's.
+            delay = schedule.delay(status, polls, clock() - started, provider.typical_duration_s, learned)
+        spacing = min_interval() if min_interval is not None else 0.0
+        delay = max(delay, spacing)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return await _expire(provider, handle)
+        woken = await _pause(min(delay, remaining), hint)
+        if woken and hint is not None and hint.status is None:
+            # An unverified call only says "look now"; a flood of them must become neither a flood of polls
+            # nor a breach of the provider's request budget.
+            gap = max(HINT_MIN_GAP_S, spacing) - (clock() - last_poll)
             if gap > 0:
                 await asyncio.sleep(min(gap, max(0.0, deadline - clock())))
+        if hint is not None and hint.status is not None:
+            continue
         if deadline - clock() <= 0:
             return await _expire(provider, handle)
         polls += 1
         last_poll = clock()
         try:
             status = await external_wait(provider.poll(handle), reason=f"{provider.name} status")
-        except MalformedResponseError as exc:
-            malformed += 1
-            if malformed < MAX_MALFORMED_IN_A_ROW:
-                log.warning("poll of %s job %s: %s; looking again", provider.name, handle.remote_id, exc)
-                continue
-            await _cancel_quietly(provider, handle)
-            return Failed(reason=str(exc), retryable=False, charged=None, code="malformed_response")
         except ProviderError as exc:
-            if exc.retryable:
-                log.warning("poll of %s job %s failed, will retry: %s", provider.name, handle.remote_id, exc)
-                continue
+            malformed = malformed + 1 if isinstance(exc, MalformedResponseError) else 0
+            ending = _ending_after(exc, malformed, provider, handle)
+            if ending is None or (hint is not None and hint.status is not None):
+                continue  # look again; or the verified outcome came in meanwhile, and it wins
             # We stop following it, so stop it running (and billing) at the provider too, where we can.
             await _cancel_quietly(provider, handle)
-            return Failed(reason=str(exc), retryable=False, charged=None, code=type(exc).__name__)
+            return ending
         malformed = 0
         if on_status is not None:
             await on_status(status)
         if is_terminal(status):
             assert isinstance(status, Terminal)
             return status
+
+
+def _ending_after(exc: ProviderError, malformed: int, provider: Provider, handle: RemoteHandle) -> Failed | None:
+    """What a failed poll means: None to look again, or the failure that ends the job."""
+    if isinstance(exc, MalformedResponseError):
+        if malformed < MAX_MALFORMED_IN_A_ROW:
+            log.warning("poll of %s job %s: %s; looking again", provider.name, handle.remote_id, exc)
+            return None
+        return Failed(reason=str(exc), retryable=False, charged=None, code="malformed_response")
+    if exc.retryable:
+        log.warning("poll of %s job %s failed, will retry: %s", provider.name, handle.remote_id, exc)
+        return None
+    return Failed(reason=str(exc), retryable=False, charged=None, code=type(exc).__name__)
+
+
+def ended_at_provider(result: Terminal | None) -> bool:
+    """Whether the provider itself ended the job (a result or its own failure), as opposed to this loop giving
+    up on it (deadline, broken answers, an error that cannot get better)."""
+    if isinstance(result, Failed):
+        code = result.code or ""
+        return code not in ("deadline", "malformed_response") and not code.endswith("Error")
+    return result is not None and not isinstance(result, Cancelled)
 
 
 async def _pause(seconds: float, hint: CompletionHint | None) -> bool:

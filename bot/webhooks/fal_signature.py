@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 TIMESTAMP_TOLERANCE_S = 300
 KEYS_TTL_S = 24 * 3600  # fal's advice: keys may be cached for up to a day
 REFETCH_AFTER_S = 300  # an unknown signer makes us look for new keys, but not more often than this
+FAILED_RETRY_S = 30  # with no keys at all (fal unreachable at start), try again at most this often
 FETCH_TIMEOUT_S = 10.0
 HEADERS = ("X-Fal-Webhook-Request-Id", "X-Fal-Webhook-User-Id", "X-Fal-Webhook-Timestamp",
            "X-Fal-Webhook-Signature")
@@ -37,7 +38,8 @@ class FalSignatureVerifier:
         self.jwks_url = jwks_url
         self.clock = clock
         self._keys: list[Ed25519PublicKey] = []
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last attempt, successful or not
         self._lock = asyncio.Lock()
         self.fetches = 0
 
@@ -54,10 +56,12 @@ class FalSignatureVerifier:
         if abs(self.clock() - sent_at) > TIMESTAMP_TOLERANCE_S:
             raise WebhookRejected("timestamp outside the five-minute window")
         message = f"{request_id}\n{user_id}\n{timestamp}\n{hashlib.sha256(body).hexdigest()}".encode()
-        if self._matches(await self._current_keys(), signature_bytes, message):
+        keys, just_fetched = await self._current_keys()
+        if self._matches(keys, signature_bytes, message):
             return
         # Perhaps fal rotated its keys since we fetched them.
-        if await self._refresh(force=False) and self._matches(self._keys, signature_bytes, message):
+        if not just_fetched and await self._refresh(force=False) and \
+                self._matches(self._keys, signature_bytes, message):
             return
         raise WebhookRejected("signature does not match any of fal's published keys")
 
@@ -79,16 +83,21 @@ class FalSignatureVerifier:
             return True
         return False
 
-    async def _current_keys(self) -> list[Ed25519PublicKey]:
-        if self._fetched_at is None or self.clock() - self._fetched_at > KEYS_TTL_S:
-            await self._refresh(force=True)
-        return self._keys
+    async def _current_keys(self) -> tuple[list[Ed25519PublicKey], bool]:
+        """The keys, fetched first when there are none yet or they are a day old; and whether that fetch just
+        happened (then a failed check does not fetch again)."""
+        due = self._fetched_at is None or self.clock() - self._fetched_at > KEYS_TTL_S
+        fetched = due and await self._refresh(force=False, after_s=0.0 if self._keys else FAILED_RETRY_S)
+        return self._keys, fetched
 
-    async def _refresh(self, *, force: bool) -> bool:
-        """Fetch the JWKS again; False when it was fetched too recently to try (or the fetch failed)."""
+    async def _refresh(self, *, force: bool, after_s: float | None = None) -> bool:
+        """Fetch the JWKS again; False when the last attempt (successful or not) was under `after_s` ago, so
+        that made-up calls cannot turn into a stream of fetches, or when the fetch failed."""
         async with self._lock:
-            if not force and self._fetched_at is not None and self.clock() - self._fetched_at < REFETCH_AFTER_S:
+            wait = REFETCH_AFTER_S if after_s is None else after_s
+            if not force and self._attempted_at is not None and self.clock() - self._attempted_at < wait:
                 return False
+            self._attempted_at = self.clock()
             try:
                 timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
                 async with self.session.get(self.jwks_url, timeout=timeout) as response:
@@ -96,9 +105,6 @@ class FalSignatureVerifier:
                     document = await response.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("could not fetch fal's webhook keys from %s: %s", self.jwks_url, exc)
-                if self._fetched_at is None:
-                    return False
-                self._fetched_at = self.clock()  # keep the old keys; do not hammer the URL
                 return False
             self._keys = parse_jwks(document)
             self._fetched_at = self.clock()

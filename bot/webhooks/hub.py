@@ -13,7 +13,8 @@ from collections import OrderedDict
 from bot.providers.hints import CompletionHint
 from bot.providers.status import Terminal
 
-# Early calls kept for jobs nobody follows yet: bounded, so a flood of made-up ids costs a little memory at most.
+# Early calls kept for jobs nobody follows yet, per provider: bounded, so a flood of made-up ids costs a little
+# memory at most, and a flood of unsigned calls cannot push out another provider's verified results.
 EARLY_LIMIT = 10_000
 EARLY_TTL_S = 600.0
 # After this many jobs in a row ended without their webhook, a provider's webhooks are taken to be not arriving
@@ -24,27 +25,33 @@ MISSES_BEFORE_DISTRUST = 3
 class WebhookHub:
     def __init__(self) -> None:
         self._waiting: dict[tuple[str, str], CompletionHint] = {}
-        self._early: OrderedDict[tuple[str, str], tuple[float, Terminal | None]] = OrderedDict()
+        self._early: dict[str, OrderedDict[str, tuple[float, Terminal | None]]] = {}
         self._misses: dict[str, int] = {}
         self.calls = 0
 
     def expect(self, provider: str, remote_id: str) -> CompletionHint:
         """A hint for a job about to be followed; already set if its webhook came first."""
-        key = (provider, remote_id)
         hint = CompletionHint(expected=lambda: self.arriving(provider))
-        self._waiting[key] = hint
-        early = self._early.pop(key, None)
+        self._waiting[(provider, remote_id)] = hint
+        early = self._early.get(provider, OrderedDict()).pop(remote_id, None)
         if early is not None and time.monotonic() - early[0] < EARLY_TTL_S:
+            self._misses[provider] = 0  # a call for one of our jobs got through
             hint.set(early[1])
         return hint
 
     def forget(self, provider: str, remote_id: str, *, ended_by_webhook: bool | None = None) -> None:
-        """The job is no longer followed; say whether its end was announced by a webhook, when known."""
+        """The job is no longer followed. `ended_by_webhook`: True if its call came, False if it ended at the
+        provider without one although one was due, None when that says nothing (cancelled, expired, resumed)."""
         self._waiting.pop((provider, remote_id), None)
         if ended_by_webhook is True:
             self._misses[provider] = 0
         elif ended_by_webhook is False:
             self._misses[provider] = self._misses.get(provider, 0) + 1
+            if self._misses[provider] == MISSES_BEFORE_DISTRUST:
+                # Jobs sleeping out a safety interval would wait it out: wake them to poll at full speed.
+                for (name, _), hint in self._waiting.items():
+                    if name == provider:
+                        hint.look_now()
 
     def arriving(self, provider: str) -> bool:
         return self._misses.get(provider, 0) < MISSES_BEFORE_DISTRUST
@@ -52,16 +59,16 @@ class WebhookHub:
     def notify(self, provider: str, remote_id: str, status: Terminal | None = None) -> bool:
         """A webhook call for this job; `status` only when the call was verified. True if a job was waiting."""
         self.calls += 1
-        key = (provider, remote_id)
-        hint = self._waiting.get(key)
-        if hint is not None or status is not None:
-            # Proof that this provider's calls get through (an unverified call about an unknown job is not).
-            self._misses[provider] = 0
+        hint = self._waiting.get((provider, remote_id))
         if hint is not None:
+            # Proof that this provider's calls get through. A call about a job nobody follows is not: it may be
+            # a late retry, a replay, or another account's request.
+            self._misses[provider] = 0
             hint.set(status)
             return True
-        self._early[key] = (time.monotonic(), status)
-        self._early.move_to_end(key)
-        while len(self._early) > EARLY_LIMIT:
-            self._early.popitem(last=False)
+        early = self._early.setdefault(provider, OrderedDict())
+        early[remote_id] = (time.monotonic(), status)
+        early.move_to_end(remote_id)
+        while len(early) > EARLY_LIMIT:
+            early.popitem(last=False)
         return False

@@ -81,3 +81,12 @@ async def test_an_unreachable_jwks_url_rejects_calls_instead_of_accepting_them()
         fal.signing_key = key
         with pytest.raises(WebhookRejected):
             await verifier.verify(fal.sign("r1", BODY), BODY)
+
+
+async def test_made_up_calls_while_fal_is_unreachable_do_not_become_a_stream_of_key_fetches(
+        fal: FakeFal, verifier: FalSignatureVerifier) -> None:
+    fal.fail_next(503, {"detail": "down"}, times=100, path_contains="jwks")
+    for _ in range(20):
+        with pytest.raises(WebhookRejected):
+            await verifier.verify(fal.sign("r1", BODY, key=Ed25519PrivateKey.generate()), BODY)
+    assert len(fal.calls("GET", "jwks")) == 1

@@ -166,8 +166,9 @@ async def test_a_novita_callback_is_only_a_hint_confirmed_by_asking_novita(world
     assert done.state is JobState.SUCCEEDED
     fake_job = world.novita.jobs[remote_id]
     assert fake_job.done_wall is not None and delivered_at - fake_job.done_wall < 0.5
-    # One look for the forged hint, one for the real call: the safety net itself never fired.
-    assert len(world.novita.calls("GET", "/v3/async/task-result")) == 2
+    # One look for the forged hint and one more on the normal schedule (a result endpoint may lag its call), then
+    # one for the real call: the 30 s safety net itself never fired.
+    assert len(world.novita.calls("GET", "/v3/async/task-result")) == 3
 
 
 async def test_webhooks_that_never_arrive_bring_back_full_speed_polling(
@@ -236,3 +237,49 @@ async def test_a_job_whose_call_came_while_the_bot_was_down_is_found_at_once_aft
         assert done.state is JobState.SUCCEEDED
         assert time.monotonic() - started < 3  # not the 30 s safety interval
     assert len(fal.calls("POST")) == 1  # never submitted twice
+
+
+async def test_jobs_already_waiting_out_a_safety_interval_are_woken_when_calls_stop_being_trusted(
+        tmp_path: Path, fakes: tuple[FakeFal, FakeNovita]) -> None:
+    fal, novita = fakes
+    fal.webhooks_enabled = False
+    fal.script = JobScript(duration_s=0.1)
+    port = free_port()
+    s = settings(tmp_path, fal, novita, webhook_public_url=f"http://127.0.0.1:{port}", webhook_port=port,
+                 webhook_safety_poll_s=3.0)
+    delivery = RecordingDelivery()
+    async with open_app(s, deliverers={"discord": delivery}, config=RunnerConfig(), listen=True) as app:
+        world = World(app, fal, novita, delivery, "")
+        started = time.monotonic()
+        first = [await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt=str(n)), provider="fal")
+                 for n in range(3)]
+        await submitted(fal, 3)
+        await asyncio.sleep(1.0)
+        late = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="late"), provider="fal")
+        for job in first:
+            await world.finish(job)
+        _, delivered_at = await world.finish(late)
+        # The late job's own safety poll would come 4 s in; the third miss (about 3 s in) woke it instead.
+        assert time.monotonic() - started < 3.8
+        assert delivered_at > 0
+
+
+async def test_a_job_submitted_before_webhooks_were_turned_on_is_polled_normally_after_restart(
+        tmp_path: Path, fakes: tuple[FakeFal, FakeNovita]) -> None:
+    fal, novita = fakes
+    fal.script = JobScript(duration_s=1.5)
+    port = free_port()
+    config = RunnerConfig(origins=frozenset({Origin.DISCORD}))
+    async with open_app(settings(tmp_path, fal, novita), deliverers={"discord": RecordingDelivery()},
+                        config=config) as app:
+        job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"), provider="fal")
+        await submitted(fal)
+    assert "fal_webhook" not in fal.calls("POST")[0].query
+    s = settings(tmp_path, fal, novita, webhook_public_url=f"http://127.0.0.1:{port}", webhook_port=port,
+                 webhook_safety_poll_s=30)
+    delivery = RecordingDelivery()
+    started = time.monotonic()
+    async with open_app(s, deliverers={"discord": delivery}, config=config, listen=True) as app:
+        done, _ = await World(app, fal, novita, delivery, "").finish(job)
+        assert done.state is JobState.SUCCEEDED
+        assert time.monotonic() - started < 5  # no call was asked for, so none is waited for
