@@ -19,8 +19,9 @@ def test_schedule_uses_eta_progress_and_queue_position() -> None:
     assert s.delay(Running(eta_s=4.0), polls=3, elapsed_s=5, typical_s=10) == pytest.approx(4.0)
     # Half done after 6 s: about 6 s left; look a little before.
     assert s.delay(Running(progress=50), polls=3, elapsed_s=6, typical_s=10) == pytest.approx(4.8)
-    # Four jobs ahead: five times the usual gap (2% of the typical 10 s).
-    assert s.delay(Queued(position=4), polls=1, elapsed_s=1, typical_s=10) == pytest.approx(1.0)
+    # Not started yet: twice the usual gap (2% of the typical 10 s), and once more for each job ahead.
+    assert s.delay(Queued(), polls=1, elapsed_s=3, typical_s=10) == pytest.approx(0.4)
+    assert s.delay(Queued(position=4), polls=1, elapsed_s=3, typical_s=10) == pytest.approx(1.2)
 
 
 def test_nothing_known_first_look_at_a_quarter_of_typical_then_a_share_of_the_age() -> None:

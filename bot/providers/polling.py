@@ -63,10 +63,11 @@ class PollSchedule:
         if isinstance(status, Running) and status.progress and 0 < status.progress < 100 and elapsed_s > 0:
             remaining = elapsed_s * (100 - status.progress) / status.progress
             return max(by_age, remaining * 0.8)
-        if isinstance(status, Queued) and status.position:
-            # Jobs ahead in line: further from done, so look less often, in proportion. (How many workers
-            # serve the line is unknown, so a position is not converted into seconds.)
-            return by_age * (1 + status.position)
+        if isinstance(status, Queued):
+            # Not even started: it still has its whole run ahead, so noticing the start a little late costs
+            # nothing; each job ahead in line makes it further from done. (How many workers serve the line is
+            # unknown, so a position is not converted into seconds.)
+            return by_age * (2 + (status.position or 0))
         first_likely = learned.low if learned is not None else typical_s * 0.25
         if elapsed_s < first_likely * 0.9:
             # A job is hardly ever done before the fastest recent one (or, knowing nothing, before a quarter
