@@ -12,10 +12,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bot.errors import ConfigError, InputError, OutputError
+from bot.errors import ConfigError, InputError, OutputError, ProviderAuthError
 from bot.images import ImageLimits, inspect_image
 from bot.operations import EditRequest, FilterRequest, ImagineRequest, Operation, Request, Size, TryonRequest
-from bot.providers.http import ProviderHttp
+from bot.providers.http import CLIENT_ERRORS, ProviderHttp
 from bot.providers.status import JobStatus, OutputImage, RemoteHandle
 
 MAX_COUNT = 4
@@ -144,6 +144,15 @@ class Provider(ABC):
 
     async def check_key(self) -> KeyCheck:
         return KeyCheck(None, "the key cannot be checked without spending money; it is used on the first job")
+
+    async def _probe_key(self, url: str, **request: Any) -> KeyCheck:
+        """Check the key with a free request (a status of a job that cannot exist): 401/403 means rejected,
+        any other answer (404, 405...) means the provider accepted it."""
+        try:
+            await self._require_http().request("GET", url, idempotent=True, accept=CLIENT_ERRORS, **request)
+        except ProviderAuthError as exc:
+            return KeyCheck(False, exc.detail)
+        return KeyCheck(True, "key accepted")
 
     def _require_http(self) -> ProviderHttp:
         if self.http is None:  # pragma: no cover - only the local provider has none

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from bot.errors import ProviderAuthError, ProviderProtocolError
+from bot.errors import ProviderProtocolError
 from bot.operations import EditRequest, ImagineRequest, Operation, Request
 from bot.providers.base import KeyCheck
 from bot.providers.glm import GlmImageProvider
@@ -25,6 +25,7 @@ from bot.providers.status import (
     Succeeded,
 )
 
+NIL_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
 MODELS = {Operation.IMAGINE: "fal-ai/glm-image", Operation.EDIT: "fal-ai/glm-image/image-to-image"}
 # Infrastructure error types from fal's docs: not billed, and worth another try.
 RETRYABLE_ERROR_TYPES = {
@@ -134,9 +135,4 @@ class FalProvider(GlmImageProvider):
     async def check_key(self) -> KeyCheck:
         # A status request for a request id that does not exist costs nothing: 401/403 means the key is
         # rejected, anything else (404) means fal accepted it.
-        url = f"{self.queue_url}/fal-ai/glm-image/requests/00000000-0000-0000-0000-000000000000/status"
-        try:
-            await self._require_http().request("GET", url, idempotent=True, accept=CLIENT_ERRORS)
-        except ProviderAuthError as exc:
-            return KeyCheck(False, exc.detail)
-        return KeyCheck(True, "key accepted")
+        return await self._probe_key(f"{self.queue_url}/fal-ai/glm-image/requests/{NIL_REQUEST_ID}/status")

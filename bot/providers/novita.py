@@ -14,10 +14,10 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from bot.errors import InputError, ProviderAuthError, ProviderProtocolError
+from bot.errors import InputError, ProviderProtocolError
 from bot.operations import ImagineRequest, Operation, Request, Size, SizePreset
 from bot.providers.base import KeyCheck, Provider, ProviderLimits, check_dimensions
-from bot.providers.http import CLIENT_ERRORS, ProviderHttp
+from bot.providers.http import ProviderHttp
 from bot.providers.status import Failed, JobStatus, OutputImage, Queued, RemoteHandle, Running, Succeeded
 
 SUBMIT_PATH = "/v3/async/glm-image"
@@ -289,11 +289,5 @@ class NovitaProvider(Provider):
     async def check_key(self) -> KeyCheck:
         # Asking for the result of a task that does not exist costs nothing: 401/403 means the key is refused,
         # any other answer (404 for the unknown task) means Novita accepted it.
-        try:
-            await self._require_http().request(
-                "GET", self.result_url, params={"task_id": PROBE_TASK_ID}, idempotent=True,
-                headers={"Content-Type": "application/json"}, accept=CLIENT_ERRORS,
-            )
-        except ProviderAuthError as exc:
-            return KeyCheck(False, exc.detail)
-        return KeyCheck(True, "key accepted")
+        return await self._probe_key(self.result_url, params={"task_id": PROBE_TASK_ID},
+                                     headers={"Content-Type": "application/json"})

@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
-from bot.errors import ProviderAuthError, ProviderProtocolError
+from bot.errors import ProviderProtocolError
 from bot.operations import EditRequest, ImagineRequest, Operation, Request
 from bot.providers.base import KeyCheck, ProviderLimits
 from bot.providers.glm import GlmImageProvider
 
 # GLM Image has the same size rules at Pixazo as at fal, which Pixazo appears to proxy (§4.1 [I]).
-from bot.providers.http import CLIENT_ERRORS, MAX_ERROR_TEXT, ProviderHttp
+from bot.providers.http import MAX_ERROR_TEXT, ProviderHttp
 from bot.providers.status import (
     Cancelled,
     Failed,
@@ -201,12 +201,7 @@ class PixazoProvider(GlmImageProvider):
     async def check_key(self) -> KeyCheck:
         # APIM checks the subscription key before the request reaches Pixazo, so asking for the status of a
         # request id that cannot exist is free: 401/403 means rejected, anything else (404, 405...) accepted.
-        url = f"{self.base_url}{STATUS_PATH}{NIL_REQUEST_ID}"
-        try:
-            await self._require_http().request("GET", url, idempotent=True, accept=CLIENT_ERRORS)
-        except ProviderAuthError as exc:
-            return KeyCheck(False, exc.detail)
-        return KeyCheck(True, "key accepted")
+        return await self._probe_key(f"{self.base_url}{STATUS_PATH}{NIL_REQUEST_ID}")
 
     # cancel: Pixazo documents no cancel endpoint, so the inherited "return False" stands.
 
