@@ -41,9 +41,9 @@ from bot.operations import EditRequest, ImagineRequest, Request, image_count
 from bot.providers.base import Provider
 from bot.providers.durations import DurationBook
 from bot.providers.hints import CompletionHint
-from bot.providers.polling import PollSchedule, ended_at_provider, wait_for_result
+from bot.providers.polling import PollSchedule, wait_for_result
 from bot.providers.registry import Providers
-from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded, Terminal
+from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded
 from bot.settings import Settings
 from bot.store.base import JobStore
 from bot.store.models import (
@@ -498,12 +498,12 @@ class Runner:
         return stored
 
     @staticmethod
-    def _ended_by_webhook(hint: CompletionHint, result: Terminal | None, fresh: bool) -> bool | None:
+    def _ended_by_webhook(hint: CompletionHint, reported_end: bool, fresh: bool) -> bool | None:
         """Did the provider's call announce this job's end? None where the answer says nothing about whether
         calls arrive: the job was cancelled or expired here, or it ended while this process was not running."""
         if hint.fired:
             return True
-        return False if fresh and ended_at_provider(result) else None
+        return False if fresh and reported_end else None
 
     def _poll_spacing(self, provider: str) -> float:
         """The shortest gap between two polls of one job that keeps all followed jobs of this provider within
@@ -558,9 +558,11 @@ class Runner:
         self._live_handle(job.id, handle, provider)
         remaining = (job.deadline_at - self.clock()).total_seconds()
         current = job
+        reported_end = False  # the provider itself said the job ended (not our deadline or a broken answer)
 
         async def on_status(status: JobStatus) -> None:
-            nonlocal current
+            nonlocal current, reported_end
+            reported_end = isinstance(status, Succeeded | Failed)
             if isinstance(status, Queued | Running):
                 fields: dict[str, Any] = {"state": JobState.QUEUED if isinstance(status, Queued) else
                                           JobState.RUNNING}
@@ -586,7 +588,6 @@ class Runner:
                 # rather than waiting for the first safety-net poll.
                 hint.look_now()
         self._following[provider.name] = self._following.get(provider.name, 0) + 1
-        result: Terminal | None = None
         try:
             result = await wait_for_result(provider, handle, deadline=time.monotonic() + remaining,
                                            external_wait=self.external_wait,
@@ -604,7 +605,7 @@ class Runner:
             self._following[provider.name] -= 1
             if hint is not None and self.webhooks is not None:
                 self.webhooks.forget(provider.name, handle.remote_id,
-                                     ended_by_webhook=self._ended_by_webhook(hint, result, fresh))
+                                     ended_by_webhook=self._ended_by_webhook(hint, reported_end, fresh))
         if isinstance(result, Succeeded) and job.submitted_at is not None and fresh:
             self.durations.record(provider.name, handle.operation,
                                   (self.clock() - job.submitted_at).total_seconds())

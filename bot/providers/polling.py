@@ -19,7 +19,7 @@ from bot.errors import MalformedResponseError, ProviderError
 from bot.providers.base import Provider
 from bot.providers.durations import DurationEstimate
 from bot.providers.hints import CompletionHint
-from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Terminal, is_terminal
+from bot.providers.status import Failed, JobStatus, Queued, RemoteHandle, Running, Terminal, is_terminal
 from bot.waits import ExternalWait, passthrough
 
 log = logging.getLogger(__name__)
@@ -165,15 +165,6 @@ def _ending_after(exc: ProviderError, malformed: int, provider: Provider, handle
         log.warning("poll of %s job %s failed, will retry: %s", provider.name, handle.remote_id, exc)
         return None
     return Failed(reason=str(exc), retryable=False, charged=None, code=type(exc).__name__)
-
-
-def ended_at_provider(result: Terminal | None) -> bool:
-    """Whether the provider itself ended the job (a result or its own failure), as opposed to this loop giving
-    up on it (deadline, broken answers, an error that cannot get better)."""
-    if isinstance(result, Failed):
-        code = result.code or ""
-        return code not in ("deadline", "malformed_response") and not code.endswith("Error")
-    return result is not None and not isinstance(result, Cancelled)
 
 
 async def _pause(seconds: float, hint: CompletionHint | None) -> bool:
