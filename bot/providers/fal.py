@@ -111,17 +111,16 @@ class FalProvider(GlmImageProvider):
         return Succeeded(outputs=tuple(outputs), seed=int(seed) if isinstance(seed, int | str) and
                          str(seed).lstrip("-").isdigit() else None)
 
-    def webhook_outcome(self, event: dict[str, Any]) -> tuple[str, Succeeded | Failed]:
-        """A verified webhook call as (request id, outcome): `status` OK carries the output, ERROR the error."""
+    def webhook_outcome(self, event: dict[str, Any]) -> tuple[str, Succeeded | Failed | None]:
+        """A verified webhook call as (request id, outcome): `status` OK carries the output, ERROR the error.
+        The outcome is None when fal could not serialise the output into the call (`payload_error`): the
+        result endpoint has it."""
         request_id = event.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise ProviderProtocolError(self.name, "webhook call without a request_id")
         payload = event.get("payload")
-        if event.get("status") == "OK" and isinstance(payload, dict):
-            return request_id, self.outcome(payload)
         if event.get("status") == "OK":
-            # The output could not be serialised into the call (`payload_error`): the result endpoint has it.
-            raise ProviderProtocolError(self.name, str(event.get("payload_error") or "webhook without payload"))
+            return request_id, self.outcome(payload) if isinstance(payload, dict) else None
         reason = message_in(payload) if payload else str(event.get("error") or "the job failed")
         return request_id, Failed(reason=reason, retryable=False, charged=False, code="webhook_error")
 

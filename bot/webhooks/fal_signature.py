@@ -60,7 +60,7 @@ class FalSignatureVerifier:
         if self._matches(keys, signature_bytes, message):
             return
         # Perhaps fal rotated its keys since we fetched them.
-        if not just_fetched and await self._refresh(force=False) and \
+        if not just_fetched and await self._refresh() and \
                 self._matches(self._keys, signature_bytes, message):
             return
         raise WebhookRejected("signature does not match any of fal's published keys")
@@ -71,7 +71,7 @@ class FalSignatureVerifier:
 
     async def refresh_keys(self) -> bool:
         """Fetch the keys now (the doctor's check); False if they could not be fetched."""
-        return await self._refresh(force=True)
+        return await self._refresh(after_s=0.0)
 
     @staticmethod
     def _matches(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:
@@ -87,15 +87,15 @@ class FalSignatureVerifier:
         """The keys, fetched first when there are none yet or they are a day old; and whether that fetch just
         happened (then a failed check does not fetch again)."""
         due = self._fetched_at is None or self.clock() - self._fetched_at > KEYS_TTL_S
-        fetched = due and await self._refresh(force=False, after_s=0.0 if self._keys else FAILED_RETRY_S)
+        fetched = due and await self._refresh(after_s=0.0 if self._keys else FAILED_RETRY_S)
         return self._keys, fetched
 
-    async def _refresh(self, *, force: bool, after_s: float | None = None) -> bool:
+    async def _refresh(self, *, after_s: float | None = None) -> bool:
         """Fetch the JWKS again; False when the last attempt (successful or not) was under `after_s` ago, so
         that made-up calls cannot turn into a stream of fetches, or when the fetch failed."""
         async with self._lock:
-            wait = REFETCH_AFTER_S if after_s is None else after_s
-            if not force and self._attempted_at is not None and self.clock() - self._attempted_at < wait:
+            wait = REFETCH_AFTER_S if after_s is None else after_s  # looked up now, so it can be tuned
+            if self._attempted_at is not None and self.clock() - self._attempted_at < wait:
                 return False
             self._attempted_at = self.clock()
             try:

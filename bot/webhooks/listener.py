@@ -40,7 +40,7 @@ class WebhookListener:
         self.app.router.add_post("/webhooks/novita", self._novita)
         self.app.router.add_get("/webhooks/health", self._health)
 
-    async def start(self, host: str, port: int) -> str:
+    async def start(self, host: str, port: int) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -51,10 +51,7 @@ class WebhookListener:
             self._runner = None
             raise ConfigError(f"The webhook listener cannot bind {host}:{port} ({exc.strerror or exc}): set "
                               "WEBHOOK_PORT to a free port, or WEBHOOK_PUBLIC_URL empty to poll instead.") from exc
-        sockets = getattr(site._server, "sockets", None)
-        bound = sockets[0].getsockname()[1] if sockets else port
-        log.info("webhook listener on %s:%s", host, bound)
-        return f"http://{host}:{bound}"
+        log.info("webhook listener on %s:%s", host, port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -81,13 +78,9 @@ class WebhookListener:
         try:
             request_id, outcome = provider.webhook_outcome(event)
         except ProviderProtocolError as exc:
-            # Signed but without a usable outcome: the job looks the result up itself.
-            named = event.get("request_id")
-            if not isinstance(named, str):
-                return self._refuse("fal", 400, str(exc))
-            self.hub.notify("fal", named)
-        else:
-            self.hub.notify("fal", request_id, outcome)
+            return self._refuse("fal", 400, str(exc))
+        # No outcome (signed, but the output did not fit in the call): the job looks the result up itself.
+        self.hub.notify("fal", request_id, outcome)
         return web.json_response({"ok": True})
 
     async def _novita(self, request: web.Request) -> web.Response:

@@ -283,3 +283,19 @@ async def test_a_job_submitted_before_webhooks_were_turned_on_is_polled_normally
         done, _ = await World(app, fal, novita, delivery, "").finish(job)
         assert done.state is JobState.SUCCEEDED
         assert time.monotonic() - started < 5  # no call was asked for, so none is waited for
+
+
+async def test_a_signed_call_without_the_output_makes_the_job_fetch_its_result(world: World) -> None:
+    world.fal.script = JobScript(duration_s=0.5)
+    world.fal.webhooks_enabled = False  # only the call below arrives
+    job = await world.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"), provider="fal")
+    remote_id = await submitted(world.fal)
+    await asyncio.sleep(0.6)  # done at fal by now
+    body = json.dumps({"request_id": remote_id, "gateway_request_id": remote_id, "status": "OK", "payload": None,
+                       "payload_error": "Output too large to be sent by webhook"}).encode()
+    async with aiohttp.ClientSession() as session, \
+            session.post(f"{world.hook_url}/webhooks/fal", data=body, headers=world.fal.sign(remote_id, body)) as resp:
+        assert resp.status == 200
+    done, _ = await world.finish(job, timeout=3)  # well before the 30 s safety poll
+    assert done.state is JobState.SUCCEEDED
+    assert len([r for r in world.fal.calls("GET") if r.path == f"/fal-ai/glm-image/requests/{remote_id}"]) == 1
