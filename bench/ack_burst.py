@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, machine, pct
+from bench.common import ROOT, emit, machine, pct, print_fields
 from tests.e2e.harness import BotProcess, ProviderFakes
 from tests.fakes.discord import FakeDiscord
 
@@ -90,12 +89,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "ack_burst.json")
     args = parser.parse_args()
     result = asyncio.run(run(args.commands, args.over))
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    print(json.dumps(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    print_fields(result)
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

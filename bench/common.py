@@ -96,3 +96,18 @@ def machine() -> str:
     cpus = os.cpu_count()
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{cpus} cores, {mem_gb:.0f} GiB, Python {sys.version.split()[0]}, {sys.platform}"
+
+
+def print_fields(result: dict[str, Any]) -> None:
+    """One `name  value` line per figure, aligned."""
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def emit(result: dict[str, Any], path: Path | None) -> None:
+    """The result as one JSON line on stdout (for scripts), and as a file when a path is given."""
+    print(json.dumps(result))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2))

@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import ROOT, LoopLag, admin, cpu_seconds, fake_providers, free_port, machine, pct
+from bench.common import ROOT, LoopLag, admin, cpu_seconds, emit, fake_providers, free_port, machine, pct
 from bot.app import open_app
 from bot.operations import ImagineRequest
 from bot.runner import RunnerConfig
@@ -365,9 +365,7 @@ def main() -> None:
     print(table(result))
     for goal, met in result["targets"].items():
         print(f"target {goal}: {'met' if met else 'NOT met'}")
-    print(json.dumps(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LoopLag, admin, cpu_seconds, fake_providers, free_port, machine, pct, peak_rss_mb
+from bench.common import (
+    LoopLag,
+    admin,
+    cpu_seconds,
+    emit,
+    fake_providers,
+    free_port,
+    machine,
+    pct,
+    peak_rss_mb,
+    print_fields,
+)
 from bot.app import open_app
 from bot.operations import ImagineRequest
 from bot.runner import RunnerConfig
@@ -135,12 +145,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = asyncio.run(run(args.jobs, args.min, args.max, webhooks=args.webhooks))
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    print_fields(result)
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

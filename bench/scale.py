@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, machine
+from bench.common import ROOT, emit, machine
 
 COLUMNS = ("jobs", "peak_in_flight", "loop_lag_p99_ms", "peak_rss_mb", "cpu_ms_per_job", "store_writes_per_s",
            "status_polls_per_job", "added_latency_p50_ms", "added_latency_p95_ms", "wall_s")
@@ -59,9 +59,7 @@ def main() -> None:
     print(f"from {first['jobs']} to {last['jobs']} jobs (x{factor:g}): " +
           ", ".join(f"{k} x{v}" for k, v in growth.items()))
     result = {"completion": args.completion, "rows": rows, "growth": growth, "machine": machine()}
-    print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
