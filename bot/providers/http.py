@@ -33,6 +33,7 @@ from bot.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
+from bot.redaction import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +152,14 @@ class ProviderHttp:
         self.provider = provider
         self.headers = dict(headers or {})
         self._secrets = [s for s in secrets if s]
+        for secret in self._secrets:
+            register_secret(secret)  # masked in any provider text, whichever adapter builds the message
         self.policy = policy or HttpPolicy()
         self._limiter = AsyncLimiter(requests_per_second, 1.0) if requests_per_second else None
         self.request_count = 0
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text)
 
     async def request(
         self,
