@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     min_input_side: int = Field(default=64, ge=1)
     max_prompt_chars: int = Field(default=1000, ge=1)
     max_output_mb: float = Field(default=50.0, gt=0)
+    # Provider outputs are decoded to check them: more pixels than this are refused from the header.
+    max_output_megapixels: float = Field(default=36.0, gt=0)
 
     # Store, quotas, runner.
     database_url: str = "sqlite:///data/atelier.db"

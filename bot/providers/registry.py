@@ -81,7 +81,8 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession, *, webho
 
     def limits(max_parallel: int) -> ProviderLimits:
         return ProviderLimits(image=settings.image_limits, max_prompt_chars=settings.max_prompt_chars,
-                              max_output_bytes=settings.max_output_bytes, max_parallel=max_parallel)
+                              max_output_bytes=settings.max_output_bytes, max_parallel=max_parallel,
+                              max_output_megapixels=settings.max_output_megapixels)
 
     def http(name: str, headers: dict[str, str], secret: str) -> ProviderHttp:
         return ProviderHttp(session, name, headers=headers, secrets=[secret], policy=policy,

@@ -164,6 +164,7 @@ class FakeServer:
         self.expire_outputs = False  # output URLs answer 403 as if their signature expired
         self.output_color = (200, 40, 90)
         self.distinct_outputs = False  # tint each job's images differently, so results can be told apart
+        self.output_image: bytes | None = None  # when set, every output file is these bytes (an odd image)
         self._jobs_with_outputs = 0
         self.files: dict[str, bytes] = {}
         self.file_downloads = 0
@@ -240,7 +241,7 @@ class FakeServer:
                 name = f"{job.id}_{i}.png"
                 color = ((self.output_color[0] + tint) % 256, (self.output_color[1] + 30 * i) % 256,
                          self.output_color[2])
-                self.files[name] = make_png(64 + 8 * i, 64, color)
+                self.files[name] = self.output_image or make_png(64 + 8 * i, 64, color)
                 job.outputs.append(name)
         return [f"{self.base_url}/_files/{name}" for name in job.outputs]
 
