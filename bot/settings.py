@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     min_input_side: int = Field(default=64, ge=1)
     max_prompt_chars: int = Field(default=1000, ge=1)
     max_output_mb: float = Field(default=50.0, gt=0)
+    # Output images on loopback, private or link-local addresses are refused unless this is true (local test
+    # servers need it); outputs on the provider's own configured host are always allowed.
+    allow_private_output_urls: bool = False
     # Provider outputs are decoded to check them: more pixels than this are refused from the header.
     max_output_megapixels: float = Field(default=36.0, gt=0)
 
