@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     webhook_host: str = "0.0.0.0"  # noqa: S104 - the listener must be reachable from outside the container
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_safety_poll_s: float = Field(default=30.0, gt=0)
+    # A caller must send its request headers within this many seconds of connecting, and its body within as
+    # many again; at most WEBHOOK_MAX_CONNECTIONS are open at once (one more is answered 503 and closed).
+    webhook_read_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_connections: int = Field(default=256, ge=1)
     # Where fal publishes the public keys that sign its webhook calls (cached; refetched on an unknown key).
     fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 
