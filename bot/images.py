@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError, _imaging
 
 from bot.errors import InputError
 from bot.operations import ImageInput
@@ -31,6 +32,14 @@ JPEG_FAMILY = ("JPEG", "MPO")
 # members sending 36 MP images at once, memory stays at two such images, not eight.
 MAX_FULL_DECODES = 2
 _decodes = threading.BoundedSemaphore(MAX_FULL_DECODES)
+# Pillow stores big images as a chain of blocks of at most 16 MB by default. glibc serves blocks of that size from
+# its per-thread heaps once its dynamic mmap threshold has grown (it does after the first big free), and keeps
+# them after they are freed: with decodes in several worker threads the process then holds gigabytes it no longer
+# uses. Blocks of up to 256 MB are each mapped on their own and handed back to the system when an image is freed.
+# An operator's own PILLOW_BLOCK_SIZE wins.
+PILLOW_BLOCK_BYTES = 256 * 1024 * 1024
+if "PILLOW_BLOCK_SIZE" not in os.environ:
+    _imaging.set_block_size(PILLOW_BLOCK_BYTES)
 
 
 class TooManyPixelsError(InputError):
