@@ -108,3 +108,15 @@ def test_redaction_masks_registered_values_tokens_and_cut_off_fragments() -> Non
     assert redact('{"api_key": "unregistered-987654"}') == '{"api_key": "***"}'
     assert redact(f"unknown status 'X {secret[:20]}'") == "unknown status 'X ***'"
     assert redact("a Key to the kingdom") == "a Key to the kingdom"  # ordinary words stay
+
+
+def test_every_provider_text_value_is_redacted_where_it_is_built() -> None:
+    from bot.errors import ProviderRejectedError
+    from bot.providers.status import Cancelled, Failed, Running
+
+    secret = "zz-built-secret-abcdef012345"
+    register_secret(secret)
+    texts = [str(ProviderRejectedError("acme", f"HTTP 400: bad key {secret}")),
+             Failed(reason=f"failed for {secret}").reason, Cancelled(reason=f"cancelled {secret}").reason,
+             Running(message=f"log line with Key {secret}").message or ""]
+    assert all(secret not in t and "***" in t for t in texts), texts
