@@ -28,13 +28,18 @@ _lock = threading.Lock()
 # or echoed JSON. The value is what follows, up to whitespace, a quote or a delimiter.
 _TOKEN = r"[A-Za-z0-9._~+/=:\-]{6,}"  # noqa: S105 - a pattern, not a password
 _PATTERNS = (
-    re.compile(rf"\b(Key|Bearer|Basic|Token)(\s+){_TOKEN}", re.IGNORECASE),
+    re.compile(rf"\b(Key|Bearer|Basic|Token|KEY|BEARER)(\s+)({_TOKEN})"),
     re.compile(
         rf"\b(api[_-]?key|access[_-]?token|token|secret|password|x-api-key|ocp-apim-subscription-key)"
-        rf"([\"']?\s*[:=]\s*[\"']?){_TOKEN}",
+        rf"([\"']?\s*[:=]\s*[\"']?)({_TOKEN})",
         re.IGNORECASE,
     ),
 )
+
+
+def _credential_like(value: str) -> bool:
+    """A value that looks like a key, not a word ("Key provided", "token expired" stay as they are)."""
+    return (len(value) >= 12 and any(c.isdigit() for c in value)) or len(value) >= 24
 
 
 def register_secret(value: str | None) -> None:
@@ -57,7 +62,8 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}" if _credential_like(m.group(3))
+                           else m.group(0), text)
     return _mask_fragments(text, secrets)
 
 

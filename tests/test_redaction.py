@@ -108,6 +108,8 @@ def test_redaction_masks_registered_values_tokens_and_cut_off_fragments() -> Non
     assert redact('{"api_key": "unregistered-987654"}') == '{"api_key": "***"}'
     assert redact(f"unknown status 'X {secret[:20]}'") == "unknown status 'X ***'"
     assert redact("a Key to the kingdom") == "a Key to the kingdom"  # ordinary words stay
+    assert redact("Invalid key provided; token expired") == "Invalid key provided; token expired"
+    assert redact("Token: verylongunregisteredsecretvalue") == "Token: ***"
 
 
 def test_every_provider_text_value_is_redacted_where_it_is_built() -> None:
