@@ -27,10 +27,14 @@ from tests.e2e.harness import BotProcess
 from tests.fakes.discord import FakeDiscord
 
 
-def big_image(side: int, tint: int, fmt: str) -> bytes:
-    """A side × side photo-like image (gradients in three channels), different per member."""
+def big_image(side: int, tint: int, fmt: str, grain: bool = False) -> bytes:
+    """A side × side image (gradients in three channels), different per member; with `grain`, sensor-like noise
+    on top, so that it compresses like a photo (and its result is too large to post without re-encoding)."""
     ramp = Image.linear_gradient("L").resize((side, side))
     img = Image.merge("RGB", (ramp, ramp.rotate(90), ramp.point(lambda v: (v + tint) % 256)))
+    if grain:
+        noise = Image.effect_noise((side, side), 24).convert("RGB")
+        img = Image.blend(img, noise, 0.15)
     buf = io.BytesIO()
     img.save(buf, "PNG" if fmt == "png" else "JPEG", **({"quality": 85} if fmt == "jpeg" else {}))
     return buf.getvalue()
@@ -44,8 +48,9 @@ def rss_mb(pid: int, field: str) -> float:
     raise RuntimeError(f"no {field} for {pid}")
 
 
-async def run(members: int, side: int, fmt: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
-    images = [big_image(side, 37 * i, fmt) for i in range(members)]
+async def run(members: int, side: int, fmt: str, extra_env: dict[str, str] | None = None,
+              grain: bool = False) -> dict[str, Any]:
+    images = [big_image(side, 37 * i, fmt, grain) for i in range(members)]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "bot"
         home.mkdir()
@@ -81,7 +86,7 @@ async def run(members: int, side: int, fmt: str, extra_env: dict[str, str] | Non
                 await bot.stop()
             await fake.stop()
     return {
-        "benchmark": "memory_burst", "members": members, "image": f"{side}x{side} {fmt}",
+        "benchmark": "memory_burst", "members": members, "image": f"{side}x{side} {fmt}" + (" grain" if grain else ""),
         "image_megapixels": round(side * side / 1e6, 1),
         "image_kb": round(sum(len(i) for i in images) / len(images) / 1024),
         "rss_before_mb": round(before), "rss_peak_mb": round(peak), "results_posted": posted,
@@ -95,12 +100,13 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--side", type=int, default=6000)
     parser.add_argument("--format", choices=("png", "jpeg"), default="png")
+    parser.add_argument("--grain", action="store_true", help="photo-like noise: results must be re-encoded to post")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra environment variable for the bot process (to compare settings)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "memory_burst.json")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
-    result = asyncio.run(run(args.members, args.side, args.format, extra))
+    result = asyncio.run(run(args.members, args.side, args.format, extra, args.grain))
     print_fields(result)
     emit(result, args.json)
 
