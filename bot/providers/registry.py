@@ -91,7 +91,7 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession, *, webho
 
     def http(name: str, headers: dict[str, str], secret: str) -> ProviderHttp:
         return ProviderHttp(session, name, headers=headers, secrets=[secret], policy=policy,
-                            requests_per_second=rate, base_url=homes[name])
+                            requests_per_second=rate, base_url=homes.get(name))
 
     found: dict[str, Provider] = {}
     if settings.glam_api_key:
