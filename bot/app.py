@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.blobs import BlobStore
+from bot.fd_limit import raise_fd_limit
 from bot.providers.registry import Providers, build_providers
 from bot.runner import Deliverer, Runner, RunnerConfig
 from bot.settings import Settings
@@ -45,6 +46,8 @@ async def open_app(settings: Settings, *, deliverers: Mapping[str, Deliverer], c
     """`listen`: serve the webhook endpoint (when WEBHOOK_PUBLIC_URL is set). Only the long-running bot
     listens; one-shot commands poll, so they never fight the bot for its port."""
     webhooks = listen and bool(settings.webhook_public_url)
+    if listen:
+        raise_fd_limit()  # the long-running bot holds many sockets; the soft limit is often far below the hard
     async with aiohttp.ClientSession() as session:
         store = await open_store(settings.database_url)
         listener: WebhookListener | None = None
@@ -55,7 +58,9 @@ async def open_app(settings: Settings, *, deliverers: Mapping[str, Deliverer], c
                             deliverers=deliverers, config=config)
             if webhooks:
                 hub = WebhookHub()
-                listener = WebhookListener(hub, providers, FalSignatureVerifier(session, settings.fal_jwks_url))
+                listener = WebhookListener(hub, providers, FalSignatureVerifier(session, settings.fal_jwks_url),
+                                           read_timeout_s=settings.webhook_read_timeout_s,
+                                           max_connections=settings.webhook_max_connections)
                 await listener.start(settings.webhook_host, settings.webhook_port)
                 runner.webhooks = hub
             if start:

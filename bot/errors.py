@@ -6,6 +6,8 @@ The command line maps the classes to exit codes; the Discord layer shows the mes
 
 from __future__ import annotations
 
+from bot.redaction import redact
+
 
 class AtelierError(Exception):
     """Base class: the message is safe to show to a user."""
@@ -25,6 +27,8 @@ class ProviderError(AtelierError):
     retryable: bool = False
 
     def __init__(self, provider: str, message: str, *, status: int | None = None) -> None:
+        # Provider text becomes Atelier's here: whatever key it echoes never gets further.
+        message = redact(message)
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.detail = message

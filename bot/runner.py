@@ -44,6 +44,7 @@ from bot.providers.hints import CompletionHint
 from bot.providers.polling import PollSchedule, wait_for_result
 from bot.providers.registry import Providers
 from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded
+from bot.redaction import redact
 from bot.settings import Settings
 from bot.store.base import JobStore
 from bot.store.models import (
@@ -647,7 +648,7 @@ class Runner:
     async def _fail(self, job: Job, reason: str, *, code: str, charged: bool | None) -> Job:
         nonterminal = [s for s in JobState if s not in TERMINAL_STATES]
         failed = await self.store.transition(job.id, nonterminal, now=self.clock(), state=JobState.FAILED,
-                                             error_code=code, error_message=reason[:1000], charged=charged,
+                                             error_code=code, error_message=redact(reason)[:1000], charged=charged,
                                              finished_at=self.clock())
         if failed is None:
             return await self._reload(job)

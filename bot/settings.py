@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     webhook_host: str = "0.0.0.0"  # noqa: S104 - the listener must be reachable from outside the container
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_safety_poll_s: float = Field(default=30.0, gt=0)
+    # A caller must send its request headers within this many seconds of connecting, and its body within as
+    # many again; at most WEBHOOK_MAX_CONNECTIONS are open at once (one more is answered 503 and closed).
+    webhook_read_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_connections: int = Field(default=256, ge=1)
     # Where fal publishes the public keys that sign its webhook calls (cached; refetched on an unknown key).
     fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 
@@ -60,6 +64,11 @@ class Settings(BaseSettings):
     min_input_side: int = Field(default=64, ge=1)
     max_prompt_chars: int = Field(default=1000, ge=1)
     max_output_mb: float = Field(default=50.0, gt=0)
+    # Output images on loopback, private or link-local addresses are refused unless this is true (local test
+    # servers need it); outputs on the provider's own configured host are always allowed.
+    allow_private_output_urls: bool = False
+    # Provider outputs are decoded to check them: more pixels than this are refused from the header.
+    max_output_megapixels: float = Field(default=36.0, gt=0)
 
     # Store, quotas, runner.
     database_url: str = "sqlite:///data/atelier.db"

@@ -10,7 +10,7 @@ import discord
 from PIL import Image
 
 from bot.blobs import BlobStore
-from bot.images import extension_for
+from bot.images import extension_for, full_decode
 from bot.providers.status import JobStatus, Queued, Running
 from bot.store.models import Job, JobState
 
@@ -93,6 +93,11 @@ def fit(data: bytes, mime: str, limit: int) -> tuple[bytes, str]:
     """Re-encode an image until it fits `limit` bytes: JPEG at falling quality, then smaller. Blocking."""
     if len(data) <= limit:
         return data, mime
+    with full_decode():  # decodes at full size: one of the process's decode slots (bot.images)
+        return _reencode(data, limit)
+
+
+def _reencode(data: bytes, limit: int) -> tuple[bytes, str]:
     with Image.open(io.BytesIO(data)) as src:
         img = src.convert("RGB")
     scale = 1.0

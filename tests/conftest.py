@@ -15,8 +15,9 @@ from bot.providers.base import ProviderLimits
 from bot.providers.http import HttpPolicy, ProviderHttp
 
 # Retries in tests wait milliseconds, not seconds; the schedule's shape is the same.
+# The fakes serve outputs on 127.0.0.1, which a real policy refuses unless told (ALLOW_PRIVATE_OUTPUT_URLS).
 FAST_POLICY = HttpPolicy(timeout_s=5.0, download_timeout_s=5.0, max_attempts=4, backoff_base_s=0.01,
-                         backoff_max_s=0.05, max_retry_after_s=5.0)
+                         backoff_max_s=0.05, max_retry_after_s=5.0, allow_private_outputs=True)
 LIMITS = ProviderLimits(image=ImageLimits(), max_prompt_chars=1000, max_output_bytes=5 * 1024 * 1024,
                         max_parallel=2)
 

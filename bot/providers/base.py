@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bot.errors import ConfigError, InputError, OutputError, ProviderAuthError
-from bot.images import ImageLimits, inspect_image
+from bot.images import ImageLimits, TooManyPixelsError, check_image
 from bot.operations import EditRequest, FilterRequest, ImagineRequest, Operation, Request, Size, TryonRequest
 from bot.providers.http import CLIENT_ERRORS, ProviderHttp
 from bot.providers.status import JobStatus, OutputImage, RemoteHandle
@@ -42,6 +42,8 @@ class ProviderLimits:
     max_prompt_chars: int
     max_output_bytes: int
     max_parallel: int = 2
+    # Outputs are decoded like inputs, so they are capped like inputs: a tiny file can hold a huge image.
+    max_output_megapixels: float = 36.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +134,14 @@ class Provider(ABC):
         else:
             raise OutputError(self.name, "a result had no image")
         try:
-            mime, width, height = await asyncio.to_thread(inspect_image, data, label="output")
+            checked = await asyncio.to_thread(check_image, data, label="output",
+                                              max_megapixels=self.limits.max_output_megapixels)
+        except TooManyPixelsError as exc:
+            raise OutputError(self.name, f"returned an image too large to handle: {exc}") from exc
         except InputError as exc:
             raise OutputError(self.name, f"returned an output that is not an image ({exc})") from exc
-        return FetchedImage(data=data, mime=mime, width=width, height=height, nsfw=output.nsfw)
+        return FetchedImage(data=checked.data, mime=checked.mime, width=checked.width, height=checked.height,
+                            nsfw=output.nsfw)
 
     # --- catalogue and health --------------------------------------------------------------------------------
 

@@ -1,20 +1,24 @@
 """fal.ai queue API for GLM Image: `fal-ai/glm-image` (imagine) and `fal-ai/glm-image/image-to-image` (edit).
 
 Protocol notes (../shared/docs/providers.md §1): the status, result and cancel URLs come from the submit
-response and are used verbatim; status answers 202 while pending and 200 when COMPLETED; COMPLETED is terminal
+response and are used verbatim when they are on the configured queue host (a URL naming another host would
+receive the key, so it is rebuilt on the queue host the way fal_client's standalone calls build it);
+status answers 202 while pending and 200 when COMPLETED; COMPLETED is terminal
 but the outcome is known only from the result (a 422 with a `detail` list is a failure); there is no FAILED
 status in practice, though an `error`/`error_type` may ride on COMPLETED.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from bot.errors import ProviderProtocolError
 from bot.operations import EditRequest, ImagineRequest, Operation, Request
 from bot.providers.base import KeyCheck
 from bot.providers.glm import GlmImageProvider
-from bot.providers.http import CLIENT_ERRORS, message_in, provider_message
+from bot.providers.http import CLIENT_ERRORS, message_in, provider_message, url_origin
 from bot.providers.status import (
     Failed,
     JobStatus,
@@ -25,7 +29,11 @@ from bot.providers.status import (
     Succeeded,
 )
 
+log = logging.getLogger(__name__)
+
 NIL_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
+# `{owner}/{app}` of both models: status, result and cancel paths drop the model's subpath (§1.2).
+APP_ID = "fal-ai/glm-image"
 MODELS = {Operation.IMAGINE: "fal-ai/glm-image", Operation.EDIT: "fal-ai/glm-image/image-to-image"}
 # Infrastructure error types from fal's docs: not billed, and worth another try.
 RETRYABLE_ERROR_TYPES = {
@@ -54,14 +62,26 @@ class FalProvider(GlmImageProvider):
                                       params=params, idempotent=False)
         data = response.json_object()
         try:
-            return RemoteHandle(
-                provider=self.name, remote_id=str(data["request_id"]), operation=request.operation.value,
-                status_url=str(data["status_url"]), result_url=str(data["response_url"]),
-                cancel_url=str(data["cancel_url"]),
-                extra={"queue_position": data.get("queue_position"), "webhook": self.webhook_url},
-            )
+            request_id = str(data["request_id"])
+            urls = {name: str(data[name]) for name in ("status_url", "response_url", "cancel_url")}
         except KeyError as exc:
             raise ProviderProtocolError(self.name, f"submit answer lacks {exc.args[0]!r}") from exc
+        return RemoteHandle(
+            provider=self.name, remote_id=request_id, operation=request.operation.value,
+            status_url=self._on_queue_host(urls["status_url"], request_id, "/status"),
+            result_url=self._on_queue_host(urls["response_url"], request_id, ""),
+            cancel_url=self._on_queue_host(urls["cancel_url"], request_id, "/cancel"),
+            extra={"queue_position": data.get("queue_position"), "webhook": self.webhook_url},
+        )
+
+    def _on_queue_host(self, url: str, request_id: str, suffix: str) -> str:
+        """fal's URL if it is on the configured queue host; otherwise the same endpoint built on that host
+        (`{queue}/{owner}/{app}/requests/{id}…`, as fal_client's standalone calls do), so the key stays there."""
+        if url_origin(url) == url_origin(self.queue_url):
+            return url
+        log.warning("fal named another host (%s) for job %s; using the configured queue host instead",
+                    url_origin(url)[1][:80], request_id)
+        return f"{self.queue_url}/{APP_ID}/requests/{quote(request_id, safe='')}{suffix}"
 
     async def poll(self, handle: RemoteHandle) -> JobStatus:
         http = self._require_http()

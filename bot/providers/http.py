@@ -5,21 +5,28 @@ Rules (see README "Provider calls"):
 - 429 is retried on any call: the provider refused the request, so nothing was created;
 - 408, 5xx and broken connections are retried only on idempotent calls (polls, result fetches, cancels);
 - a submit is retried only when it surely never reached the provider (the connection could not be opened);
-- 401/403 become ProviderAuthError, other 4xx ProviderRejectedError with the provider's own words.
+- 401/403 become ProviderAuthError, other 4xx ProviderRejectedError with the provider's own words;
+- requests (which carry the key) go only to the provider's configured origin;
+- output downloads carry no key, follow redirects one by one (at most MAX_REDIRECTS), and every hop must be
+  http(s) to a public address, unless it is the provider's own origin or ALLOW_PRIVATE_OUTPUT_URLS is set.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import ipaddress
 import json
 import logging
 import random
+import socket
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import yarl
 from aiolimiter import AsyncLimiter
 from multidict import CIMultiDictProxy
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -33,12 +40,15 @@ from bot.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
+from bot.redaction import redact, register_secret
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_TEXT = 300
 # 4xx answers an adapter may want to read itself (a job failure, "already completed"); never auth or throttling.
 CLIENT_ERRORS = frozenset(set(range(400, 500)) - {401, 403, 408, 429})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,9 @@ class HttpPolicy:
     backoff_max_s: float = 20.0
     # A Retry-After longer than this is not waited out: the call fails as "rate limited" instead.
     max_retry_after_s: float = 120.0
+    # Output URLs on loopback, private or link-local addresses are refused unless this is set (ALLOW_PRIVATE_
+    # OUTPUT_URLS): a provider's answer must not make the bot fetch from its own machine or network.
+    allow_private_outputs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,19 +159,22 @@ class ProviderHttp:
         secrets: Collection[str] = (),
         policy: HttpPolicy | None = None,
         requests_per_second: float | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.session = session
         self.provider = provider
+        # Where the key may be sent (scheme, host, port of the configured base URL); None: not checked.
+        self.origin = url_origin(base_url) if base_url else None
         self.headers = dict(headers or {})
         self._secrets = [s for s in secrets if s]
+        for secret in self._secrets:
+            register_secret(secret)  # masked in any provider text, whichever adapter builds the message
         self.policy = policy or HttpPolicy()
         self._limiter = AsyncLimiter(requests_per_second, 1.0) if requests_per_second else None
         self.request_count = 0
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text)
 
     async def request(
         self,
@@ -208,6 +224,10 @@ class ProviderHttp:
         headers: Mapping[str, str] | None,
         accept: Collection[int],
     ) -> HttpResponse:
+        if self.origin is not None and url_origin(url) != self.origin:
+            # A URL from an answer naming another host must never receive the key.
+            raise ProviderProtocolError(self.provider, f"refused to send the API key to {_where(url)}, which is "
+                                        "not the configured host")
         if self._limiter is not None:
             await self._limiter.acquire()
         self.request_count += 1
@@ -272,31 +292,80 @@ class ProviderHttp:
 
     async def _download_once(self, url: str, max_bytes: int) -> bytes:
         timeout = aiohttp.ClientTimeout(total=self.policy.download_timeout_s)
-        self.request_count += 1
         try:
-            # Output URLs are pre-signed: they must not receive the provider's API key.
-            async with self.session.get(url, timeout=timeout) as resp:
-                if resp.status in (403, 404, 410):
-                    gone = f"the output image is gone (HTTP {resp.status}); it may have expired"
-                    raise OutputError(self.provider, gone)
-                if resp.status == 429 or resp.status >= 500:
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                    failed = OutputError(self.provider, f"output download failed (HTTP {resp.status})")
-                    if retry_after is not None and retry_after > self.policy.max_retry_after_s:
-                        raise failed
-                    raise _Retry(failed, retry_after)
-                if resp.status >= 400:
-                    raise OutputError(self.provider, f"output download failed (HTTP {resp.status})")
-                if resp.content_length is not None and resp.content_length > max_bytes:
-                    raise OutputError(self.provider, f"the output image is larger than {max_bytes} bytes")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise OutputError(self.provider, f"the output image is larger than {max_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+            async with asyncio.timeout(self.policy.download_timeout_s):
+                for _ in range(MAX_REDIRECTS + 1):
+                    await self._check_output_url(url)
+                    self.request_count += 1
+                    # Output URLs are pre-signed: they must not receive the provider's API key.
+                    async with self.session.get(url, timeout=timeout, allow_redirects=False) as resp:
+                        location = resp.headers.get("Location")
+                        if resp.status in REDIRECTS and location:
+                            url = str(resp.url.join(yarl.URL(location)))
+                            continue
+                        return await self._read_output(resp, max_bytes)
+                raise OutputError(self.provider, f"the output URL redirected more than {MAX_REDIRECTS} times")
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _Retry(OutputError(self.provider, f"output download failed ({type(exc).__name__})"), None) from exc
 
+    async def _read_output(self, resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+        if resp.status in (403, 404, 410):
+            gone = f"the output image is gone (HTTP {resp.status}); it may have expired"
+            raise OutputError(self.provider, gone)
+        if resp.status == 429 or resp.status >= 500:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            failed = OutputError(self.provider, f"output download failed (HTTP {resp.status})")
+            if retry_after is not None and retry_after > self.policy.max_retry_after_s:
+                raise failed
+            raise _Retry(failed, retry_after)
+        if resp.status >= 300:
+            raise OutputError(self.provider, f"output download failed (HTTP {resp.status})")
+        if resp.content_length is not None and resp.content_length > max_bytes:
+            raise OutputError(self.provider, f"the output image is larger than {max_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise OutputError(self.provider, f"the output image is larger than {max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _check_output_url(self, url: str) -> None:
+        """Refuse an output URL (or redirect target) that is not http(s), or that resolves to an address of this
+        machine or its network, unless it is the provider's own host or private outputs are allowed."""
+        parsed = yarl.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise OutputError(self.provider, f"refused an output URL that is not http(s): {_where(url)}")
+        if self.policy.allow_private_outputs or (self.origin is not None and url_origin(url) == self.origin):
+            return
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise _Retry(OutputError(self.provider, f"cannot resolve the output host {parsed.host[:80]}"),
+                         None) from exc
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if not _public(address):
+                raise OutputError(self.provider, f"refused an output URL on a private address ({_where(url)} is "
+                                  f"{address}); set ALLOW_PRIVATE_OUTPUT_URLS=true to allow it")
+
+
+def url_origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the unit a key is trusted to."""
+    parsed = yarl.URL(url)
+    return parsed.scheme.lower(), (parsed.host or "").lower(), parsed.port
+
+
+def _where(url: str) -> str:
+    """A URL's scheme and host, for messages: never its path or query, which may carry signatures."""
+    parsed = yarl.URL(url)
+    return f"{parsed.scheme}://{parsed.host}" if parsed.host else parsed.scheme + ":"
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
+                or address.is_reserved or address.is_unspecified)

@@ -122,7 +122,8 @@ async def wait_for_result(
         delay = max(delay, spacing)
         remaining = deadline - clock()
         if remaining <= 0:
-            return await _expire(provider, handle)
+            return await _expire(provider, handle, look=polls == 0, on_status=on_status,
+                                 external_wait=external_wait)
         woken = await _pause(min(delay, remaining), hint)
         if woken and hint is not None and hint.status is None:
             # An unverified call only says "look now"; a flood of them must become neither a flood of polls
@@ -133,7 +134,8 @@ async def wait_for_result(
         if hint is not None and hint.status is not None:
             continue
         if deadline - clock() <= 0:
-            return await _expire(provider, handle)
+            return await _expire(provider, handle, look=polls == 0, on_status=on_status,
+                                 external_wait=external_wait)
         polls += 1
         last_poll = clock()
         try:
@@ -182,7 +184,21 @@ async def _cancel_quietly(provider: Provider, handle: RemoteHandle) -> bool:
         return False
 
 
-async def _expire(provider: Provider, handle: RemoteHandle) -> Failed:
+async def _expire(provider: Provider, handle: RemoteHandle, *, look: bool = False,
+                  on_status: StatusCallback | None = None, external_wait: ExternalWait = passthrough) -> Terminal:
+    """The deadline passed: cancel and fail the job. `look`: it was never polled here (resumed after downtime
+    longer than its deadline), so ask once first: a job that finished meanwhile is paid for and is delivered."""
+    if look:
+        try:
+            status = await external_wait(provider.poll(handle), reason=f"{provider.name} status")
+        except ProviderError as exc:
+            log.warning("last look at %s job %s failed: %s", provider.name, handle.remote_id, exc)
+        else:
+            if is_terminal(status):
+                assert isinstance(status, Terminal)
+                if on_status is not None:
+                    await on_status(status)
+                return status
     cancelled = await _cancel_quietly(provider, handle)
     reason = "it did not finish before its deadline"
     if cancelled:

@@ -76,16 +76,22 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession, *, webho
     """Every provider with a key (and the local one). With `webhooks`, fal and Novita are asked to call
     WEBHOOK_PUBLIC_URL when a job ends."""
     policy = HttpPolicy(timeout_s=settings.http_timeout_s, max_attempts=settings.http_max_attempts,
-                        backoff_base_s=settings.http_backoff_base_s)
+                        backoff_base_s=settings.http_backoff_base_s,
+                        allow_private_outputs=settings.allow_private_output_urls)
     rate = settings.provider_requests_per_second or None
 
     def limits(max_parallel: int) -> ProviderLimits:
         return ProviderLimits(image=settings.image_limits, max_prompt_chars=settings.max_prompt_chars,
-                              max_output_bytes=settings.max_output_bytes, max_parallel=max_parallel)
+                              max_output_bytes=settings.max_output_bytes, max_parallel=max_parallel,
+                              max_output_megapixels=settings.max_output_megapixels)
+
+    # The one origin per provider that receives its key (and whose outputs may be on a private address).
+    homes = {"glam": settings.glam_base_url, "fal": settings.fal_queue_url, "pixazo": settings.pixazo_base_url,
+             "novita": settings.novita_base_url}
 
     def http(name: str, headers: dict[str, str], secret: str) -> ProviderHttp:
         return ProviderHttp(session, name, headers=headers, secrets=[secret], policy=policy,
-                            requests_per_second=rate)
+                            requests_per_second=rate, base_url=homes.get(name))
 
     found: dict[str, Provider] = {}
     if settings.glam_api_key:

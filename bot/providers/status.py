@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.redaction import redact
+
 
 @dataclass(frozen=True, slots=True)
 class Queued:
@@ -23,6 +25,10 @@ class Running:
     progress: float | None = None  # 0..100 where the provider says
     eta_s: float | None = None
     message: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.message:  # a provider's log line: shown as progress, so never with a key in it
+            object.__setattr__(self, "message", redact(self.message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +55,17 @@ class Failed:
     charged: bool | None = None
     code: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every provider's failure text passes here on its way to the store and the member.
+        object.__setattr__(self, "reason", redact(self.reason))
+
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
     reason: str = "cancelled"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", redact(self.reason))
 
 
 Pending = Queued | Running

@@ -132,6 +132,8 @@ class BotProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
+        # A command that execs the bot, e.g. ["prlimit", "--nofile=300:900", "--"] to start it with lower limits.
+        self.wrapper: list[str] = []
 
     @property
     def alive(self) -> bool:
@@ -147,7 +149,7 @@ class BotProcess:
         with self.log_path.open("a") as log:
             log.write(f"----- bot start #{self.starts} -----\n")
         self._ready = threading.Event()
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=self.workdir, env=self.env,
+        self.proc = subprocess.Popen([*self.wrapper, sys.executable, "-m", "bot"], cwd=self.workdir, env=self.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, args=(self.proc, self._ready), name="bot-log",
                                         daemon=True)

@@ -164,6 +164,11 @@ class FakeServer:
         self.expire_outputs = False  # output URLs answer 403 as if their signature expired
         self.output_color = (200, 40, 90)
         self.distinct_outputs = False  # tint each job's images differently, so results can be told apart
+        self.output_image: bytes | None = None  # when set, every output file is these bytes (an odd image)
+        # Another server (another host, for the bot) that holds this fake's output files and serves their URLs;
+        # with redirect_outputs the URLs stay on this fake, which answers them with a 302 to that host.
+        self.file_host: FakeServer | None = None
+        self.redirect_outputs = False
         self._jobs_with_outputs = 0
         self.files: dict[str, bytes] = {}
         self.file_downloads = 0
@@ -172,6 +177,7 @@ class FakeServer:
         self.base_url = ""
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self.app.router.add_get("/_files/{name}", self._serve_file)
+        self.app.router.add_get("/_redirect/{name}", self._redirect_file)
         self.app.router.add_get("/_admin/stats", self._admin_stats)
         self.app.router.add_post("/_admin/script", self._admin_script)
         self.app.router.add_post("/_admin/fail_next", self._admin_fail_next)
@@ -230,6 +236,7 @@ class FakeServer:
         return job
 
     def output_urls(self, job: FakeJob) -> list[str]:
+        host = self.file_host or self
         if not job.outputs:
             n = job.script.images if job.script.images is not None else job.count
             tint = 0
@@ -240,9 +247,11 @@ class FakeServer:
                 name = f"{job.id}_{i}.png"
                 color = ((self.output_color[0] + tint) % 256, (self.output_color[1] + 30 * i) % 256,
                          self.output_color[2])
-                self.files[name] = make_png(64 + 8 * i, 64, color)
+                host.files[name] = self.output_image or make_png(64 + 8 * i, 64, color)
                 job.outputs.append(name)
-        return [f"{self.base_url}/_files/{name}" for name in job.outputs]
+        if self.redirect_outputs:
+            return [f"{self.base_url}/_redirect/{name}" for name in job.outputs]
+        return [f"{host.base_url}/_files/{name}" for name in job.outputs]
 
     # --- middleware ----------------------------------------------------------------------------------------
 
@@ -292,6 +301,10 @@ class FakeServer:
             return web.Response(status=404, text="not found")
         self.file_downloads += 1
         return web.Response(body=self.files[name], content_type="image/png")
+
+    async def _redirect_file(self, request: web.Request) -> web.StreamResponse:
+        host = self.file_host or self
+        raise web.HTTPFound(f"{host.base_url}/_files/{request.match_info['name']}")
 
     async def _admin_stats(self, request: web.Request) -> web.Response:
         """For benchmarks running the fake in another process: requests made and when each job finished."""

@@ -90,6 +90,8 @@ class FakeFal(SendsWebhooks, FakeServer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.infra_error: tuple[str, str] | None = None  # (error, error_type) on COMPLETED for new jobs
+        # When set, the submit answer's status/response/cancel URLs name this base instead of the fake's own.
+        self.urls_base: str | None = None
         # Webhooks (§1.6): signed with Ed25519; the public key is served as a JWKS like fal's.
         self.init_webhooks()
         self.signing_key = Ed25519PrivateKey.generate()
@@ -151,7 +153,7 @@ class FakeFal(SendsWebhooks, FakeServer):
         return {"x-fal-request-id": job_id}
 
     def _urls(self, job_id: str) -> dict[str, str]:
-        base = f"{self.base_url}/{APP}/requests/{job_id}"
+        base = f"{self.urls_base or self.base_url}/{APP}/requests/{job_id}"
         return {"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
 
     async def _submit(self, request: web.Request) -> web.Response:
