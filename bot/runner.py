@@ -313,6 +313,8 @@ class Runner:
                 await self.providers.get(provider).validate(request)
             except (InputError, ConfigError, ProviderError):
                 provider = None
+        if provider is not None and await self._retired_until(self.providers.get(provider)) is not None:
+            provider = None  # its model was found retired since: the order decides, as for a new job
         return await self.create(subject, origin, request, provider=provider, preferred=preferred,
                                  channel_id=channel_id or original.channel_id, parent_job_id=original.id,
                                  extra=extra, start=start)

@@ -202,3 +202,16 @@ async def test_a_4xx_about_the_input_is_not_a_retirement(tmp_path: Path, fal: Fa
         assert await app.store.retired_until("novita", "seedream-5.0-lite", now=app.runner.clock()) is None
     assert done.state is JobState.FAILED and "prompt is not allowed" in (done.error_message or "")
     assert done.refunded and fal.requests == []
+
+
+async def test_retrying_a_job_whose_model_was_retired_since_goes_to_the_next_provider(
+        tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
+    async with app_for(tmp_path, fal, novita, novita_model="glm-image") as app:
+        original = await finished(app, (await app.runner.create(ALICE, Origin.DISCORD,
+                                                                ImagineRequest(prompt="a fox"))).id)
+        assert original.provider == "novita" and original.state is JobState.SUCCEEDED
+        novita.retire_glm(410)
+        await finished(app, (await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))).id)
+        retry = await finished(app, (await app.runner.rerun(original.id, ALICE, vary=False)).id)
+    assert retry.state is JobState.SUCCEEDED and retry.provider == "fal" and retry.attempts == 1
+    assert len(novita.calls("POST", GLM)) == 2  # the first job, and the one that found it retired
