@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from bot import codec
 from bot.app import App, open_app
 from bot.errors import ConfigError
 from bot.operations import EditRequest, ImagineRequest, Operation
 from bot.providers.synchronous import placeholder
 from bot.runner import JobEvent, RunnerConfig
-from bot.store.models import Job, JobState, Origin, Subject
+from bot.store.models import Job, JobState, Lease, NewJob, Origin, Subject
 from tests.conftest import image_input
 from tests.fakes.fal import FakeFal
 from tests.fakes.novita import FakeNovita
@@ -134,7 +135,12 @@ async def test_a_call_that_times_out_is_interrupted_refunded_and_never_moved(
 async def test_a_job_found_mid_call_after_a_restart_ends_interrupted_and_refunded(
         tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
     async with app_for(tmp_path, fal, novita) as app:
-        job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a fox"), start=False)
+        runner = app.runner
+        lease = Lease(runner.owner, runner.host, runner.pid, app.settings.lease_seconds)
+        job = await app.store.create_job(
+            NewJob(subject=ALICE, origin=Origin.DISCORD, operation="imagine", provider="novita", cost=1,
+                   request=codec.encode(ImagineRequest(prompt="a fox")), lease=lease, delivery_target="discord"),
+            defaults=runner.defaults, now=runner.clock())
         # What a process killed during the call leaves behind: running, with the placeholder handle.
         await app.store.update_job(job.id, now=app.runner.clock(), state=JobState.RUNNING,
                                    handle=placeholder("novita", job.id, "imagine").model_dump(mode="json"))
