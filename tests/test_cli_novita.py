@@ -164,3 +164,16 @@ async def test_sigkill_during_the_synchronous_call_ends_interrupted_and_refunded
                                                 stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     assert "0 of 25 images used today" in out.decode()
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("NOVITA_MODEL", "dall-e", "NOVITA_MODEL"),
+    ("NOVITA_SYNC_TIMEOUT_S", "0", "NOVITA_SYNC_TIMEOUT_S"),
+    ("RETIRED_MODEL_MARK_S", "-5", "RETIRED_MODEL_MARK_S"),
+])
+async def test_a_bad_novita_setting_is_refused_with_exit_2_and_nothing_is_sent(
+        tmp_path: Path, novita: FakeNovita, name: str, value: str, message: str) -> None:
+    code, result, err = await atelier("job", "imagine", "--prompt", "x", "--provider", "novita", cwd=tmp_path,
+                                      env=novita_env(novita, **{name: value}))
+    assert code == 2 and result is not None and message in result["error"] and "configuration error" in err
+    assert novita.requests == [] and not (tmp_path / "data").exists()
