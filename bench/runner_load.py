@@ -50,7 +50,7 @@ class CountingStore:
     """Wraps the store to count writes (every call that changes a row)."""
 
     WRITES = ("create_job", "update_job", "transition", "refund", "claim", "renew_leases", "release",
-              "enqueue_delivery", "delivery_failed", "delivery_done")
+              "enqueue_delivery", "delivery_failed", "delivery_done", "mark_retired")
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner

@@ -39,6 +39,7 @@ from bot.operations import (
 )
 from bot.progress import ProgressLine
 from bot.providers.registry import Providers, build_providers
+from bot.providers.retirement import ModelProbe
 from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
@@ -471,12 +472,27 @@ async def _doctor(settings: Settings) -> int:
             verdict = {True: "key accepted", False: "KEY REJECTED", None: "key not checked"}[check.ok]
             print(f"{name:<7} configured; {verdict}: {check.message}")
             problems += check.ok is False
+            problems += await _doctor_model(name, providers)
         print("local   always available: offline filters on this machine")
         for op in Operation:
             order = [p.name for p in providers.order(op)]
             print(f"{op.value:<8} runs on: {', '.join(order) if order else 'nothing configured'}")
         problems += await _doctor_webhooks(settings, session, providers)
     return EXIT_FAILED if problems else EXIT_OK
+
+
+async def _doctor_model(name: str, providers: Providers) -> int:
+    """Where a provider serves a model it may retire, probe its endpoint for free (1 if it is probably gone)."""
+    provider = providers.get(name)
+    if not isinstance(provider, ModelProbe):
+        return 0
+    try:
+        check = await provider.check_model()
+    except ProviderError as exc:
+        print(f"{name:<7} model {provider.model}: could not be probed: {exc.detail}")
+        return 0
+    print(f"{name:<7} model {check.model}: {check.message}")
+    return 1 if check.alive is False else 0
 
 
 async def _doctor_webhooks(settings: Settings, session: aiohttp.ClientSession, providers: Providers) -> int:

@@ -43,6 +43,16 @@ class ProviderRejectedError(ProviderError):
     """4xx validation error: the provider refused the request; its own message is kept."""
 
 
+class ModelRetiredError(ProviderRejectedError):
+    """The model's own endpoint says the model is gone (404/410, or an answer saying it is retired). Nothing
+    was created there, so the job may go to the next provider."""
+
+    def __init__(self, provider: str, message: str, *, model: str, instead: str, status: int | None = None) -> None:
+        super().__init__(provider, message, status=status)
+        self.model = model
+        self.instead = instead  # what the operator should set instead, e.g. "NOVITA_MODEL=seedream-5.0-lite"
+
+
 class ProviderUnavailableError(ProviderError):
     """5xx, timeouts, connection errors or rate limits that outlasted our retries."""
 

@@ -31,6 +31,7 @@ from bot.errors import (
     AtelierError,
     ConfigError,
     InputError,
+    ModelRetiredError,
     OutputError,
     ProviderAuthError,
     ProviderError,
@@ -44,6 +45,7 @@ from bot.providers.hints import CompletionHint
 from bot.providers.polling import PollSchedule, wait_for_result
 from bot.providers.registry import Providers
 from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded
+from bot.providers.synchronous import SynchronousCallInterrupted, is_synchronous, placeholder, settle
 from bot.redaction import redact
 from bot.settings import Settings
 from bot.store.base import JobStore
@@ -253,11 +255,19 @@ class Runner:
         fallbacks for when the chosen one is down or rejects the key."""
         first = self.providers.choose(request.operation, provider, preferred)
         if provider is not None:
+            if (until := await self._retired_until(first)) is not None:
+                raise ConfigError(f"The provider {first.name} is skipped until {until:%H:%M} UTC: its model "
+                                  f"{first.model} was found retired there (see the log or `atelier doctor`).")
             await first.validate(request)
             return first, []
         able: list[Provider] = []
         first_error: AtelierError | None = None
         for candidate in self.providers.order(request.operation, preferred):
+            if (until := await self._retired_until(candidate)) is not None:
+                first_error = first_error or ConfigError(
+                    f"No provider can take this {request.operation.value}: {candidate.name}'s model "
+                    f"{candidate.model} was found retired (skipped until {until:%H:%M} UTC).")
+                continue
             try:
                 await candidate.validate(request)
             except (InputError, ConfigError, ProviderError) as exc:
@@ -268,6 +278,21 @@ class Runner:
             assert first_error is not None
             raise first_error
         return able[0], [p.name for p in able[1:]]
+
+    async def _retired_until(self, provider: Provider) -> datetime | None:
+        """Until when the provider's model is marked retired in the store (by any process); None if it is not."""
+        if provider.model is None:
+            return None
+        return await self.store.retired_until(provider.name, provider.model, now=self.clock())
+
+    async def _note_retired(self, provider: Provider, exc: ModelRetiredError) -> None:
+        """Mark the model gone for every process on this store, and tell the operator once."""
+        until = self.clock() + timedelta(seconds=self.settings.retired_model_mark_s)
+        if await self.store.mark_retired(provider.name, exc.model, reason=str(exc), now=self.clock(), until=until):
+            log.warning("%s: the model %s is gone there (retired or removed: its endpoint answered HTTP %s). Jobs "
+                        "go to the next provider in the order, and every process on this database skips %s until "
+                        "%s UTC. To use %s again, set %s.", provider.name, exc.model, exc.status, provider.name,
+                        f"{until:%Y-%m-%d %H:%M}", provider.name, exc.instead)
 
     async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
                     channel_id: str | None = None, extra: Mapping[str, Any] | None = None,
@@ -289,6 +314,8 @@ class Runner:
                 await self.providers.get(provider).validate(request)
             except (InputError, ConfigError, ProviderError):
                 provider = None
+        if provider is not None and await self._retired_until(self.providers.get(provider)) is not None:
+            provider = None  # its model was found retired since: the order decides, as for a new job
         return await self.create(subject, origin, request, provider=provider, preferred=preferred,
                                  channel_id=channel_id or original.channel_id, parent_job_id=original.id,
                                  extra=extra, start=start)
@@ -403,7 +430,19 @@ class Runner:
         else:
             # Resumed after a restart: the job is already at the provider, so it takes a slot without waiting.
             self.gates[provider.name].occupy()
+        if is_synchronous(job.handle):
+            return await self._settle_synchronous(job, provider)  # gives the slot back too
         return await self._follow(job, provider)  # gives the slot back, whatever happens
+
+    async def _settle_synchronous(self, job: Job, provider: Provider) -> Job:
+        """A synchronous call's outcome is in its stored handle (nothing to poll): the images that came back, or,
+        for a placeholder a restart found, an interruption that is refunded and never sent again."""
+        self.gates[provider.name].release()
+        self._submitted_here.discard(job.id)
+        assert job.handle is not None
+        handle = RemoteHandle.model_validate(job.handle)
+        result = settle(handle, interrupted_because=f"Atelier stopped during the call to {handle.provider}")
+        return await self._conclude(job, provider, result)
 
     async def _reset_free_job(self, job: Job) -> Job:
         reset = await self.store.transition(job.id, [job.state], now=self.clock(), state=JobState.PENDING,
@@ -437,6 +476,19 @@ class Runner:
                 job = sending
                 try:
                     stored = await self._send_shielded(job.id, candidate, request)
+                except SynchronousCallInterrupted as exc:
+                    # Sent, and no answer: it may be billed, so it goes neither again nor elsewhere.
+                    return await self._fail(job, str(exc), code="interrupted", charged=None), candidate
+                except ModelRetiredError as exc:
+                    # The model is gone there: nothing was created, so the next provider may serve it for free.
+                    await self._note_retired(candidate, exc)
+                    if index + 1 < len(candidates):
+                        back = await self._back_to_pending(job)
+                        if back is None:
+                            return None
+                        job = back
+                        continue
+                    return await self._fail(job, str(exc), code="retired", charged=False), candidate
                 except (ProviderAuthError, ProviderUnavailableError) as exc:
                     # Down or refusing our key: the next provider in the order may serve it.
                     if index + 1 < len(candidates) and self._surely_not_started(exc):
@@ -487,12 +539,42 @@ class Runner:
         return await asyncio.shield(send)
 
     async def _send(self, job_id: int, provider: Provider, request: Request) -> Job | None:
+        if provider.synchronous:
+            return await self._send_synchronous(job_id, provider, request)
         handle = await self.external_wait(provider.submit(request), reason=f"{provider.name} submit")
         stored = await self.store.transition(job_id, [JobState.SUBMITTING], now=self.clock(),
                                              state=JobState.QUEUED, handle=handle.model_dump(mode="json"),
                                              submitted_at=self.clock())
         if stored is None:  # cancelled while the submit was on the wire: cancel it there too
             await self._cancel_quietly(provider, handle)
+            return None
+        self._live_handle(job_id, handle, provider)
+        self._submitted_here.add(job_id)
+        return stored
+
+    async def _send_synchronous(self, job_id: int, provider: Provider, request: Request) -> Job | None:
+        """A call whose own answer carries the images. Before it is sent the job is shown as running, with a
+        placeholder handle: a restart that finds the placeholder ends the job as interrupted (bot.providers.
+        synchronous). The answer then replaces the placeholder, so a restart after it still delivers."""
+        sending = placeholder(provider.name, job_id, request.operation.value)
+        running = await self.store.transition(job_id, [JobState.SUBMITTING], now=self.clock(), state=JobState.RUNNING,
+                                              handle=sending.model_dump(mode="json"), submitted_at=self.clock())
+        if running is None:  # cancelled before the call
+            return None
+        await self._emit(JobEvent("progress", running, status=Running()))
+        try:
+            handle = await self.external_wait(provider.submit(request), reason=f"{provider.name} call")
+        except SynchronousCallInterrupted:
+            raise
+        except Exception:
+            # Answered with an error, or never sent: nothing is on the wire, so the submit step's own rules
+            # decide (the next provider, or a failure).
+            await self.store.transition(job_id, [JobState.RUNNING], now=self.clock(), state=JobState.SUBMITTING,
+                                        handle=None, submitted_at=None)
+            raise
+        stored = await self.store.transition(job_id, [JobState.RUNNING], now=self.clock(),
+                                             handle=handle.model_dump(mode="json"))
+        if stored is None:  # cancelled during the call: nothing to cancel there, the images are not wanted
             return None
         self._live_handle(job_id, handle, provider)
         self._submitted_here.add(job_id)

@@ -5,6 +5,8 @@ Keys are SecretStr: they never appear in logs, errors or reprs. A provider with 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +25,16 @@ class Settings(BaseSettings):
     pixazo_base_url: str = "https://gateway.pixazo.ai"
     novita_api_key: SecretStr | None = None
     novita_base_url: str = "https://api.novita.ai"
+    # Which model Atelier uses at Novita. GLM Image was retired there on 2026-07-07; Novita names Seedream 5.0
+    # lite as its replacement, so that is the default. glm-image is kept for accounts where it still answers.
+    novita_model: Literal["seedream-5.0-lite", "glm-image"] = "seedream-5.0-lite"
+    # Seedream marks its output as AI-made unless told not to (its default is true); Atelier asks for no mark
+    # unless the operator wants one.
+    novita_watermark: bool = False
+    # Seedream answers with the images in the submit's own response: that one call may last a minute.
+    novita_sync_timeout_s: float = Field(default=120.0, gt=0)
+    # A model found retired at a provider is skipped by every process for this long before it is tried again.
+    retired_model_mark_s: float = Field(default=3600.0, gt=0)
 
     # Per-provider limits: jobs running at once, and HTTP requests per second (0 = unlimited).
     glam_max_parallel: int = Field(default=2, ge=1)

@@ -65,6 +65,10 @@ class Provider(ABC):
     # True only where sending the same job again costs nothing (the local provider): after a restart such a
     # job is simply run again instead of being failed as "interrupted".
     free_to_resubmit: ClassVar[bool] = False
+    # True where the submit's own answer carries the images (no task to poll): see bot.providers.synchronous.
+    synchronous: ClassVar[bool] = False
+    # The model this adapter serves, where the provider offers several and may retire one (None: not tracked).
+    model: ClassVar[str | None] = None
 
     def __init__(self, http: ProviderHttp | None, limits: ProviderLimits) -> None:
         self.http = http

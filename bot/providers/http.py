@@ -280,6 +280,15 @@ class ProviderHttp:
             return error
         return ProviderRejectedError(self.provider, f"HTTP {status}: {message}", status=status)
 
+    def error_for(self, method: str, response: HttpResponse, *, idempotent: bool) -> ProviderError:
+        """The error this path raises for an answer: for an adapter that took a 4xx with `accept` to read its
+        body first and found it is not one it handles itself."""
+        error = self._classify(method, response, idempotent)
+        if isinstance(error, _Retry):
+            return error.error
+        assert isinstance(error, ProviderError)
+        return error
+
     async def download(self, url: str, *, max_bytes: int) -> bytes:
         """Fetch an output file with a size cap; retried like any idempotent call."""
         try:

@@ -1,5 +1,9 @@
 """Novita's v3 async API for GLM Image: `POST /v3/async/glm-image`, then `GET /v3/async/task-result`.
 
+Novita retired GLM Image on 2026-07-07 (§2.6); this adapter is kept, unchanged, for `NOVITA_MODEL=glm-image`
+(accounts and fakes where it still answers). A submit answered as retired raises ModelRetiredError, so the job
+moves to the next provider; the default model is Seedream 5.0 lite (bot.providers.novita_seedream).
+
 Protocol notes (../shared/docs/providers.md §2): text-to-image only; one image per task; the task result
 nests its state in `task` (QUEUED -> PROCESSING -> SUCCEED | FAILED, plus a transient UNKNOWN that Novita's JS
 SDK knows); numbers arrive as ints or as numeric strings (`image_url_ttl`, `extra.seed`, `debug_info.*`), so
@@ -18,8 +22,11 @@ from bot.errors import InputError, ProviderProtocolError
 from bot.operations import ImagineRequest, Operation, Request, Size, SizePreset
 from bot.providers.base import KeyCheck, Provider, ProviderLimits, check_dimensions
 from bot.providers.http import ProviderHttp
+from bot.providers.retirement import ModelCheck, probe_endpoint, submit_checking_retirement
 from bot.providers.status import Failed, JobStatus, OutputImage, Queued, RemoteHandle, Running, Succeeded
 
+MODEL = "glm-image"
+REPLACEMENT = "NOVITA_MODEL=seedream-5.0-lite"  # the replacement Novita's changelog names
 SUBMIT_PATH = "/v3/async/glm-image"
 RESULT_PATH = "/v3/async/task-result"
 # Custom sizes, as documented: both sides 1024-2048 px in multiples of 32, at most 2^22 pixels.
@@ -147,6 +154,7 @@ def _positive(value: float | None) -> float | None:
 
 class NovitaProvider(Provider):
     name = "novita"
+    model: ClassVar[str | None] = MODEL
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.IMAGINE})
     typical_duration_s = 20.0  # z.ai: "hd ... takes about 20 seconds"
 
@@ -222,8 +230,8 @@ class NovitaProvider(Provider):
         if not isinstance(request, ImagineRequest):
             raise InputError(f"{self.name} offers only imagine.")
         http = self._require_http()
-        response = await http.request("POST", f"{self.base_url}{SUBMIT_PATH}",
-                                      json_body=self.payload(request), idempotent=False)
+        response = await submit_checking_retirement(http, f"{self.base_url}{SUBMIT_PATH}", model=MODEL,
+                                                    instead=REPLACEMENT, json_body=self.payload(request))
         task_id = response.json_object().get("task_id")
         if not isinstance(task_id, str) or not task_id:
             raise ProviderProtocolError(self.name, "submit answer lacks a task_id")
@@ -291,3 +299,7 @@ class NovitaProvider(Provider):
         # any other answer (404 for the unknown task) means Novita accepted it.
         return await self._probe_key(self.result_url, params={"task_id": PROBE_TASK_ID},
                                      headers={"Content-Type": "application/json"})
+
+    async def check_model(self) -> ModelCheck:
+        return await probe_endpoint(self._require_http(), f"{self.base_url}{SUBMIT_PATH}", model=MODEL,
+                                    instead=REPLACEMENT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import aiohttp
@@ -14,6 +15,7 @@ from bot.providers.glam import GlamProvider
 from bot.providers.http import HttpPolicy, ProviderHttp
 from bot.providers.local import LocalProvider
 from bot.providers.novita import NovitaProvider
+from bot.providers.novita_seedream import NovitaSeedreamProvider
 from bot.providers.pixazo import PixazoProvider
 from bot.settings import Settings
 
@@ -21,7 +23,8 @@ from bot.settings import Settings
 DEFAULT_ORDER: Mapping[Operation, tuple[str, ...]] = {
     Operation.FILTER: ("glam", "local"),
     Operation.TRYON: ("glam",),
-    Operation.EDIT: ("fal", "pixazo"),
+    # Novita serves edit only with Seedream 5.0 lite (GLM Image there is text-to-image only).
+    Operation.EDIT: ("fal", "pixazo", "novita"),
     Operation.IMAGINE: ("novita", "pixazo", "fal"),
 }
 KNOWN = ("glam", "fal", "pixazo", "novita", "local")
@@ -110,9 +113,18 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession, *, webho
             limits(settings.pixazo_max_parallel), base_url=settings.pixazo_base_url)
     if settings.novita_api_key:
         key = settings.novita_api_key.get_secret_value()
-        found["novita"] = NovitaProvider(
-            http("novita", {"Authorization": f"Bearer {key}", "Accept": "application/json"}, key),
-            limits(settings.novita_max_parallel), base_url=settings.novita_base_url,
-            webhook_url=settings.webhook_url("novita") if webhooks else None)
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+        if settings.novita_model == "seedream-5.0-lite":
+            # The call answers with the images, so its timeout is the generation's, not HTTP_TIMEOUT_S.
+            sync_policy = dataclasses.replace(policy, timeout_s=settings.novita_sync_timeout_s)
+            found["novita"] = NovitaSeedreamProvider(
+                ProviderHttp(session, "novita", headers=headers, secrets=[key], policy=sync_policy,
+                             requests_per_second=rate, base_url=homes["novita"]),
+                limits(settings.novita_max_parallel), base_url=settings.novita_base_url,
+                watermark=settings.novita_watermark)
+        else:
+            found["novita"] = NovitaProvider(
+                http("novita", headers, key), limits(settings.novita_max_parallel),
+                base_url=settings.novita_base_url, webhook_url=settings.webhook_url("novita") if webhooks else None)
     found["local"] = LocalProvider(None, limits(settings.local_max_parallel))
     return Providers(found)

@@ -92,6 +92,15 @@ class JobStore(Protocol):
 
     async def mark_outputs_pruned(self, job_id: int) -> None: ...
 
+    # --- models found retired at a provider ----------------------------------------------------------------
+    async def mark_retired(self, provider: str, model: str, *, reason: str, now: datetime,
+                           until: datetime) -> bool:
+        """Mark the model gone until `until` (for every process on this store). True when no live mark
+        existed before, so that exactly one caller tells the operator."""
+
+    async def retired_until(self, provider: str, model: str, *, now: datetime) -> datetime | None:
+        """When the live mark of this model expires; None when it is not marked."""
+
 
 __all__ = ["Delivery", "Job", "JobState", "JobStore", "NewJob", "Origin", "QuotaLimits", "QuotaUsage",
            "StoredOutput", "Subject"]

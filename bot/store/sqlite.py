@@ -895,3 +895,27 @@ class SqliteJobStore:
         async with self._lock:
             return await self._changes(self._db, "DELETE FROM guild_settings WHERE guild_id = ? AND key = ?",
                                        (str(guild_id), key)) == 1
+
+    # --- retired models (schema 5) -----------------------------------------------------------------------
+
+    async def mark_retired(self, provider: str, model: str, *, reason: str, now: datetime,
+                           until: datetime) -> bool:
+        """Mark a model gone until `until`. True when no live mark existed, i.e. this caller found it first
+        (and should tell the operator)."""
+        async with self._transaction() as db:
+            live = await self._rows(db, "SELECT 1 FROM retired_models WHERE provider = ? AND model = ?"
+                                        " AND expires_at > ?", (provider, model, _ts(now)))
+            await self._changes(
+                db,
+                "INSERT INTO retired_models (provider, model, reason, marked_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (provider, model) DO UPDATE SET reason = excluded.reason,"
+                " marked_at = excluded.marked_at, expires_at = excluded.expires_at",
+                (provider, model, reason[:500], _ts(now), _ts(until)))
+        return not live
+
+    async def retired_until(self, provider: str, model: str, *, now: datetime) -> datetime | None:
+        """When a live retirement mark of this model expires, or None when there is none."""
+        async with self._lock:
+            rows = await self._rows(self._db, "SELECT expires_at FROM retired_models WHERE provider = ?"
+                                              " AND model = ? AND expires_at > ?", (provider, model, _ts(now)))
+        return _dt(rows[0]["expires_at"]) if rows else None

@@ -62,7 +62,10 @@ class ProviderFakes:
         return {"GLAM_API_KEY": PROVIDER_KEY, "GLAM_BASE_URL": self.urls["glam"],
                 "FAL_KEY": PROVIDER_KEY, "FAL_QUEUE_URL": self.urls["fal"],
                 "PIXAZO_API_KEY": PROVIDER_KEY, "PIXAZO_BASE_URL": self.urls["pixazo"],
-                "NOVITA_API_KEY": PROVIDER_KEY, "NOVITA_BASE_URL": self.urls["novita"]}
+                "NOVITA_API_KEY": PROVIDER_KEY, "NOVITA_BASE_URL": self.urls["novita"],
+                # These tests follow a job that sits at the provider (queued, polled, held): Novita's async GLM
+                # path. Seedream's synchronous call is covered by tests/test_cli_novita.py and tests/runner.
+                "NOVITA_MODEL": "glm-image"}
 
     async def _call(self, provider: str, method: str, path: str, body: Any = None) -> Any:
         async with aiohttp.ClientSession() as session, \

@@ -1,4 +1,17 @@
-"""A strict fake of Novita's v3 async API for GLM Image (../shared/docs/providers.md §2, §6).
+"""A strict fake of Novita's image APIs (../shared/docs/providers.md §2, §6): GLM Image on the v3 async API,
+and Seedream 5.0 lite, which answers synchronously (§2.6).
+
+Seedream: `POST /v3/seedream-5.0-lite` checks the documented body (prompt; size as "2K", "3K" or WxH with
+3,686,400-10,404,496 pixels and an aspect ratio within 1/16-16; 1-14 input images as http(s) URLs or base64,
+bare or as a data URI; watermark; sequential_image_generation "disabled" | "auto" with
+sequential_image_generation_options.max_images) and answers `{"images": [url, ...]}` in the same response.
+With "auto" the model may return fewer than max_images: `seedream_counts` pins the next answers' counts, else
+a seeded draw returns fewer with probability `fewer_rate`, so runs repeat. Choices where the docs say nothing
+[U]: max_images is 1-15 and input images plus max_images at most 15 (other hosts of the model document that
+[S]); an unknown field answers 400.
+
+`retire_glm(status)` makes the GLM endpoint answer as retired (status 404, 410 or 400, Novita's error shape
+with reason MODEL_RETIRED), as its real answer is unknown (§2.6 [U]).
 
 Strict where the docs are clear or the adapter could go wrong: `Authorization: Bearer <key>`, a JSON content
 type (the docs require it on the GET too), the documented body fields only, and the documented size rules.
@@ -15,9 +28,13 @@ Numbers vary in type as in Novita's own examples: `extra.seed` and `debug_info.*
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import itertools
 import json
 import logging
+import random
 import re
 import time
 from typing import Any
@@ -35,6 +52,14 @@ BODY_FIELDS = {"prompt", "size", "quality", "watermark_enabled", "extra"}
 EXTRA_FIELDS = {"webhook"}
 WEBHOOK_FIELDS = {"url", "test_mode"}
 TERMINAL_STATUSES = ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED")
+
+GLM_PATH = "/v3/async/glm-image"
+SEEDREAM_PATH = "/v3/seedream-5.0-lite"
+SEEDREAM_FIELDS = {"prompt", "size", "image", "watermark", "optimize_prompt_options", "sequential_image_generation",
+                   "sequential_image_generation_options"}
+SEEDREAM_MIN_PIXELS, SEEDREAM_MAX_PIXELS, SEEDREAM_MAX_ASPECT = 3_686_400, 10_404_496, 16
+SEEDREAM_MAX_INPUTS, SEEDREAM_MAX_IMAGES = 14, 15
+_DATA_URI = re.compile(r"^data:image/(jpeg|jpg|png|webp|bmp|tiff|gif);base64,(.+)$", re.DOTALL)
 
 
 def error_body(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -63,9 +88,20 @@ class FakeNovita(SendsWebhooks, FakeServer):
         self.init_webhooks()
         self.webhooks: dict[str, dict[str, Any]] = {}  # job id -> the submitted `extra.webhook`
         self._ttl_flip = itertools.count()
+        # Seedream: how many images the next answers carry (capped at max_images); else a seeded draw.
+        self.seedream_counts: list[int] = []
+        self.fewer_rate = 0.25
+        self.fewer_seed = 11
+        self._fewer = random.Random(self.fewer_seed)
+        self.call_s = 0.0  # how long a Seedream call takes before it answers
+        self.glm_retired: int | None = None  # the status the GLM endpoint answers when retired
+
+    def retire_glm(self, status: int = 410) -> None:
+        self.glm_retired = status
 
     def routes(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/v3/async/glm-image", self._submit)
+        router.add_post(GLM_PATH, self._submit)
+        router.add_post(SEEDREAM_PATH, self._seedream)
         router.add_get("/v3/async/task-result", self._task_result)
 
     async def stop(self) -> None:
@@ -140,6 +176,9 @@ class FakeNovita(SendsWebhooks, FakeServer):
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._auth_error(request)) is not None:
             return denied
+        if self.glm_retired is not None:
+            return error_response(self.glm_retired, "MODEL_RETIRED",
+                                  "GLM Image Generation has been retired; use Seedream 5.0 lite instead.")
         if not self._json_content_type(request):
             return error_response(400, "INVALID_REQUEST_BODY", "Content-Type must be application/json")
         try:
@@ -237,3 +276,94 @@ class FakeNovita(SendsWebhooks, FakeServer):
 
     async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
         await self.post_event(url, {"event_type": "ASYNC_TASK_RESULT", "payload": payload})
+
+    # --- Seedream 5.0 lite: one synchronous call -------------------------------------------------------------
+
+    async def _seedream(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._auth_error(request)) is not None:
+            return denied
+        if not self._json_content_type(request):
+            return error_response(400, "INVALID_REQUEST_BODY", "Content-Type must be application/json")
+        try:
+            body = json.loads(await request.read())
+            max_images = self._check_seedream(body)
+        except ValueError:
+            return error_response(400, "INVALID_REQUEST_BODY", "request body is not valid JSON")
+        except BadRequest as exc:
+            return error_response(400, "INVALID_REQUEST_BODY", exc.message)
+        count = max_images
+        if self.seedream_counts:
+            count = min(max_images, self.seedream_counts.pop(0))
+        elif max_images > 1 and self._fewer.random() < self.fewer_rate:
+            count = self._fewer.randint(1, max_images - 1)
+        job = self.new_job("edit" if body.get("image") else "imagine", body, count=count)
+        if self.call_s:
+            await asyncio.sleep(self.call_s)
+        return json_response({"images": self.output_urls(job)})
+
+    @staticmethod
+    def _check_seedream(body: Any) -> int:
+        """Check the body as documented; the number of images asked for."""
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        unknown = set(body) - SEEDREAM_FIELDS
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadRequest("prompt is required")
+        if "size" in body:
+            FakeNovita._check_seedream_size(body["size"])
+        images = body.get("image")
+        inputs = 0
+        if images is not None:
+            if not isinstance(images, list) or not 1 <= len(images) <= SEEDREAM_MAX_INPUTS:
+                raise BadRequest(f"image must be a list of 1 to {SEEDREAM_MAX_INPUTS} images")
+            for image in images:
+                FakeNovita._check_input_image(image)
+            inputs = len(images)
+        if "watermark" in body and not isinstance(body["watermark"], bool):
+            raise BadRequest("watermark must be a boolean")
+        mode = body.get("sequential_image_generation", "disabled")
+        if mode not in ("disabled", "auto"):
+            raise BadRequest("sequential_image_generation must be one of: disabled, auto")
+        options = body.get("sequential_image_generation_options")
+        if options is not None and (not isinstance(options, dict) or set(options) - {"max_images"}):
+            raise BadRequest("sequential_image_generation_options may only hold max_images")
+        if mode == "disabled":
+            return 1
+        max_images = (options or {}).get("max_images", SEEDREAM_MAX_IMAGES)
+        if not isinstance(max_images, int) or isinstance(max_images, bool) or not 1 <= max_images <= 15:
+            raise BadRequest("sequential_image_generation_options.max_images must be an integer from 1 to 15")
+        if inputs + max_images > SEEDREAM_MAX_IMAGES:
+            raise BadRequest("input images plus max_images must not exceed 15")
+        return max_images
+
+    @staticmethod
+    def _check_seedream_size(size: Any) -> None:
+        if size in ("2K", "3K"):
+            return
+        rule = (f"size must be 2K, 3K or WIDTHxHEIGHT with {SEEDREAM_MIN_PIXELS}-{SEEDREAM_MAX_PIXELS} pixels "
+                f"and an aspect ratio between 1/16 and 16")
+        match = SIZE.match(size) if isinstance(size, str) else None
+        if not match:
+            raise BadRequest(rule)
+        width, height = int(match[1]), int(match[2])
+        if not SEEDREAM_MIN_PIXELS <= width * height <= SEEDREAM_MAX_PIXELS or height == 0 or \
+                not 1 / SEEDREAM_MAX_ASPECT <= width / height <= SEEDREAM_MAX_ASPECT:
+            raise BadRequest(rule)
+
+    @staticmethod
+    def _check_input_image(image: Any) -> None:
+        if not isinstance(image, str) or not image:
+            raise BadRequest("each image must be a URL or base64 string")
+        if image.startswith(("http://", "https://")):
+            return
+        match = _DATA_URI.match(image)
+        data = match[2] if match else image
+        try:
+            decoded = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("image is neither a URL nor valid base64") from None
+        if not decoded:
+            raise BadRequest("image is empty")

@@ -1,7 +1,7 @@
 """A runner process for the crash tests: the real Runner, store and providers in their own process, with a
 delivery target that appends to a file the way a receiver without idempotency keys would be checked.
 
-    python -m tests.harness.runner_proc --deliveries FILE [--create N] [--block FLAGFILE]
+    python -m tests.harness.runner_proc --deliveries FILE [--create N] [--provider NAME] [--block FLAGFILE]
 
 Jobs are created as a Discord-origin subject so that a restarted process adopts them. Deliveries fail while
 FLAGFILE exists (to leave jobs finished but undelivered). Prints "CREATED <id>" and "READY" on stdout.
@@ -44,6 +44,7 @@ async def main() -> None:
     parser.add_argument("--deliveries", type=Path, required=True)
     parser.add_argument("--create", type=int, default=0)
     parser.add_argument("--block", type=Path)
+    parser.add_argument("--provider", default="fal", help="the provider the created jobs are sent to")
     args = parser.parse_args()
     settings = Settings()
     delivery = FileDelivery(args.deliveries, args.block)
@@ -51,7 +52,7 @@ async def main() -> None:
     async with open_app(settings, deliverers={"discord": delivery}, config=config) as app:
         for i in range(args.create):
             job = await app.runner.create(Subject.member(1, 100 + i), Origin.DISCORD,
-                                          ImagineRequest(prompt=f"job {i}"), provider="fal")
+                                          ImagineRequest(prompt=f"job {i}"), provider=args.provider)
             print(f"CREATED {job.id}", flush=True)
         print("READY", flush=True)
         await asyncio.Event().wait()

@@ -230,13 +230,14 @@ async def test_prune_removes_old_local_copies_but_keeps_rows(harness: Harness) -
 
 async def test_a_request_the_first_provider_cannot_take_goes_to_the_next(
         tmp_path: Path, harness: Harness) -> None:
-    """Novita is first for imagine but makes one image per job: a request for two lands on fal."""
+    """Novita is first for imagine but with GLM Image makes one image per job: a request for two lands on fal."""
     from tests.fakes.novita import FakeNovita
 
     novita = FakeNovita(key="right")
     await novita.start()
     try:
-        settings = settings_for(tmp_path / "c", harness.fal, novita_api_key="right", novita_base_url=novita.base_url)
+        settings = settings_for(tmp_path / "c", harness.fal, novita_api_key="right", novita_base_url=novita.base_url,
+                                novita_model="glm-image")
         async with open_app(settings, deliverers={"discord": RecordingDelivery()},
                             config=RunnerConfig(origins=frozenset({Origin.DISCORD}))) as app:
             one = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))

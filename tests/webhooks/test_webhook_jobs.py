@@ -77,6 +77,7 @@ def settings(tmp_path: Path, fal: FakeFal, novita: FakeNovita, **overrides: obje
     values: dict[str, object] = {
         "database_url": f"sqlite:///{tmp_path}/atelier.db", "fal_key": fal.key, "fal_queue_url": fal.base_url,
         "novita_api_key": novita.key, "novita_base_url": novita.base_url, "fal_jwks_url": fal.jwks_url,
+        "novita_model": "glm-image",  # Novita's webhooks exist only on its async API (Seedream answers at once)
         "poll_min_s": 0.02, "poll_max_s": 0.1, "http_backoff_base_s": 0.01, "quota_daily": 100,
         "quota_concurrent": 50, "webhook_host": "127.0.0.1", "webhook_safety_poll_s": 30,
     }
