@@ -94,7 +94,8 @@ async def test_fal_unknown_status_cut_in_the_middle_of_the_key(tmp_path: Path, f
 
 async def test_novita_failed_task_whose_reason_echoes_the_key(tmp_path: Path, novita: FakeNovita) -> None:
     novita.script = JobScript(outcome="fail", fail_reason=f"Bearer {NOVITA_KEY} is over its limit")
-    env = clean_env(NOVITA_API_KEY=NOVITA_KEY, NOVITA_BASE_URL=novita.base_url)
+    env = clean_env(NOVITA_API_KEY=NOVITA_KEY, NOVITA_BASE_URL=novita.base_url,
+                    NOVITA_MODEL="glm-image")  # the async task API, whose failures carry a `reason`
     text = await seen_everywhere(tmp_path, env, "novita")
     assert_no_key(text, NOVITA_KEY)
     assert "over its limit" in text
