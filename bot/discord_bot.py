@@ -14,8 +14,10 @@ from discord.ext import commands
 
 import cogs
 from bot.app import App
+from bot.cooldowns import Cooldowns
+from bot.discord_errors import AtelierTree
+from bot.discord_mentions import NOBODY
 from bot.settings import Settings
-from cogs._common import Cooldowns
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,9 @@ class AtelierBot(commands.Bot):
         # Atelier never joins voice: the warnings about missing voice libraries would only confuse operators.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
-        super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None)
+        # Nothing the bot sends pings anyone unless that message names who (bot.discord_mentions).
+        super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None,
+                         tree_cls=AtelierTree, allowed_mentions=NOBODY)
         self.app = app
         self.cooldowns = Cooldowns()
         self.start_runner = start_runner

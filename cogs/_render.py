@@ -81,6 +81,11 @@ def result_caption(job: Job) -> str:
     return clip(f"{head}\n{parameters(job)}\n{job.provider} · {elapsed(job)}", MAX_CONTENT)
 
 
+def nsfw_caption(job: Job) -> str:
+    return (f"<@{job.subject.user_id}> job #{job.id} finished, but the provider flagged the image as NSFW, so it is "
+            f"only posted in age-restricted channels. Use 🔄 to try again.")
+
+
 def failure_caption(job: Job) -> str:
     reason = discord.utils.escape_markdown(job.error_message or "the provider gave no reason")
     refund = " Nothing was charged to your quota." if job.refunded else ""
