@@ -249,6 +249,11 @@ class JobsDb:
         found = self.rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return found[0] if found else None
 
+    def posts(self, job_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """The job's Discord posts as the bot recorded them (each written before it is sent, with its nonce)."""
+        rows = self.rows("SELECT * FROM discord_posts WHERE job_id = ? ORDER BY id", (job_id,))
+        return [r for r in rows if kind is None or r["kind"] == kind]
+
     def jobs_of(self, user_id: int) -> list[dict[str, Any]]:
         return self.rows("SELECT * FROM jobs WHERE user_id = ? ORDER BY id", (str(user_id),))
 
