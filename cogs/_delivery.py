@@ -46,6 +46,14 @@ def status_message_id(posts: list[DiscordPost]) -> int | None:
     return int(ids[-1]) if ids else None
 
 
+def result_mentions(job: Job) -> discord.AllowedMentions:
+    """What a result (or failure) post may ping: its owner, whatever the caption quotes from the prompt."""
+    return only(job.subject.user_id)
+
+
+STATUS_MENTIONS = NOBODY  # a status message names its owner but pings nobody (the result will)
+
+
 def delivered(post: DiscordPost) -> bool:
     """A result that reached the member, or a final word on why it could not."""
     return (post.kind in (PostKind.RESULT, PostKind.DM) and post.message_id is not None) or \
@@ -67,7 +75,7 @@ class StatusPost:
         post, _ = await store.open_post(job.id, PostKind.STATUS, channel_id=self.channel_id)
         try:
             message = await self.channel.send(status_line(job), nonce=post.nonce, view=status_view(job),
-                                              allowed_mentions=NOBODY)
+                                              allowed_mentions=STATUS_MENTIONS)
         except (discord.Forbidden, discord.NotFound) as exc:
             # Surely not posted. (Other failures may have posted: the post stays open, and the delivery looks.)
             await store.record_post(post.id, message_id=None, note=f"status not posted ({exc.status} {exc.code})")
@@ -169,7 +177,7 @@ class DiscordDelivery:
         if status_id is not None and isinstance(channel, discord.TextChannel | discord.Thread):
             reference = discord.MessageReference(message_id=status_id, channel_id=channel.id,
                                                  fail_if_not_exists=False)
-        mentions = only(job.subject.user_id)
+        mentions = result_mentions(job)
         if job.state is not JobState.SUCCEEDED:
             return await channel.send(failure_caption(job), view=result_view(job), nonce=post.nonce,
                                       reference=reference, allowed_mentions=mentions)  # type: ignore[arg-type]
@@ -207,7 +215,7 @@ class DiscordDelivery:
         channel = self.bot.get_partial_messageable(int(job.channel_id), guild_id=guild_of(job))
         with contextlib.suppress(discord.HTTPException):
             await channel.get_partial_message(status_id).edit(content=status_line(job), view=None,
-                                                              allowed_mentions=NOBODY)
+                                                              allowed_mentions=STATUS_MENTIONS)
 
     async def _add_reactions(self, message: discord.Message, job: Job) -> None:
         with contextlib.suppress(discord.HTTPException):
@@ -265,7 +273,7 @@ class ProgressEditor:
         channel = self.bot.get_partial_messageable(int(job.channel_id), guild_id=guild_of(job))
         with contextlib.suppress(discord.HTTPException):
             await channel.get_partial_message(status_id).edit(content=text, view=status_view(job),
-                                                              allowed_mentions=NOBODY)
+                                                              allowed_mentions=STATUS_MENTIONS)
 
     async def close(self) -> None:
         await self.tasks.close()
