@@ -17,6 +17,7 @@ from bot.app import App
 from bot.cooldowns import Cooldowns
 from bot.discord_errors import AtelierTree
 from bot.discord_mentions import NOBODY
+from bot.engine import Engine
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class AtelierBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None,
                          tree_cls=AtelierTree, allowed_mentions=NOBODY)
         self.app = app
+        self.engine = Engine(app)  # the cogs' only way into the engine
         self.cooldowns = Cooldowns()
         self.start_runner = start_runner
 

@@ -65,7 +65,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
     # discord.py types item callbacks for any client; this one only ever runs in an AtelierBot.
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         # A token this database never issued is another installation's job (or a forged id): nothing to act on.
-        await _act(interaction, self.action, await interaction.client.app.store.job_by_token(self.token))
+        await _act(interaction, self.action, await interaction.client.engine.job_by_token(self.token))
 
 
 class LegacyJobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
@@ -89,7 +89,7 @@ class LegacyJobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         job = None
         if interaction.message is not None:
-            found = await interaction.client.app.store.job_by_message(interaction.message.id)
+            found = await interaction.client.engine.job_for_message(interaction.message.id)
             job = found if found is not None and found.id == self.job_id else None
         await _act(interaction, self.action, job)
 

@@ -15,7 +15,7 @@ from bot.images import load_image
 from bot.operations import ImageInput, Operation
 from bot.store.models import Subject
 
-# What every handler receives: `interaction.client` is the bot, with its engine at `.app`.
+# What every handler receives: `interaction.client` is the bot; `.engine` is its one door into the engine.
 Interaction: TypeAlias = discord.Interaction[AtelierBot]
 
 COMMANDS = ("tryon", "filter", "edit", "imagine")
@@ -62,7 +62,7 @@ async def guild_context(interaction: Interaction, command: str) -> GuildContext:
             or interaction.channel_id is None:
         raise Refusal("Atelier works in servers: use this command in a server channel.")
     bot = interaction.client
-    settings = await bot.app.store.guild_settings(interaction.guild_id)
+    settings = await bot.engine.guild_settings(interaction.guild_id)
     check_allowed(bot, interaction.guild_id, interaction.user.id, settings, command)
     # Posting needs only the channel's id: REST does the rest, whatever the gateway's cache holds.
     channel = bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
@@ -82,7 +82,7 @@ def check_allowed(bot: AtelierBot, guild_id: int, user_id: int, settings: dict[s
 
 async def read_attachment(bot: AtelierBot, attachment: discord.Attachment, label: str) -> ImageInput:
     """Download at once (attachment URLs are signed and expire) and decide by decoding, never by name."""
-    limits = bot.app.settings.image_limits
+    limits = bot.engine.image_limits
     if attachment.size > limits.max_bytes:
         raise Refusal(f"The {label} is {attachment.size / 1_048_576:.1f} MB; the limit is "
                       f"{limits.max_bytes / 1_048_576:.0f} MB.")

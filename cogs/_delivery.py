@@ -71,7 +71,7 @@ class StatusPost:
         self.message_id: int | None = None
 
     async def __call__(self, job: Job) -> None:
-        store = self.bot.app.store
+        store = self.bot.engine
         post, _ = await store.open_post(job.id, PostKind.STATUS, channel_id=self.channel_id)
         try:
             message = await self.channel.send(status_line(job), nonce=post.nonce, view=status_view(job),
@@ -111,7 +111,7 @@ class DiscordDelivery:
             return DEFAULT_UPLOAD_LIMIT
 
     async def deliver(self, job: Job) -> None:
-        store = self.bot.app.store
+        store = self.bot.engine
         posts = await store.posts_of(job.id)
         if job.message_id or any(delivered(p) for p in posts):
             return  # already delivered and recorded
@@ -159,7 +159,7 @@ class DiscordDelivery:
         look like the result): find it, so that it is finished and replied to like any other."""
         found = await self._find_own(channel, lambda m: carries_token(m, job.token, ("cancel",)))
         if found is not None:
-            await self.bot.app.store.record_post(status.id, message_id=found.id)
+            await self.bot.engine.record_post(status.id, message_id=found.id)
 
     async def _find_own(self, channel: discord.abc.Messageable,
                         match: Callable[[discord.Message], bool]) -> discord.Message | None:
@@ -173,7 +173,7 @@ class DiscordDelivery:
 
     async def _post(self, channel: discord.abc.Messageable, job: Job, post: DiscordPost) -> discord.Message:
         reference = None
-        status_id = status_message_id(await self.bot.app.store.posts_of(job.id))
+        status_id = status_message_id(await self.bot.engine.posts_of(job.id))
         if status_id is not None and isinstance(channel, discord.TextChannel | discord.Thread):
             reference = discord.MessageReference(message_id=status_id, channel_id=channel.id,
                                                  fail_if_not_exists=False)
@@ -185,17 +185,17 @@ class DiscordDelivery:
         if nsfw and not bool(getattr(channel, "nsfw", False)):
             return await channel.send(nsfw_caption(job), view=result_view(job), nonce=post.nonce,
                                       reference=reference, allowed_mentions=mentions)  # type: ignore[arg-type]
-        files = await result_files(job, self.bot.app.blobs, limit=await self.upload_limit(job), spoiler=nsfw)
+        files = await result_files(job, self.bot.engine.blobs, limit=await self.upload_limit(job), spoiler=nsfw)
         return await channel.send(result_caption(job), files=files, view=result_view(job), nonce=post.nonce,
                                   reference=reference, allowed_mentions=mentions)  # type: ignore[arg-type]
 
     async def _dm(self, job: Job) -> discord.Message | None:
-        store = self.bot.app.store
+        store = self.bot.engine
         post, _ = await store.open_post(job.id, PostKind.DM, channel_id=None)
         try:
             user = await self.bot.fetch_user(int(job.subject.user_id))
             if job.state is JobState.SUCCEEDED and not any(o.nsfw for o in job.outputs):
-                files = await result_files(job, self.bot.app.blobs, limit=DEFAULT_UPLOAD_LIMIT, spoiler=False)
+                files = await result_files(job, self.bot.engine.blobs, limit=DEFAULT_UPLOAD_LIMIT, spoiler=False)
                 message = await user.send(result_caption(job), files=files, nonce=post.nonce,
                                           allowed_mentions=NOBODY)
             else:
@@ -209,7 +209,7 @@ class DiscordDelivery:
         return message
 
     async def _finish_status(self, job: Job) -> None:
-        status_id = status_message_id(await self.bot.app.store.posts_of(job.id))
+        status_id = status_message_id(await self.bot.engine.posts_of(job.id))
         if status_id is None or not job.channel_id:
             return
         channel = self.bot.get_partial_messageable(int(job.channel_id), guild_id=guild_of(job))
@@ -266,7 +266,7 @@ class ProgressEditor:
         finally:
             self._scheduled.discard(job.id)
         text = self._latest.pop(job.id, None)
-        status_id = status_message_id(await self.bot.app.store.posts_of(job.id))
+        status_id = status_message_id(await self.bot.engine.posts_of(job.id))
         if text is None or status_id is None or not job.channel_id:
             return
         self._last_edit[job.id] = time.monotonic()

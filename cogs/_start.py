@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.codec import takes_seed
 from bot.discord_bot import AtelierBot
 from bot.operations import Request
-from bot.store.models import Job, Origin
+from bot.store.models import Job
 from cogs._common import GuildContext, Interaction, answer
 from cogs._delivery import StatusPost
 from cogs._render import jump_url
@@ -14,9 +14,8 @@ from cogs._render import jump_url
 async def start_job(interaction: Interaction, ctx: GuildContext, request: Request) -> Job:
     """Charge the quota and record the job, post its public message, then let it run."""
     shown = StatusPost(interaction.client, ctx.channel, ctx.channel_id)
-    job = await interaction.client.app.runner.create(
-        ctx.subject, Origin.DISCORD, request, preferred=ctx.provider_order(request.operation),
-        channel_id=str(ctx.channel_id), prepare=shown)
+    job = await interaction.client.engine.start(ctx.subject, request, channel_id=str(ctx.channel_id),
+                                                preferred=ctx.provider_order(request.operation), prepare=shown)
     await tell_started(interaction, job, shown)
     return job
 
@@ -25,9 +24,9 @@ async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: 
     """Retry or vary `original` as ctx's member's new job (charged to them), shown in ctx's channel like any other.
     🎲 on an operation without a seed acts as Retry."""
     shown = StatusPost(bot, ctx.channel, ctx.channel_id)
-    job = await bot.app.runner.rerun(original.id, ctx.subject, vary=vary and takes_seed(original.operation),
-                                     channel_id=str(ctx.channel_id), prepare=shown,
-                                     preferred=ctx.provider_order_for(original.operation))
+    job = await bot.engine.rerun(original, ctx.subject, vary=vary and takes_seed(original.operation),
+                                 channel_id=str(ctx.channel_id), prepare=shown,
+                                 preferred=ctx.provider_order_for(original.operation))
     return job, shown
 
 

@@ -31,7 +31,7 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
 
     async def _set(self, interaction: Interaction, key: str, value: object) -> None:
         assert interaction.guild is not None
-        await self.bot.app.store.set_guild_setting(interaction.guild.id, key, value)
+        await self.bot.engine.set_guild_setting(interaction.guild.id, key, value)
 
     @app_commands.command(name="limits", description="Set this server's default daily and concurrent limits")
     @app_commands.describe(daily="Images per member per UTC day", concurrent="Jobs a member may have in flight")
@@ -39,11 +39,11 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
                      concurrent: app_commands.Range[int, 1, 100] | None = None) -> None:
         async with handled(interaction, "/atelier limits"):
             await acknowledge(interaction)
-            await self.bot.app.store.set_limit(self._scope(interaction), "scope", "", daily=daily,
+            await self.bot.engine.set_limit(self._scope(interaction), "scope", "", daily=daily,
                                                concurrent=concurrent)
-            settings = self.bot.app.settings
-            await answer(interaction, f"Members now get {daily if daily is not None else settings.quota_daily} "
-                                      f"images a day and {concurrent or settings.quota_concurrent} jobs at once, "
+            defaults = self.bot.engine.default_limits
+            await answer(interaction, f"Members now get {daily if daily is not None else defaults.daily} "
+                                      f"images a day and {concurrent or defaults.concurrent} jobs at once, "
                                       f"unless a role or a member allowance says otherwise.")
 
     @app_commands.command(name="allowance", description="Give a role or a member their own limits")
@@ -55,7 +55,7 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
         async with handled(interaction, "/atelier allowance"):
             await acknowledge(interaction)
             kind = "role" if isinstance(target, discord.Role) else "member"
-            await self.bot.app.store.set_limit(self._scope(interaction), kind, str(target.id), daily=daily,
+            await self.bot.engine.set_limit(self._scope(interaction), kind, str(target.id), daily=daily,
                                                concurrent=concurrent)
             if daily is None and concurrent is None:
                 await answer(interaction, f"{target.mention} has no allowance of its own any more.")
@@ -69,7 +69,7 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
         async with handled(interaction, "/atelier command"):
             await acknowledge(interaction)
             assert interaction.guild is not None
-            current = set((await self.bot.app.store.guild_settings(interaction.guild.id)).get("disabled_commands", []))
+            current = set((await self.bot.engine.guild_settings(interaction.guild.id)).get("disabled_commands", []))
             current.discard(name.value) if enabled else current.add(name.value)
             await self._set(interaction, "disabled_commands", sorted(current))
             await answer(interaction, f"/{name.value} is now {'on' if enabled else 'off'} in this server.")
@@ -83,7 +83,7 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
             await acknowledge(interaction)
             assert interaction.guild is not None
             op = Operation(operation.value)
-            settings = await self.bot.app.store.guild_settings(interaction.guild.id)
+            settings = await self.bot.engine.guild_settings(interaction.guild.id)
             chosen = dict(settings.get("provider_order", {}))
             if order.strip().lower() == "default":
                 chosen.pop(op.value, None)
@@ -91,7 +91,7 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
             else:
                 names = [n.strip().lower() for n in order.split(",") if n.strip()]
                 unknown = [n for n in names if n not in KNOWN]
-                able = {p.name for p in self.bot.app.providers.order(op, list(KNOWN))}
+                able = self.bot.engine.providers_for(op)
                 unable = [n for n in names if n in KNOWN and n not in able]
                 if unknown or unable or not names:
                     problems = [f"unknown: {', '.join(unknown)}"] if unknown else []
@@ -114,7 +114,7 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
     async def usage(self, interaction: Interaction) -> None:
         async with handled(interaction, "/atelier usage"):
             await acknowledge(interaction)
-            rows = await self.bot.app.store.scope_usage(self._scope(interaction))
+            rows = await self.bot.engine.scope_usage(self._scope(interaction))
             if not rows:
                 await answer(interaction, "Nobody has made anything today.")
                 return

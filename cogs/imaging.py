@@ -65,7 +65,7 @@ class Imaging(commands.Cog):
     @filter.autocomplete("name")
     async def filter_names(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
         try:
-            filters = await interaction.client.app.providers.filters()
+            filters = await interaction.client.engine.filters()
         except AtelierError:
             return []
         needle = current.lower().strip()

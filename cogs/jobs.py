@@ -28,13 +28,13 @@ class Jobs(commands.Cog):
         async with handled(interaction, "/jobs"):
             await acknowledge(interaction)
             ctx = await guild_context(interaction, "jobs")
-            jobs = await self.bot.app.store.list_jobs(ctx.subject, limit=10)
+            jobs = await self.bot.engine.jobs_of(ctx.subject, limit=10)
             if not jobs:
                 await answer(interaction, "You have no jobs in this server yet. Try /imagine.")
                 return
             lines = []
             for job in jobs:
-                posts = await self.bot.app.store.posts_of(job.id)
+                posts = await self.bot.engine.posts_of(job.id)
                 link = jump_url(ctx.guild_id, job.channel_id, job.message_id or status_message_id(posts))
                 when = discord.utils.format_dt(job.created_at, "R")
                 detail = f"{len(job.outputs)} image(s)" if job.outputs else (job.error_message or "")
@@ -52,7 +52,7 @@ class Jobs(commands.Cog):
         async with handled(interaction, "/quota"):
             await acknowledge(interaction)
             ctx = await guild_context(interaction, "quota")
-            usage = await self.bot.app.runner.usage(ctx.subject)
+            usage = await self.bot.engine.usage(ctx.subject)
             resets = discord.utils.format_dt(usage.resets_at, "R")
             await answer(interaction, f"You have used **{usage.used_today}** of **{usage.limits.daily}** images today "
                                       f"({usage.remaining_today} left); the quota resets {resets}.\n"
@@ -66,11 +66,11 @@ class Jobs(commands.Cog):
             await acknowledge(interaction)
             ctx = await guild_context(interaction, "cancel")
             if job is None:
-                running = await self.bot.app.store.list_jobs(ctx.subject, limit=1, states=sorted(IN_FLIGHT_STATES))
+                running = await self.bot.engine.jobs_of(ctx.subject, limit=1, states=sorted(IN_FLIGHT_STATES))
                 if not running:
                     raise Refusal("You have no job in flight to cancel.")
                 job = running[0].id
-            cancelled = await self.bot.app.runner.cancel(job, ctx.subject)
+            cancelled = await self.bot.engine.cancel(job, ctx.subject)
             refund = " Nothing was charged to your quota." if cancelled.refunded else ""
             await answer(interaction, f"Job #{job} is cancelled.{refund}")
 

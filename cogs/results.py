@@ -11,7 +11,7 @@ from bot.discord_bot import AtelierBot
 from bot.discord_errors import report
 from bot.discord_mentions import NOBODY
 from bot.errors import Refusal
-from bot.store.models import Job, JobState, Origin
+from bot.store.models import Job, JobState
 from cogs._buttons import DELETE, MAIL, RETRY, VARY, JobButton, LegacyJobButton
 from cogs._common import GuildContext, Interaction, answer, check_allowed, guild_context
 from cogs._delivery import DEFAULT_UPLOAD_LIMIT, DiscordDelivery, ProgressEditor
@@ -29,13 +29,11 @@ class Results(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(JobButton, LegacyJobButton)
-        self.bot.app.runner.deliverers[Origin.DISCORD.value] = self.delivery
-        self.bot.app.runner.add_listener(self.progress.on_event)
+        self.bot.engine.serve(self.delivery, self.progress.on_event)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(JobButton, LegacyJobButton)
-        self.bot.app.runner.deliverers.pop(Origin.DISCORD.value, None)
-        self.bot.app.runner.remove_listener(self.progress.on_event)
+        self.bot.engine.unserve(self.progress.on_event)
         await self.progress.close()
 
     async def on_button(self, interaction: Interaction, action: str, job: Job) -> None:
@@ -56,7 +54,7 @@ class Results(commands.Cog):
             return
         try:
             # Only a message recorded as one of a job's posts means anything, whatever its text says.
-            job = await self.bot.app.store.job_by_message(payload.message_id)
+            job = await self.bot.engine.job_for_message(payload.message_id)
             if job is None:
                 return
             if emoji in (RETRY, VARY):
@@ -74,7 +72,7 @@ class Results(commands.Cog):
         member = payload.member
         if payload.guild_id is None or member is None:
             return
-        settings = await self.bot.app.store.guild_settings(payload.guild_id)
+        settings = await self.bot.engine.guild_settings(payload.guild_id)
         # The same rules as the Retry and Vary buttons: a reaction is no way around a cooldown.
         check_allowed(self.bot, payload.guild_id, member.id, settings, original.operation)
         channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
@@ -84,7 +82,7 @@ class Results(commands.Cog):
     async def _mail(self, user_id: int, job: Job) -> None:
         if any(o.nsfw for o in job.outputs):
             return
-        files = await result_files(job, self.bot.app.blobs, limit=DEFAULT_UPLOAD_LIMIT, spoiler=False)
+        files = await result_files(job, self.bot.engine.blobs, limit=DEFAULT_UPLOAD_LIMIT, spoiler=False)
         user = await self.bot.fetch_user(user_id)
         await user.send(result_caption(job), files=files, allowed_mentions=NOBODY)
 
@@ -107,7 +105,7 @@ async def delete_result(interaction: Interaction, job: Job) -> None:
 async def cancel_job(interaction: Interaction, job: Job) -> None:
     if job.subject.user_id != str(interaction.user.id):
         raise Refusal("Only the member who started this job can cancel it.")
-    cancelled = await interaction.client.app.runner.cancel(job.id, job.subject)
+    cancelled = await interaction.client.engine.cancel(job.id, job.subject)
     await answer(interaction, f"Job #{job.id} is {cancelled.state.value}.")
 
 
