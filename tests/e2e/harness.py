@@ -141,8 +141,8 @@ class BotProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    async def start(self, timeout: float = 30.0) -> None:
-        """Start the bot and wait until it logs that it is READY."""
+    async def start(self, timeout: float = 30.0, *, wait_ready: bool = True) -> None:
+        """Start the bot and wait until it logs that it is READY (unless wait_ready=False: then see wait_ready())."""
         self.starts += 1
         with self.log_path.open("a") as log:
             log.write(f"----- bot start #{self.starts} -----\n")
@@ -152,6 +152,11 @@ class BotProcess:
         self._reader = threading.Thread(target=self._read, args=(self.proc, self._ready), name="bot-log",
                                         daemon=True)
         self._reader.start()
+        if wait_ready:
+            await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        assert self.proc is not None
         if not await asyncio.to_thread(self._wait_ready, self.proc, timeout):
             await self.kill()
             raise RuntimeError(f"the bot did not get READY within {timeout} s:\n{self.log_tail()}")

@@ -133,3 +133,31 @@ async def test_a_button_in_the_old_format_works_only_where_this_database_recorde
         refused = await (await bob.click(message, "Retry")).reply()
         assert refused.ephemeral and "earlier installation" in refused.content
     assert [j["id"] for j in e2e.db.jobs_of(bob.id)] == [again]
+
+
+async def test_a_result_is_delivered_over_rest_before_the_gateway_is_connected(e2e: E2E) -> None:
+    """A later process may deliver with no gateway at all: channel, age restriction and upload limit come from REST."""
+    alice = await e2e.member("alice")
+    adult = await e2e.guild.create_channel("after-dark", nsfw=True)
+    await e2e.providers.script("novita", nsfw=True)
+    await e2e.providers.hold("novita", NOVITA_POLL)
+    job_id = await start(alice, adult, prompt="a fox at night")
+    await e2e.discord.wait_for(lambda: (e2e.db.job(job_id) or {}).get("handle"), poll=0.1,
+                               what="the job at the provider")
+    await e2e.bot.kill()
+    await e2e.providers.release("novita")
+    gateway = e2e.discord.gateway
+    gateway.hold_connections()  # the restarted bot logs in over REST but gets no gateway session
+    try:
+        await e2e.bot.start(wait_ready=False)
+        [result] = await e2e.discord.wait_for(lambda: e2e.results_of(job_id, adult), timeout=30,
+                                              what="the result, with no gateway")
+        assert not gateway.connected
+        assert result.attachments and all(a.spoiler for a in result.attachments)  # the channel's flag, from REST
+        assert result.pinged == {alice.id}
+        status = e2e.posted(job_id, "status", adult)[0]
+        await e2e.discord.wait_for(lambda: "✅ done" in status.content, what="the status message finished")
+        assert not gateway.connected
+    finally:
+        gateway.release_connections()
+    await e2e.bot.wait_ready()
