@@ -584,3 +584,22 @@ async def test_a_result_posted_just_before_a_crash_is_not_posted_again(atelier: 
     assert [m.id for m in results] == [posted.id]
     again = await app.store.get_job(1)
     assert again is not None and again.message_id == str(posted.id)
+
+
+async def test_a_button_whose_action_fails_answers_privately_with_a_reference_that_is_in_the_log(
+        atelier: World, app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    posted = await wait_for_result(world, 1)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the runner fell over")
+
+    monkeypatch.setattr(app.runner, "rerun", broken)
+    clicked = await world.bob.click(posted, label="Retry")
+    assert clicked.response is not None and clicked.response.flags.ephemeral
+    reference = clicked.response.content.split("reference `")[1][:6]
+    assert "RuntimeError" not in clicked.response.content
+    [record] = [r for r in caplog.records if reference in r.getMessage()]
+    assert record.exc_info is not None and "the runner fell over" in str(record.exc_info[1])
+    assert "the retry button" in record.getMessage()
