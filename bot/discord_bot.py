@@ -1,6 +1,8 @@
 """The Discord side: a thin commands.Bot that loads every cog in `cogs/` and syncs the command tree.
 
-Feature logic lives in the cogs; the job engine (runner, store, providers) is built in bot.app and injected.
+Feature logic lives in the cogs; the job engine (runner, store, providers) is built in bot.app and injected, and the
+cogs reach it only through `bot.engine` (bot.engine.Engine). This module imports no cog: cogs depend on it, never the
+other way round.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def elapsed(job: Job, now: datetime | None = None) -> str:
 
 
 def status_title(job: Job) -> str:
-    """How a job's public status message begins (and how it is found again)."""
+    """How a job's public status message begins (for people: the bot finds its messages by the job's token)."""
     return f"**{OPERATION_NAMES.get(job.operation, job.operation)} · job #{job.id}**"
 
 
