@@ -7,6 +7,7 @@ other way round.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import pkgutil
 
@@ -14,7 +15,6 @@ import discord
 import yarl
 from discord.ext import commands
 
-import cogs
 from bot.app import App
 from bot.cooldowns import Cooldowns
 from bot.discord_errors import AtelierTree
@@ -56,7 +56,10 @@ class AtelierBot(commands.Bot):
         self.start_runner = start_runner
 
     async def setup_hook(self) -> None:
-        for module in pkgutil.iter_modules(cogs.__path__):
+        # Found by path, not imported: the cogs import this module, and it must not import them back.
+        spec = importlib.util.find_spec("cogs")
+        assert spec is not None and spec.submodule_search_locations is not None
+        for module in pkgutil.iter_modules(spec.submodule_search_locations):
             if not module.name.startswith("_"):
                 await self.load_extension(f"cogs.{module.name}")
         guild_ids = self.app.settings.guild_ids
