@@ -111,6 +111,14 @@ def status_view(job: Job) -> discord.ui.View:
     return view
 
 
+def carries_legacy_id(message: discord.Message, job_id: int, actions: tuple[str, ...]) -> bool:
+    """Whether one of the message's buttons is an old-format one (row id) naming this job and one of these actions.
+    Alone this proves nothing (every database has a job 1); see DiscordDelivery._already_posted."""
+    wanted = {f"atelier:{action}:{job_id}" for action in actions}
+    return any(getattr(child, "custom_id", None) in wanted for row in message.components
+               for child in getattr(row, "children", ()))
+
+
 def carries_token(message: discord.Message, token: str, actions: tuple[str, ...]) -> bool:
     """Whether one of the message's buttons names this job and one of these actions: only a post of this job can
     (the token is random per job and per installation), whatever the message's text says."""

@@ -26,7 +26,16 @@ from bot.discord_mentions import NOBODY, only
 from bot.runner import JobEvent
 from bot.store.models import DiscordPost, Job, JobState, PostKind
 from bot.tasks import TaskSet
-from cogs._buttons import MAIL, RESULT_ACTIONS, RETRY, VARY, carries_token, result_view, status_view
+from cogs._buttons import (
+    MAIL,
+    RESULT_ACTIONS,
+    RETRY,
+    VARY,
+    carries_legacy_id,
+    carries_token,
+    result_view,
+    status_view,
+)
 from cogs._render import failure_caption, nsfw_caption, result_caption, result_files, status_line
 
 log = logging.getLogger(__name__)
@@ -127,7 +136,8 @@ class DiscordDelivery:
                 result, new = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
                 if not new:
                     # An earlier attempt may have posted and died (or lost Discord's answer): look first.
-                    message = await self._already_posted(channel, job)
+                    message = await self._already_posted(channel, job, result,
+                                                          status_message_id(await store.posts_of(job.id)))
                 message = message or await self._post(channel, job, result)
                 await store.record_post(result.id, message_id=message.id, in_guild=message.guild is not None)
             except (discord.Forbidden, discord.NotFound) as exc:
@@ -150,9 +160,20 @@ class DiscordDelivery:
         if job.state is JobState.SUCCEEDED and message.guild is not None:
             await self._add_reactions(message, job)
 
-    async def _already_posted(self, channel: discord.abc.Messageable, job: Job) -> discord.Message | None:
-        """The receiver has no idempotency key beyond a short-lived nonce: look before posting."""
-        return await self._find_own(channel, lambda m: carries_token(m, job.token, RESULT_ACTIONS))
+    async def _already_posted(self, channel: discord.abc.Messageable, job: Job, post: DiscordPost,
+                              status_id: int | None) -> discord.Message | None:
+        """The receiver has no idempotency key beyond a short-lived nonce: look before posting.
+
+        A post begun by the version before tokens carries old buttons (the row id, which any database has): it is
+        believed only as a reply to this job's status message, whose id this database recorded."""
+        def ours(message: discord.Message) -> bool:
+            if carries_token(message, job.token, RESULT_ACTIONS):
+                return True
+            replies_to_status = status_id is not None and message.reference is not None and \
+                message.reference.message_id == status_id
+            return post.legacy and replies_to_status and carries_legacy_id(message, job.id, RESULT_ACTIONS)
+
+        return await self._find_own(channel, ours)
 
     async def _recover_status(self, channel: discord.abc.Messageable, job: Job, status: DiscordPost) -> None:
         """A status message posted just before a crash, its id never recorded, would say "waiting" forever (and

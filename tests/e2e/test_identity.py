@@ -5,6 +5,7 @@ so nothing derived from them (nonces, buttons, "job #N" in a message) may identi
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,30 @@ async def test_a_result_is_delivered_over_rest_before_the_gateway_is_connected(e
     finally:
         gateway.release_connections()
     await e2e.bot.wait_ready()
+
+
+async def test_a_result_the_previous_version_posted_but_never_recorded_is_found_not_posted_again(e2e: E2E) -> None:
+    alice = await e2e.member("alice")
+    job_id = await start(alice, e2e.channel, prompt="a lighthouse")
+    result = await e2e.result(job_id)
+    await e2e.job(job_id)
+    await e2e.quiesce()
+    status = e2e.status_message(job_id)
+    assert status is not None
+    # What the version before job tokens left after dying mid-post, once migration 0004 ran: old buttons on the
+    # posted result, the post unrecorded, the delivery still owed, the nonce's few minutes long gone.
+    await e2e.discord.restyle_buttons(result, lambda cid: f"atelier:{cid.split(':')[2]}:{job_id}")
+    # And an earlier installation's message with the same old ids, which is no reply to this job's status message.
+    lookalike = await e2e.discord.post_as_bot(e2e.channel, f"job #{job_id}", custom_ids=[f"atelier:retry:{job_id}"])
+    await e2e.bot.kill()
+    with sqlite3.connect(e2e.db.path) as db:
+        db.execute("UPDATE jobs SET message_id = NULL WHERE id = ?", (job_id,))
+        db.execute("UPDATE discord_posts SET message_id = NULL, posted_at = NULL, legacy = 1"
+                   " WHERE job_id = ? AND kind = 'result'", (job_id,))
+        db.execute("UPDATE deliveries SET state = 'pending', done_at = NULL WHERE job_id = ?", (job_id,))
+    e2e.discord.nonce_window_s = 0.0
+    await e2e.bot.start()
+    await e2e.discord.wait_for(lambda: (e2e.db.job(job_id) or {}).get("message_id") == str(result.id), poll=0.1,
+                               timeout=30, what="the old post found and recorded")
+    await e2e.quiesce()
+    assert [m.id for m in e2e.channel.live() if not m.ephemeral] == [status.id, result.id, lookalike.id]

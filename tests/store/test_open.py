@@ -175,6 +175,7 @@ async def test_upgrade_to_schema_4_moves_discord_state_into_posts_and_gives_ever
     delivered = insert_old_job(db_path, message_id="900", extra='{"status_message_id": "800", "posting": true}')
     dm_closed = insert_old_job(db_path, extra='{"status_message_id": "801", "delivery_note": "DMs closed"}')
     plain = insert_old_job(db_path)
+    mid_post = insert_old_job(db_path, extra='{"status_message_id": "802", "posting": true}')
 
     store = await open_store(db_url(db_path))
     try:
@@ -190,6 +191,11 @@ async def test_upgrade_to_schema_4_moves_discord_state_into_posts_and_gives_ever
         assert [(p.kind, p.message_id, p.note) for p in await store.posts_of(dm_closed)] == \
             [("status", "801", None), ("result", None, "DMs closed")]
         assert await store.posts_of(plain) == []
+        # The previous version had begun posting this result and never recorded it: the next attempt looks first.
+        assert [(p.kind, p.message_id, p.settled, p.legacy) for p in await store.posts_of(mid_post)] == \
+            [("status", "802", True, True), ("result", None, False, True)]
+        post, new = await store.open_post(mid_post, "result", channel_id=55)  # type: ignore[arg-type]
+        assert not new and post.legacy
         assert await store.job_by_message(999) is None
     finally:
         await store.close()

@@ -44,3 +44,10 @@ FROM jobs WHERE message_id IS NOT NULL
 INSERT INTO discord_posts (job_id, kind, nonce, channel_id, note, legacy, created_at)
 SELECT id, 'result', lower(hex(randomblob(12))), channel_id, json_extract(extra, '$.delivery_note'), 1, updated_at
 FROM jobs WHERE json_extract(extra, '$.delivery_note') IS NOT NULL;
+
+-- A result the previous version had begun to post and never recorded: an unsettled post, so the next attempt looks
+-- for it (by its old buttons, on a reply to the job's recorded status message) before posting again.
+INSERT INTO discord_posts (job_id, kind, nonce, channel_id, legacy, created_at)
+SELECT id, 'result', lower(hex(randomblob(12))), channel_id, 1, updated_at
+FROM jobs WHERE json_extract(extra, '$.posting') AND message_id IS NULL
+  AND json_extract(extra, '$.delivery_note') IS NULL;
