@@ -1,10 +1,13 @@
 """The Discord side: a thin commands.Bot that loads every cog in `cogs/` and syncs the command tree.
 
-Feature logic lives in the cogs; the job engine (runner, store, providers) is built in bot.app and injected.
+Feature logic lives in the cogs; the job engine (runner, store, providers) is built in bot.app and injected, and the
+cogs reach it only through `bot.engine` (bot.engine.Engine). This module imports no cog: cogs depend on it, never the
+other way round.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import pkgutil
 
@@ -12,10 +15,12 @@ import discord
 import yarl
 from discord.ext import commands
 
-import cogs
 from bot.app import App
+from bot.cooldowns import Cooldowns
+from bot.discord_errors import AtelierTree
+from bot.discord_mentions import NOBODY
+from bot.engine import Engine
 from bot.settings import Settings
-from cogs._common import Cooldowns
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +47,19 @@ class AtelierBot(commands.Bot):
         # Atelier never joins voice: the warnings about missing voice libraries would only confuse operators.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
-        super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None)
+        # Nothing the bot sends pings anyone unless that message names who (bot.discord_mentions).
+        super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None,
+                         tree_cls=AtelierTree, allowed_mentions=NOBODY)
         self.app = app
+        self.engine = Engine(app)  # the cogs' only way into the engine
         self.cooldowns = Cooldowns()
         self.start_runner = start_runner
 
     async def setup_hook(self) -> None:
-        for module in pkgutil.iter_modules(cogs.__path__):
+        # Found by path, not imported: the cogs import this module, and it must not import them back.
+        spec = importlib.util.find_spec("cogs")
+        assert spec is not None and spec.submodule_search_locations is not None
+        for module in pkgutil.iter_modules(spec.submodule_search_locations):
             if not module.name.startswith("_"):
                 await self.load_extension(f"cogs.{module.name}")
         guild_ids = self.app.settings.guild_ids

@@ -82,3 +82,8 @@ class QuotaError(AtelierError):
         self.limit = limit
         self.used = used
         self.resets_at = resets_at  # datetime (UTC) for daily limits
+
+
+class Refusal(AtelierError):
+    """A clear answer to a member who asked for something Atelier will not do (a command turned off, a cooldown,
+    someone else's result). Shown privately; nothing was charged."""

@@ -88,6 +88,7 @@ class JobEvent:
 
 
 Listener = Callable[[JobEvent], Awaitable[None]]
+Prepare = Callable[[Job], Awaitable[None]]  # see Runner.create
 
 
 class Deliverer(Protocol):
@@ -176,6 +177,10 @@ class Runner:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     async def _emit(self, event: JobEvent) -> None:
         for listener in self._listeners:
             try:
@@ -222,8 +227,13 @@ class Runner:
     async def create(self, subject: Subject, origin: Origin, request: Request, *, provider: str | None = None,
                      preferred: Sequence[str] | None = None, channel_id: str | None = None,
                      parent_job_id: int | None = None, extra: Mapping[str, Any] | None = None,
-                     start: bool = True) -> Job:
+                     start: bool = True, prepare: Prepare | None = None) -> Job:
         """Validate, store the inputs, charge the quota and record the job (one transaction), then start it.
+
+        `prepare(job)` runs between recording and starting: where the job's receiver first shows it (the Discord
+        layer posts its status message there, so progress has somewhere to go). Until it returns the job is leased
+        to this process, so nobody else starts it; whatever it raises is logged and the job runs anyway (it is
+        charged, and its result is owed).
 
         Raises InputError/ConfigError (nothing recorded) or QuotaError (nothing recorded or charged).
         """
@@ -239,14 +249,16 @@ class Runner:
                      lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
                      delivery_target=origin.value)
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
-        if start:
-            self._spawn(job.id)
+        try:
+            if prepare is not None:
+                await prepare(job)
+        except Exception:
+            log.exception("job %s: preparing where it is shown failed; it runs anyway", job.id)
+        finally:
+            # Also when cancelled part way: a job leased to this live process would otherwise never start.
+            if start:
+                self._spawn(job.id)
         return job
-
-    def begin(self, job_id: int) -> None:
-        """Start a job created with start=False (its creator first posted somewhere to show its progress).
-        Until then it is leased to this process, so nobody else starts it."""
-        self._spawn(job_id)
 
     async def _choose(self, request: Request, provider: str | None,
                       preferred: Sequence[str] | None) -> tuple[Provider, list[str]]:
@@ -296,7 +308,8 @@ class Runner:
 
     async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
                     channel_id: str | None = None, extra: Mapping[str, Any] | None = None,
-                    preferred: Sequence[str] | None = None, start: bool = True) -> Job:
+                    preferred: Sequence[str] | None = None, start: bool = True,
+                    prepare: Prepare | None = None) -> Job:
         """Retry (the same request) or vary (a new random seed) any job, as `subject`'s new job."""
         original = await self.store.get_job(job_id)
         if original is None:
@@ -318,7 +331,7 @@ class Runner:
             provider = None  # its model was found retired since: the order decides, as for a new job
         return await self.create(subject, origin, request, provider=provider, preferred=preferred,
                                  channel_id=channel_id or original.channel_id, parent_job_id=original.id,
-                                 extra=extra, start=start)
+                                 extra=extra, start=start, prepare=prepare)
 
     async def cancel(self, job_id: int, subject: Subject | None, *, reason: str = "cancelled") -> Job:
         """Cancel a job (subject None = an operator). Queued locally: dropped; at the provider: cancelled

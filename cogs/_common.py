@@ -1,43 +1,40 @@
-"""What every command cog shares: the acknowledgement, guild settings, refusals, and starting a job in a channel."""
+"""What every command cog shares: the acknowledgement, guild settings, refusals, and reading attachments."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
 
 import discord
 
-from bot.errors import AtelierError, QuotaError
+from bot.discord_bot import AtelierBot
+from bot.errors import Refusal
 from bot.images import load_image
 from bot.operations import ImageInput, Operation
 from bot.store.models import Subject
 
-if TYPE_CHECKING:
-    from bot.discord_bot import AtelierBot
+# What every handler receives: `interaction.client` is the bot; `.engine` is its one door into the engine.
+Interaction: TypeAlias = discord.Interaction[AtelierBot]
 
 COMMANDS = ("tryon", "filter", "edit", "imagine")
-# Results mention the member; nothing a prompt contains can ping a role or everyone.
-ALLOWED_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
-
-
-class Refusal(Exception):
-    """A private, clear answer to a member; nothing was charged."""
 
 
 @dataclass
 class GuildContext:
-    guild: discord.Guild
+    """Where and for whom a job starts: from a command, a button or a reaction."""
+
+    guild_id: int
     channel: discord.abc.Messageable
+    channel_id: int
     member: discord.Member
     settings: dict[str, Any]
 
     @property
     def subject(self) -> Subject:
         roles = tuple(str(r.id) for r in self.member.roles if not r.is_default())
-        return Subject.member(self.guild.id, self.member.id, roles)
+        return Subject.member(self.guild_id, self.member.id, roles)
 
     def provider_order(self, operation: Operation) -> list[str] | None:
         return self.provider_order_for(operation.value)
@@ -47,31 +44,29 @@ class GuildContext:
         return list(order) if order else None
 
 
-def bot_of(interaction: discord.Interaction) -> AtelierBot:
-    return interaction.client  # type: ignore[return-value]
-
-
-async def acknowledge(interaction: discord.Interaction) -> None:
+async def acknowledge(interaction: Interaction) -> None:
     """First thing, always: Discord gives three seconds, and everything after may be slow."""
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=True, thinking=True)
 
 
-async def answer(interaction: discord.Interaction, text: str) -> None:
+async def answer(interaction: Interaction, text: str) -> None:
     """The private answer to a deferred interaction (edits the "thinking…" message only the member sees)."""
     # The token may be gone (an unusually slow path): a private follow-up cannot be sent either.
     with contextlib.suppress(discord.HTTPException):
         await interaction.edit_original_response(content=text[:1900])
 
 
-async def guild_context(interaction: discord.Interaction, command: str) -> GuildContext:
-    if interaction.guild is None or not isinstance(interaction.user, discord.Member) or interaction.channel is None:
+async def guild_context(interaction: Interaction, command: str) -> GuildContext:
+    if interaction.guild_id is None or not isinstance(interaction.user, discord.Member) \
+            or interaction.channel_id is None:
         raise Refusal("Atelier works in servers: use this command in a server channel.")
-    bot = bot_of(interaction)
-    settings = await bot.app.store.guild_settings(interaction.guild.id)
-    check_allowed(bot, interaction.guild.id, interaction.user.id, settings, command)
-    assert isinstance(interaction.channel, discord.abc.Messageable)
-    return GuildContext(interaction.guild, interaction.channel, interaction.user, settings)
+    bot = interaction.client
+    settings = await bot.engine.guild_settings(interaction.guild_id)
+    check_allowed(bot, interaction.guild_id, interaction.user.id, settings, command)
+    # Posting needs only the channel's id: REST does the rest, whatever the gateway's cache holds.
+    channel = bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
+    return GuildContext(interaction.guild_id, channel, interaction.channel_id, interaction.user, settings)
 
 
 def check_allowed(bot: AtelierBot, guild_id: int, user_id: int, settings: dict[str, Any], command: str) -> None:
@@ -87,7 +82,7 @@ def check_allowed(bot: AtelierBot, guild_id: int, user_id: int, settings: dict[s
 
 async def read_attachment(bot: AtelierBot, attachment: discord.Attachment, label: str) -> ImageInput:
     """Download at once (attachment URLs are signed and expire) and decide by decoding, never by name."""
-    limits = bot.app.settings.image_limits
+    limits = bot.engine.image_limits
     if attachment.size > limits.max_bytes:
         raise Refusal(f"The {label} is {attachment.size / 1_048_576:.1f} MB; the limit is "
                       f"{limits.max_bytes / 1_048_576:.0f} MB.")
@@ -99,24 +94,3 @@ async def read_attachment(bot: AtelierBot, attachment: discord.Attachment, label
         raise Refusal(f"The {label} could not be downloaded from Discord ({exc.status}); please attach it again.") \
             from exc
     return await asyncio.to_thread(load_image, data, filename=attachment.filename, limits=limits, label=label)
-
-
-def refusal_text(exc: Exception) -> str:
-    if isinstance(exc, QuotaError | Refusal | AtelierError):
-        return str(exc)
-    return "Something went wrong on our side; nothing was charged. Please try again."
-
-
-class Cooldowns:
-    """A per-member burst cooldown per guild (set by the guild's admins; off by default)."""
-
-    def __init__(self) -> None:
-        self._last: dict[tuple[int, int], float] = {}
-
-    def check(self, guild_id: int, user_id: int, cooldown_s: float) -> float:
-        now = time.monotonic()
-        last = self._last.get((guild_id, user_id))
-        if last is not None and now - last < cooldown_s:
-            return cooldown_s - (now - last)
-        self._last[(guild_id, user_id)] = now
-        return 0.0

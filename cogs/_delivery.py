@@ -1,9 +1,13 @@
 """Delivering finished jobs to Discord, and keeping each job's public message up to date while it runs.
 
 Results go to the channel with the bot's own token (never an interaction token, which dies after 15 minutes), as a
-new message that mentions the member (an edit notifies nobody). Delivery is retried by the runner's outbox until
-it lands; before posting it checks whether the result is already there, so a crash between posting and recording
-never posts twice.
+new message that mentions the member (an edit notifies nobody). Delivery is retried by the runner's outbox until it
+lands. Every post is recorded (bot.store: discord_posts) before it is sent, with a nonce of its own; a post that was
+started but never recorded may have reached Discord, so before posting again the channel is searched for a message
+carrying this job's token in its buttons. Text proves nothing: anyone's prompt can say "job #1".
+
+Everything here works over REST alone (channel, guild upload limit and NSFW flag are fetched), because deliveries
+also run before the gateway is connected, and in processes that never connect it.
 """
 
 from __future__ import annotations
@@ -11,23 +15,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import discord
 
 from bot.codec import takes_seed
+from bot.discord_bot import AtelierBot
+from bot.discord_mentions import NOBODY, only
 from bot.runner import JobEvent
-from bot.store.models import Job, JobState
+from bot.store.models import DiscordPost, Job, JobState, PostKind
 from bot.tasks import TaskSet
-from cogs._buttons import MAIL, RETRY, VARY, result_view, status_view
-from cogs._common import ALLOWED_MENTIONS
-from cogs._render import failure_caption, result_caption, result_files, status_line, status_title
-
-if TYPE_CHECKING:
-    from bot.discord_bot import AtelierBot
+from cogs._buttons import (
+    MAIL,
+    RESULT_ACTIONS,
+    RETRY,
+    VARY,
+    carries_legacy_id,
+    carries_token,
+    result_view,
+    status_view,
+)
+from cogs._render import failure_caption, nsfw_caption, result_caption, result_files, status_line
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +45,55 @@ EDIT_INTERVAL_S = 2.5  # Discord rate-limits message edits; a few seconds apart 
 LOOKBACK = 50  # messages searched for an already-posted result
 
 
-def result_nonce(job: Job) -> str:
-    return f"atelier-r{job.id}"
+def guild_of(job: Job) -> int | None:
+    scope = job.subject.scope
+    return int(scope.removeprefix("guild:")) if scope.startswith("guild:") else None
+
+
+def status_message_id(posts: list[DiscordPost]) -> int | None:
+    ids = [p.message_id for p in posts if p.kind is PostKind.STATUS and p.message_id]
+    return int(ids[-1]) if ids else None
+
+
+def result_mentions(job: Job) -> discord.AllowedMentions:
+    """What a result (or failure) post may ping: its owner, whatever the caption quotes from the prompt."""
+    return only(job.subject.user_id)
+
+
+STATUS_MENTIONS = NOBODY  # a status message names its owner but pings nobody (the result will)
+
+
+def delivered(post: DiscordPost) -> bool:
+    """A result that reached the member, or a final word on why it could not."""
+    return (post.kind in (PostKind.RESULT, PostKind.DM) and post.message_id is not None) or \
+        (post.kind is PostKind.RESULT and post.note is not None)
+
+
+class StatusPost:
+    """The step Runner.create runs before a Discord job starts: post its public status message there and record it,
+    so that progress has somewhere to go. A channel the bot may not post in is noted; the job runs all the same."""
+
+    def __init__(self, bot: AtelierBot, channel: discord.abc.Messageable, channel_id: int) -> None:
+        self.bot = bot
+        self.channel = channel
+        self.channel_id = channel_id
+        self.message_id: int | None = None
+
+    async def __call__(self, job: Job) -> None:
+        store = self.bot.engine
+        post, _ = await store.open_post(job.id, PostKind.STATUS, channel_id=self.channel_id)
+        try:
+            message = await self.channel.send(status_line(job), nonce=post.nonce, view=status_view(job),
+                                              allowed_mentions=STATUS_MENTIONS)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            # Surely not posted. (Other failures may have posted: the post stays open, and the delivery looks.)
+            await store.record_post(post.id, message_id=None, note=f"status not posted ({exc.status} {exc.code})")
+            return
+        except discord.HTTPException as exc:
+            log.warning("job %s: posting its status message failed (%s); it runs anyway", job.id, exc.status)
+            return
+        await store.record_post(post.id, message_id=message.id)
+        self.message_id = message.id
 
 
 class DiscordDelivery:
@@ -45,34 +101,45 @@ class DiscordDelivery:
         self.bot = bot
 
     async def channel_for(self, job: Job) -> discord.abc.Messageable | None:
+        """The job's channel as Discord says it is now (REST: no gateway cache needed)."""
         if not job.channel_id:
             return None
-        channel_id = int(job.channel_id)
-        channel = self.bot.get_channel(channel_id)
-        if channel is None:
-            try:
-                channel = await self.bot.fetch_channel(channel_id)
-            except (discord.NotFound, discord.Forbidden):
-                return None
+        try:
+            channel = await self.bot.fetch_channel(int(job.channel_id))
+        except (discord.NotFound, discord.Forbidden):
+            return None
         return channel if isinstance(channel, discord.abc.Messageable) else None
 
+    async def upload_limit(self, job: Job) -> int:
+        guild_id = guild_of(job)
+        if guild_id is None:
+            return DEFAULT_UPLOAD_LIMIT
+        try:
+            return (await self.bot.fetch_guild(guild_id)).filesize_limit
+        except discord.HTTPException:
+            return DEFAULT_UPLOAD_LIMIT
+
     async def deliver(self, job: Job) -> None:
-        if job.message_id:
-            return  # already posted and recorded
+        store = self.bot.engine
+        posts = await store.posts_of(job.id)
+        if job.message_id or any(delivered(p) for p in posts):
+            return  # already delivered and recorded
         channel = await self.channel_for(job)
         message: discord.Message | None = None
         problem = "the channel is gone"
+        result: DiscordPost | None = None
         if channel is not None:
             try:
-                if self._status_id(job) is None:
-                    job = await self._recover_status(channel, job)
-                if job.extra.get("posting"):
-                    # A previous attempt may have posted and died before recording it: look first.
-                    message = await self._already_posted(channel, job)
-                else:
-                    job = await self.bot.app.store.update_job(job.id, now=self.bot.app.runner.clock(),
-                                                              extra={**job.extra, "posting": True})
-                message = message or await self._post(channel, job)
+                status = next((p for p in reversed(posts) if p.kind is PostKind.STATUS), None)
+                if status is not None and not status.settled:
+                    await self._recover_status(channel, job, status)
+                result, new = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
+                if not new:
+                    # An earlier attempt may have posted and died (or lost Discord's answer): look first.
+                    message = await self._already_posted(channel, job, result,
+                                                          status_message_id(await store.posts_of(job.id)))
+                message = message or await self._post(channel, job, result)
+                await store.record_post(result.id, message_id=message.id, in_guild=message.guild is not None)
             except (discord.Forbidden, discord.NotFound) as exc:
                 problem = f"{type(exc).__name__} {exc.code}"
         if message is None:
@@ -80,30 +147,40 @@ class DiscordDelivery:
             log.warning("job %s: cannot post in channel %s (%s); trying a direct message", job.id, job.channel_id,
                         problem)
             message = await self._dm(job)
+            note = (f"sent by direct message: could not be posted in the channel ({problem})" if message is not None
+                    else "could not be posted: no permission and DMs closed")
             if message is None:
                 log.warning("job %s: direct messages are closed too; the result stays in /jobs", job.id)
-                await self._record(job, None, note="could not be posted: no permission and DMs closed")
+            if result is None:
+                result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
+            await store.record_post(result.id, message_id=None, note=note)
+            if message is None:
                 return
-        await self._record(job, message)
-        await self._finish_status(channel, job)
-        if message is not None and job.state is JobState.SUCCEEDED:
+        await self._finish_status(job)
+        if job.state is JobState.SUCCEEDED and message.guild is not None:
             await self._add_reactions(message, job)
 
-    async def _already_posted(self, channel: discord.abc.Messageable, job: Job) -> discord.Message | None:
-        """The receiver has no idempotency key beyond a short-lived nonce: look before posting."""
-        marker = re.compile(rf"\bjob #{job.id}\b")
-        status_id = self._status_id(job)
-        return await self._find_own(channel, lambda m: m.id != status_id and marker.search(m.content) is not None)
+    async def _already_posted(self, channel: discord.abc.Messageable, job: Job, post: DiscordPost,
+                              status_id: int | None) -> discord.Message | None:
+        """The receiver has no idempotency key beyond a short-lived nonce: look before posting.
 
-    async def _recover_status(self, channel: discord.abc.Messageable, job: Job) -> Job:
+        A post begun by the version before tokens carries old buttons (the row id, which any database has): it is
+        believed only as a reply to this job's status message, whose id this database recorded."""
+        def ours(message: discord.Message) -> bool:
+            if carries_token(message, job.token, RESULT_ACTIONS):
+                return True
+            replies_to_status = status_id is not None and message.reference is not None and \
+                message.reference.message_id == status_id
+            return post.legacy and replies_to_status and carries_legacy_id(message, job.id, RESULT_ACTIONS)
+
+        return await self._find_own(channel, ours)
+
+    async def _recover_status(self, channel: discord.abc.Messageable, job: Job, status: DiscordPost) -> None:
         """A status message posted just before a crash, its id never recorded, would say "waiting" forever (and
         look like the result): find it, so that it is finished and replied to like any other."""
-        title = status_title(job)
-        found = await self._find_own(channel, lambda m: m.content.startswith(title))
-        if found is None:
-            return job
-        return await self.bot.app.store.update_job(job.id, now=self.bot.app.runner.clock(),
-                                                   extra={**job.extra, "status_message_id": str(found.id)})
+        found = await self._find_own(channel, lambda m: carries_token(m, job.token, ("cancel",)))
+        if found is not None:
+            await self.bot.engine.record_post(status.id, message_id=found.id)
 
     async def _find_own(self, channel: discord.abc.Messageable,
                         match: Callable[[discord.Message], bool]) -> discord.Message | None:
@@ -115,58 +192,51 @@ class DiscordDelivery:
                     return message
         return None
 
-    @staticmethod
-    def _status_id(job: Job) -> int | None:
-        value = job.extra.get("status_message_id")
-        return int(value) if value else None
-
-    async def _post(self, channel: discord.abc.Messageable, job: Job) -> discord.Message:
+    async def _post(self, channel: discord.abc.Messageable, job: Job, post: DiscordPost) -> discord.Message:
         reference = None
-        status_id = self._status_id(job)
+        status_id = status_message_id(await self.bot.engine.posts_of(job.id))
         if status_id is not None and isinstance(channel, discord.TextChannel | discord.Thread):
             reference = discord.MessageReference(message_id=status_id, channel_id=channel.id,
                                                  fail_if_not_exists=False)
+        mentions = result_mentions(job)
         if job.state is not JobState.SUCCEEDED:
-            return await channel.send(failure_caption(job), view=result_view(job), nonce=result_nonce(job),
-                                      reference=reference, allowed_mentions=ALLOWED_MENTIONS)  # type: ignore[arg-type]
+            return await channel.send(failure_caption(job), view=result_view(job), nonce=post.nonce,
+                                      reference=reference, allowed_mentions=mentions)  # type: ignore[arg-type]
         nsfw = any(o.nsfw for o in job.outputs)
-        channel_nsfw = bool(getattr(channel, "nsfw", False))
-        if nsfw and not channel_nsfw:
-            text = (f"<@{job.subject.user_id}> job #{job.id} finished, but the provider flagged the image as "
-                    f"NSFW, so it is only posted in age-restricted channels. Use 🔄 to try again.")
-            return await channel.send(text, view=result_view(job), nonce=result_nonce(job), reference=reference,  # type: ignore[arg-type]
-                                      allowed_mentions=ALLOWED_MENTIONS)
-        limit = getattr(getattr(channel, "guild", None), "filesize_limit", DEFAULT_UPLOAD_LIMIT)
-        files = await result_files(job, self.bot.app.blobs, limit=limit, spoiler=nsfw)
-        return await channel.send(result_caption(job), files=files, view=result_view(job), nonce=result_nonce(job),
-                                  reference=reference, allowed_mentions=ALLOWED_MENTIONS)  # type: ignore[arg-type]
+        if nsfw and not bool(getattr(channel, "nsfw", False)):
+            return await channel.send(nsfw_caption(job), view=result_view(job), nonce=post.nonce,
+                                      reference=reference, allowed_mentions=mentions)  # type: ignore[arg-type]
+        files = await result_files(job, self.bot.engine.blobs, limit=await self.upload_limit(job), spoiler=nsfw)
+        return await channel.send(result_caption(job), files=files, view=result_view(job), nonce=post.nonce,
+                                  reference=reference, allowed_mentions=mentions)  # type: ignore[arg-type]
 
     async def _dm(self, job: Job) -> discord.Message | None:
+        store = self.bot.engine
+        post, _ = await store.open_post(job.id, PostKind.DM, channel_id=None)
         try:
-            user = self.bot.get_user(int(job.subject.user_id)) or await self.bot.fetch_user(int(job.subject.user_id))
+            user = await self.bot.fetch_user(int(job.subject.user_id))
             if job.state is JobState.SUCCEEDED and not any(o.nsfw for o in job.outputs):
-                files = await result_files(job, self.bot.app.blobs, limit=DEFAULT_UPLOAD_LIMIT, spoiler=False)
-                return await user.send(result_caption(job), files=files)
-            return await user.send(failure_caption(job) if job.state is not JobState.SUCCEEDED else
-                                   f"Job #{job.id} finished; its image was flagged NSFW and is not sent by DM.")
-        except discord.HTTPException:
+                files = await result_files(job, self.bot.engine.blobs, limit=DEFAULT_UPLOAD_LIMIT, spoiler=False)
+                message = await user.send(result_caption(job), files=files, nonce=post.nonce,
+                                          allowed_mentions=NOBODY)
+            else:
+                message = await user.send(failure_caption(job) if job.state is not JobState.SUCCEEDED else
+                                          f"Job #{job.id} finished; its image was flagged NSFW and is not sent by DM.",
+                                          nonce=post.nonce, allowed_mentions=NOBODY)
+        except discord.HTTPException as exc:
+            await store.record_post(post.id, message_id=None, note=f"direct message refused ({exc.status})")
             return None
+        await store.record_post(post.id, message_id=message.id, channel_id=message.channel.id, in_guild=False)
+        return message
 
-    async def _record(self, job: Job, message: discord.Message | None, note: str | None = None) -> None:
-        fields: dict[str, object] = {}
-        if message is not None and message.guild is not None:
-            fields["message_id"] = str(message.id)
-        if note:
-            fields["extra"] = {**job.extra, "delivery_note": note}
-        if fields:
-            await self.bot.app.store.update_job(job.id, now=self.bot.app.runner.clock(), **fields)
-
-    async def _finish_status(self, channel: discord.abc.Messageable | None, job: Job) -> None:
-        status_id = self._status_id(job)
-        if channel is None or status_id is None or not hasattr(channel, "get_partial_message"):
+    async def _finish_status(self, job: Job) -> None:
+        status_id = status_message_id(await self.bot.engine.posts_of(job.id))
+        if status_id is None or not job.channel_id:
             return
+        channel = self.bot.get_partial_messageable(int(job.channel_id), guild_id=guild_of(job))
         with contextlib.suppress(discord.HTTPException):
-            await channel.get_partial_message(status_id).edit(content=status_line(job), view=None)
+            await channel.get_partial_message(status_id).edit(content=status_line(job), view=None,
+                                                              allowed_mentions=STATUS_MENTIONS)
 
     async def _add_reactions(self, message: discord.Message, job: Job) -> None:
         with contextlib.suppress(discord.HTTPException):
@@ -200,7 +270,7 @@ class ProgressEditor:
             if edits:
                 await asyncio.wait(edits)
             return
-        if job.origin.value != "discord" or not job.extra.get("status_message_id"):
+        if job.origin.value != "discord" or not job.channel_id:
             return
         self._latest[job.id] = status_line(job, event.status, event.place_in_line)
         if job.id not in self._scheduled:
@@ -217,15 +287,14 @@ class ProgressEditor:
         finally:
             self._scheduled.discard(job.id)
         text = self._latest.pop(job.id, None)
-        if text is None or not job.channel_id:
+        status_id = status_message_id(await self.bot.engine.posts_of(job.id))
+        if text is None or status_id is None or not job.channel_id:
             return
         self._last_edit[job.id] = time.monotonic()
-        channel = self.bot.get_channel(int(job.channel_id))
-        if channel is None or not hasattr(channel, "get_partial_message"):
-            return
+        channel = self.bot.get_partial_messageable(int(job.channel_id), guild_id=guild_of(job))
         with contextlib.suppress(discord.HTTPException):
-            await channel.get_partial_message(int(job.extra["status_message_id"])).edit(
-                content=text, view=status_view(job))
+            await channel.get_partial_message(status_id).edit(content=text, view=status_view(job),
+                                                              allowed_mentions=STATUS_MENTIONS)
 
     async def close(self) -> None:
         await self.tasks.close()

@@ -50,7 +50,7 @@ def elapsed(job: Job, now: datetime | None = None) -> str:
 
 
 def status_title(job: Job) -> str:
-    """How a job's public status message begins (and how it is found again)."""
+    """How a job's public status message begins (for people: the bot finds its messages by the job's token)."""
     return f"**{OPERATION_NAMES.get(job.operation, job.operation)} · job #{job.id}**"
 
 
@@ -79,6 +79,11 @@ def result_caption(job: Job) -> str:
     head = f"<@{job.subject.user_id}> your **{OPERATION_NAMES.get(job.operation, job.operation).lower()}** " \
            f"is ready · job #{job.id}"
     return clip(f"{head}\n{parameters(job)}\n{job.provider} · {elapsed(job)}", MAX_CONTENT)
+
+
+def nsfw_caption(job: Job) -> str:
+    return (f"<@{job.subject.user_id}> job #{job.id} finished, but the provider flagged the image as NSFW, so it is "
+            f"only posted in age-restricted channels. Use 🔄 to try again.")
 
 
 def failure_caption(job: Job) -> str:

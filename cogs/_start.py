@@ -2,42 +2,34 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import discord
-
+from bot.codec import takes_seed
+from bot.discord_bot import AtelierBot
 from bot.operations import Request
-from bot.store.models import Job, Origin
-from cogs._buttons import status_view
-from cogs._common import GuildContext, answer, bot_of
-from cogs._render import jump_url, status_line
-
-if TYPE_CHECKING:
-    from bot.discord_bot import AtelierBot
+from bot.store.models import Job
+from cogs._common import GuildContext, Interaction, answer
+from cogs._delivery import StatusPost
+from cogs._render import jump_url
 
 
-async def start_job(interaction: discord.Interaction, ctx: GuildContext, request: Request) -> Job:
+async def start_job(interaction: Interaction, ctx: GuildContext, request: Request) -> Job:
     """Charge the quota and record the job, post its public message, then let it run."""
-    bot = bot_of(interaction)
-    runner = bot.app.runner
-    job = await runner.create(ctx.subject, Origin.DISCORD, request, preferred=ctx.provider_order(request.operation),
-                              channel_id=str(getattr(ctx.channel, "id", "")), start=False)
-    return await publish_and_begin(bot, ctx.channel, job, interaction)
-
-
-async def publish_and_begin(bot: AtelierBot, channel: discord.abc.Messageable, job: Job,
-                            interaction: discord.Interaction | None) -> Job:
-    try:
-        message = await channel.send(status_line(job), nonce=f"atelier-s{job.id}", view=status_view(job),
-                                     allowed_mentions=discord.AllowedMentions.none())
-    except discord.HTTPException:
-        message = None  # no permission to post here: the job still runs and is delivered by DM or listed in /jobs
-    if message is not None:
-        job = await bot.app.store.update_job(job.id, now=bot.app.runner.clock(),
-                                             extra={**job.extra, "status_message_id": str(message.id)})
-    bot.app.runner.begin(job.id)
-    if interaction is not None:
-        link = jump_url(job.subject.scope.removeprefix("guild:"), job.channel_id,
-                        message.id if message else None)
-        await answer(interaction, f"Started job #{job.id}" + (f": {link}" if link else "."))
+    shown = StatusPost(interaction.client, ctx.channel, ctx.channel_id)
+    job = await interaction.client.engine.start(ctx.subject, request, channel_id=str(ctx.channel_id),
+                                                preferred=ctx.provider_order(request.operation), prepare=shown)
+    await tell_started(interaction, job, shown)
     return job
+
+
+async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: bool) -> tuple[Job, StatusPost]:
+    """Retry or vary `original` as ctx's member's new job (charged to them), shown in ctx's channel like any other.
+    🎲 on an operation without a seed acts as Retry."""
+    shown = StatusPost(bot, ctx.channel, ctx.channel_id)
+    job = await bot.engine.rerun(original, ctx.subject, vary=vary and takes_seed(original.operation),
+                                 channel_id=str(ctx.channel_id), prepare=shown,
+                                 preferred=ctx.provider_order_for(original.operation))
+    return job, shown
+
+
+async def tell_started(interaction: Interaction, job: Job, shown: StatusPost) -> None:
+    link = jump_url(job.subject.scope.removeprefix("guild:"), job.channel_id, shown.message_id)
+    await answer(interaction, f"Started job #{job.id}" + (f": {link}" if link else "."))

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot import AtelierBot
+from bot.discord_errors import handled
 from bot.errors import AtelierError
 from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, Size, TryonRequest
-from cogs._common import (
-    GuildContext,
-    Refusal,
-    acknowledge,
-    answer,
-    bot_of,
-    guild_context,
-    read_attachment,
-    refusal_text,
-)
+from cogs._common import GuildContext, Interaction, acknowledge, guild_context, read_attachment
 from cogs._render import SIZE_CHOICES
 from cogs._start import start_job
-
-if TYPE_CHECKING:
-    from bot.discord_bot import AtelierBot
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +32,20 @@ class Imaging(commands.Cog):
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
 
-    async def _run(self, interaction: discord.Interaction, command: str, build: Builder) -> None:
-        await acknowledge(interaction)
-        try:
+    async def _run(self, interaction: Interaction, command: str, build: Builder) -> None:
+        """Refusals and failures alike go to the one error handler (bot.discord_errors)."""
+        async with handled(interaction, f"/{command}"):
+            await acknowledge(interaction)
             ctx = await guild_context(interaction, command)
             request = await build(ctx)
             await start_job(interaction, ctx, request)
-        except (Refusal, AtelierError) as exc:
-            await answer(interaction, refusal_text(exc))
-        except Exception:
-            log.exception("/%s failed", command)
-            await answer(interaction, refusal_text(RuntimeError()))
 
     @app_commands.command(name="tryon", description="Put the garment from one photo onto the person in another")
     @app_commands.describe(person="A photo of the person", garment="A photo of the garment",
                            mask="Which part of the outfit to replace (default: whole outfit)")
     @app_commands.choices(mask=MASKS)
     @app_commands.guild_only()
-    async def tryon(self, interaction: discord.Interaction, person: discord.Attachment, garment: discord.Attachment,
+    async def tryon(self, interaction: Interaction, person: discord.Attachment, garment: discord.Attachment,
                     mask: app_commands.Choice[str] | None = None) -> None:
         async def build(ctx: GuildContext) -> Request:
             return TryonRequest(person=await read_attachment(self.bot, person, "person photo"),
@@ -71,16 +56,16 @@ class Imaging(commands.Cog):
     @app_commands.command(name="filter", description="Restyle a photo with a named filter")
     @app_commands.describe(image="The photo to restyle", name="The filter (start typing to see them)")
     @app_commands.guild_only()
-    async def filter(self, interaction: discord.Interaction, image: discord.Attachment,
+    async def filter(self, interaction: Interaction, image: discord.Attachment,
                      name: app_commands.Range[str, 1, 100]) -> None:
         async def build(ctx: GuildContext) -> Request:
             return FilterRequest(image=await read_attachment(self.bot, image, "image"), name=name.strip())
         await self._run(interaction, "filter", build)
 
     @filter.autocomplete("name")
-    async def filter_names(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def filter_names(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
         try:
-            filters = await bot_of(interaction).app.providers.filters()
+            filters = await interaction.client.engine.filters()
         except AtelierError:
             return []
         needle = current.lower().strip()
@@ -93,7 +78,7 @@ class Imaging(commands.Cog):
                            seed="Same seed + same prompt = same result", count="How many images (1-4)")
     @app_commands.choices(size=SIZES)
     @app_commands.guild_only()
-    async def edit(self, interaction: discord.Interaction, image: discord.Attachment, prompt: str,
+    async def edit(self, interaction: Interaction, image: discord.Attachment, prompt: str,
                    image2: discord.Attachment | None = None, image3: discord.Attachment | None = None,
                    image4: discord.Attachment | None = None, size: app_commands.Choice[str] | None = None,
                    seed: SEED | None = None, count: COUNT = 1) -> None:
@@ -109,7 +94,7 @@ class Imaging(commands.Cog):
                            count="How many images (1-4)")
     @app_commands.choices(size=SIZES)
     @app_commands.guild_only()
-    async def imagine(self, interaction: discord.Interaction, prompt: str,
+    async def imagine(self, interaction: Interaction, prompt: str,
                       size: app_commands.Choice[str] | None = None, seed: SEED | None = None,
                       count: COUNT = 1) -> None:
         async def build(ctx: GuildContext) -> Request:

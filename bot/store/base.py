@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.store.models import Delivery, Job, JobState, NewJob, Origin, QuotaLimits, QuotaUsage, StoredOutput, Subject
+from bot.store.models import (
+    Delivery,
+    DiscordPost,
+    Job,
+    JobState,
+    NewJob,
+    Origin,
+    PostKind,
+    QuotaLimits,
+    QuotaUsage,
+    StoredOutput,
+    Subject,
+)
 
 
 class JobStore(Protocol):
+    # The time of writes whose caller passes no `now`.
+    clock: Callable[[], datetime]
+
     async def close(self) -> None: ...
 
     # --- jobs --------------------------------------------------------------------------------------------
@@ -19,7 +34,10 @@ class JobStore(Protocol):
     async def get_job(self, job_id: int) -> Job | None: ...
 
     async def job_by_message(self, message_id: int | str) -> Job | None:
-        """The job whose result is shown by this (Discord) message."""
+        """The job one of whose recorded Discord posts (status, result, DM) is this message."""
+
+    async def job_by_token(self, token: str) -> Job | None:
+        """The job with this public identity (Job.token), which buttons and posts carry."""
 
     async def list_jobs(self, subject: Subject | None = None, *, limit: int = 20,
                         states: Sequence[JobState] | None = None) -> list[Job]:
@@ -42,7 +60,7 @@ class JobStore(Protocol):
     # --- quotas ------------------------------------------------------------------------------------------
     async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage: ...
 
-    async def scope_usage(self, scope: str, *, now: datetime) -> list[tuple[str, int, int]]:
+    async def scope_usage(self, scope: str, *, now: datetime | None = None) -> list[tuple[str, int, int]]:
         """(user_id, images used today, jobs created today) for every user active today in a scope."""
 
     async def set_limit(self, scope: str, kind: str, subject_id: str, *, daily: int | None,
@@ -83,9 +101,23 @@ class JobStore(Protocol):
     # --- per-guild settings chosen by a guild's administrators -------------------------------------------
     async def guild_settings(self, guild_id: int | str) -> dict[str, Any]: ...
 
-    async def set_guild_setting(self, guild_id: int | str, key: str, value: Any, *, now: datetime) -> None: ...
+    async def set_guild_setting(self, guild_id: int | str, key: str, value: Any, *,
+                                now: datetime | None = None) -> None: ...
 
     async def clear_guild_setting(self, guild_id: int | str, key: str) -> bool: ...
+
+    # --- the Discord posts of each job (status, result, DM, re-posts) -------------------------------------
+    async def open_post(self, job_id: int, kind: PostKind, *,
+                        channel_id: int | str | None) -> tuple[DiscordPost, bool]:
+        """The job's unsettled post of this kind, or a new one (True) with a fresh nonce; written before posting."""
+
+    async def record_post(self, post_id: int, *, message_id: int | str | None, channel_id: int | str | None = None,
+                          note: str | None = None, in_guild: bool = True) -> DiscordPost:
+        """Settle a post: the message Discord made (a guild result becomes Job.message_id), or a note why none."""
+
+    async def posts_of(self, job_id: int) -> list[DiscordPost]: ...
+
+    async def post_by_message(self, message_id: int | str) -> DiscordPost | None: ...
 
     # --- housekeeping ------------------------------------------------------------------------------------
     async def prunable_outputs(self, *, finished_before: datetime) -> list[tuple[int, StoredOutput]]: ...
@@ -102,5 +134,5 @@ class JobStore(Protocol):
         """When the live mark of this model expires; None when it is not marked."""
 
 
-__all__ = ["Delivery", "Job", "JobState", "JobStore", "NewJob", "Origin", "QuotaLimits", "QuotaUsage",
-           "StoredOutput", "Subject"]
+__all__ = ["Delivery", "DiscordPost", "Job", "JobState", "JobStore", "NewJob", "Origin", "PostKind", "QuotaLimits",
+           "QuotaUsage", "StoredOutput", "Subject"]

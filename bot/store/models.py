@@ -131,6 +131,36 @@ class Job:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The job's public identity: random, unique across installations (row ids start at 1 in every database).
+    # What buttons and posts carry; the row id is only ever shown to people.
+    token: str = ""
+
+
+class PostKind(StrEnum):
+    STATUS = "status"  # the public message that shows a job's progress
+    RESULT = "result"  # the result in the job's channel (a re-post is another row)
+    DM = "dm"  # the result sent to the member directly
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordPost:
+    """One message the Discord layer posts (or tried to post) for a job. Recorded before it is sent: a post without
+    a message_id is being posted, or its sender died before recording what Discord answered."""
+
+    id: int
+    job_id: int
+    kind: PostKind
+    nonce: str  # sent with the post so Discord drops a repeat; unique across installations, at most 25 chars
+    created_at: datetime
+    channel_id: str | None = None
+    message_id: str | None = None
+    note: str | None = None  # why this delivery reached no message (shown in /jobs)
+    legacy: bool = False  # recorded before job tokens: its buttons name the job by row id
+    posted_at: datetime | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.message_id is not None or self.note is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import secrets
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -49,10 +50,12 @@ from bot.store.models import (
     TERMINAL_STATES,
     Delivery,
     DeliveryState,
+    DiscordPost,
     Job,
     JobState,
     NewJob,
     Origin,
+    PostKind,
     QuotaLimits,
     QuotaUsage,
     StoredOutput,
@@ -216,7 +219,30 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         lease_owner=row["lease_owner"],
         lease_expires_at=_dt_or_none(row["lease_expires_at"]),
         extra=json.loads(row["extra"]),
+        token=row["token"] or "",
     )
+
+
+def new_token() -> str:
+    """A job's public identity: 80 random bits, as 20 hex digits (the same shape migration 0004 gives old rows)."""
+    return secrets.token_hex(10)
+
+
+def _new_nonce(kind: PostKind, token: str) -> str:
+    # Discord allows 25 characters. The job's token makes it unique across installations; the random tail makes
+    # each post of one job (status, result, re-posts) its own.
+    return f"{kind.value[0]}{token[:16]}{secrets.token_hex(4)}"
+
+
+def _post_from_row(row: sqlite3.Row) -> DiscordPost:
+    return DiscordPost(id=row["id"], job_id=row["job_id"], kind=PostKind(row["kind"]), nonce=row["nonce"],
+                       created_at=_dt(row["created_at"]), channel_id=row["channel_id"],
+                       message_id=row["message_id"], note=row["note"], legacy=bool(row["legacy"]),
+                       posted_at=_dt_or_none(row["posted_at"]))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _delivery_from_row(row: sqlite3.Row) -> Delivery:
@@ -452,10 +478,12 @@ def sqlite_path(database_url: str) -> str:
 class SqliteJobStore:
     """`JobStore` on one SQLite file. Build it with `bot.store.open_store` (or `SqliteJobStore.open`)."""
 
-    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: str, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        # The time for writes whose caller passes none (the Discord layer never reads a clock of its own).
+        self.clock = clock
 
     @classmethod
     async def open(cls, path: str, *, migrate_up_to: int | None = None) -> SqliteJobStore:
@@ -558,14 +586,14 @@ class SqliteJobStore:
             cursor = await db.execute(
                 "INSERT INTO jobs (scope, user_id, origin, operation, request, provider, state, cost,"
                 " created_at, updated_at, deadline_at, attempts, parent_job_id, channel_id, seed, extra,"
-                " lease_owner, lease_host, lease_pid, lease_expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " lease_owner, lease_host, lease_pid, lease_expires_at, token)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (new.subject.scope, new.subject.user_id, Origin(new.origin).value, new.operation,
                  _json(new.request), new.provider, JobState.PENDING.value, new.cost, created, created,
                  _ts(now + timedelta(seconds=new.deadline_s)), new.parent_job_id,
                  _enc_text_or_none(new.channel_id), _enc_text_or_none(new.seed), _enc_extra(new.extra),
                  lease.owner if lease else None, lease.host if lease else None, lease.pid if lease else None,
-                 _ts(now + timedelta(seconds=lease.seconds)) if lease else None))
+                 _ts(now + timedelta(seconds=lease.seconds)) if lease else None, new_token()))
             job_id = cursor.lastrowid
             await cursor.close()
             assert job_id is not None
@@ -584,7 +612,10 @@ class SqliteJobStore:
 
     async def job_by_message(self, message_id: int | str) -> Job | None:
         async with self._lock:
-            rows = await self._rows(self._db, "SELECT * FROM jobs WHERE message_id = ? LIMIT 1", (str(message_id),))
+            rows = await self._rows(
+                self._db,
+                "SELECT jobs.* FROM discord_posts JOIN jobs ON jobs.id = discord_posts.job_id"
+                " WHERE discord_posts.message_id = ? LIMIT 1", (str(message_id),))
         return _job_from_row(rows[0]) if rows else None
 
     async def list_jobs(self, subject: Subject | None = None, *, limit: int = 20,
@@ -687,8 +718,9 @@ class SqliteJobStore:
         return QuotaUsage(subject=subject, limits=limits, used_today=int(used[0][0]),
                           in_flight=int(in_flight[0][0]), resets_at=resets_at)
 
-    async def scope_usage(self, scope: str, *, now: datetime) -> list[tuple[str, int, int]]:
+    async def scope_usage(self, scope: str, *, now: datetime | None = None) -> list[tuple[str, int, int]]:
         """(user_id, images used today, jobs created today) for every user active today in a scope."""
+        now = now or self.clock()
         day_start, resets_at = day_bounds(now)
         async with self._lock:
             rows = await self._rows(
@@ -880,7 +912,9 @@ class SqliteJobStore:
                                     (str(guild_id),))
         return {row["key"]: json.loads(row["value_json"]) for row in rows}
 
-    async def set_guild_setting(self, guild_id: int | str, key: str, value: Any, *, now: datetime) -> None:
+    async def set_guild_setting(self, guild_id: int | str, key: str, value: Any, *,
+                                now: datetime | None = None) -> None:
+        now = now or self.clock()
         if not key:
             raise ValueError("setting key must not be empty")
         async with self._lock:
@@ -895,6 +929,65 @@ class SqliteJobStore:
         async with self._lock:
             return await self._changes(self._db, "DELETE FROM guild_settings WHERE guild_id = ? AND key = ?",
                                        (str(guild_id), key)) == 1
+
+    # --- Discord posts (schema 4) -----------------------------------------------------------------------
+
+    async def job_by_token(self, token: str) -> Job | None:
+        async with self._lock:
+            rows = await self._rows(self._db, "SELECT * FROM jobs WHERE token = ?", (token,))
+        return _job_from_row(rows[0]) if rows else None
+
+    async def open_post(self, job_id: int, kind: PostKind, *, channel_id: int | str | None) -> tuple[DiscordPost, bool]:
+        """The job's post of this kind that is still unsettled (a previous attempt may have reached Discord), or a
+        new one. The bool is True when it is new: nothing can have been posted for it yet."""
+        kind = PostKind(kind)
+        async with self._transaction() as db:
+            rows = await self._rows(
+                db, "SELECT * FROM discord_posts WHERE job_id = ? AND kind = ? AND message_id IS NULL"
+                    " AND note IS NULL ORDER BY id DESC LIMIT 1", (job_id, kind.value))
+            if rows:
+                return _post_from_row(rows[0]), False
+            token = await self._rows(db, "SELECT token FROM jobs WHERE id = ?", (job_id,))
+            if not token:
+                raise KeyError(job_id)
+            cursor = await db.execute(
+                "INSERT INTO discord_posts (job_id, kind, nonce, channel_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                (job_id, kind.value, _new_nonce(kind, token[0]["token"]), _enc_text_or_none(channel_id),
+                 _ts(self.clock())))
+            post_id = cursor.lastrowid
+            await cursor.close()
+            rows = await self._rows(db, "SELECT * FROM discord_posts WHERE id = ?", (post_id,))
+        return _post_from_row(rows[0]), True
+
+    async def record_post(self, post_id: int, *, message_id: int | str | None, channel_id: int | str | None = None,
+                          note: str | None = None, in_guild: bool = True) -> DiscordPost:
+        """What Discord answered for a post: its message (and channel), or a note saying why there is none.
+        A result message in a guild channel also becomes the job's public message (jobs.message_id)."""
+        now = _ts(self.clock())
+        async with self._transaction() as db:
+            changed = await self._changes(
+                db, "UPDATE discord_posts SET message_id = ?, channel_id = COALESCE(?, channel_id), note = ?,"
+                    " posted_at = ? WHERE id = ?",
+                (_enc_text_or_none(message_id), _enc_text_or_none(channel_id), note, now, post_id))
+            if not changed:
+                raise KeyError(post_id)
+            rows = await self._rows(db, "SELECT * FROM discord_posts WHERE id = ?", (post_id,))
+            post = _post_from_row(rows[0])
+            if post.kind is PostKind.RESULT and message_id is not None and in_guild:
+                await self._changes(db, "UPDATE jobs SET message_id = ?, updated_at = ? WHERE id = ?",
+                                    (str(message_id), now, post.job_id))
+        return post
+
+    async def posts_of(self, job_id: int) -> list[DiscordPost]:
+        """Every post of the job, oldest first."""
+        async with self._lock:
+            rows = await self._rows(self._db, "SELECT * FROM discord_posts WHERE job_id = ? ORDER BY id", (job_id,))
+        return [_post_from_row(r) for r in rows]
+
+    async def post_by_message(self, message_id: int | str) -> DiscordPost | None:
+        async with self._lock:
+            rows = await self._rows(self._db, "SELECT * FROM discord_posts WHERE message_id = ?", (str(message_id),))
+        return _post_from_row(rows[0]) if rows else None
 
     # --- retired models (schema 5) -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import discord
 import pytest
 from PIL import Image
+from simcord.backend import serializers as simcord_serializers
 
 import bot.runner
 import cogs._delivery
@@ -480,14 +482,21 @@ async def test_mail_reaction_sends_the_images_by_dm(atelier: World, fal: FakeFal
     assert await dm.attachments[0].read() == await posted.attachments[0].read()
 
 
-async def test_nsfw_results_are_spoilered_in_age_restricted_channels(atelier: World, fal: FakeFal) -> None:
+async def test_nsfw_results_are_spoilered_in_age_restricted_channels(atelier: World, fal: FakeFal,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     world = atelier
     adult = world.guild.create_text_channel("after-dark")
-    # SimCord 3.2.1 cannot create age-restricted channels; mark it so in the bot's cache, where Discord's
-    # CHANNEL_CREATE/UPDATE would put the flag.
-    cached = world.env.bot.get_channel(adult.id)
-    assert isinstance(cached, discord.TextChannel)
-    cached.nsfw = True
+    # SimCord 3.2.1 cannot create age-restricted channels; mark it so where Discord says it: in the channel object
+    # GET /channels/{id} answers (the delivery asks Discord, not the gateway's cache).
+    real_payload = simcord_serializers.channel_payload
+
+    def payload(backend: Any, channel: Any) -> Any:
+        data = dict(real_payload(backend, channel))
+        if channel.id == adult.id:
+            data["nsfw"] = True
+        return data
+
+    monkeypatch.setattr(simcord_serializers, "channel_payload", payload)
     fal.script = JobScript(nsfw=True)
     await world.alice.slash(adult, "imagine", prompt="x")
 
@@ -547,8 +556,7 @@ async def test_no_channel_and_closed_dms_keep_the_job_visible_in_jobs(atelier: W
     assert result.response is not None and result.response.content.startswith("Started job #1")
 
     async def noted() -> bool:
-        job = await app.store.get_job(1)
-        return job is not None and "delivery_note" in job.extra
+        return any(p.note for p in await app.store.posts_of(1))
 
     deadline = asyncio.get_running_loop().time() + 10
     while not await noted():
@@ -567,10 +575,31 @@ async def test_a_result_posted_just_before_a_crash_is_not_posted_again(atelier: 
     # As if the process died after posting but before recording the message and marking the delivery done.
     job = await app.store.get_job(1)
     assert job is not None
-    await app.store.update_job(1, now=app.runner.clock(), message_id=None)
+    with sqlite3.connect(app.store.path) as db:  # type: ignore[attr-defined]
+        db.execute("UPDATE jobs SET message_id = NULL WHERE id = 1")
+        db.execute("UPDATE discord_posts SET message_id = NULL, posted_at = NULL WHERE job_id = 1 AND kind = 'result'")
     delivery = world.env.bot.get_cog("Results").delivery  # type: ignore[union-attr]
     await delivery.deliver(await app.store.get_job(1))
     results = [m for m in public(world) if not m.content.startswith("**") and "job #1" in m.content]
     assert [m.id for m in results] == [posted.id]
     again = await app.store.get_job(1)
     assert again is not None and again.message_id == str(posted.id)
+
+
+async def test_a_button_whose_action_fails_answers_privately_with_a_reference_that_is_in_the_log(
+        atelier: World, app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    posted = await wait_for_result(world, 1)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the runner fell over")
+
+    monkeypatch.setattr(app.runner, "rerun", broken)
+    clicked = await world.bob.click(posted, label="Retry")
+    assert clicked.response is not None and clicked.response.flags.ephemeral
+    reference = clicked.response.content.split("reference `")[1][:6]
+    assert "RuntimeError" not in clicked.response.content
+    [record] = [r for r in caplog.records if reference in r.getMessage()]
+    assert record.exc_info is not None and "the runner fell over" in str(record.exc_info[1])
+    assert "the retry button" in record.getMessage()

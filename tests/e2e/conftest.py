@@ -98,16 +98,24 @@ class E2E:
         roles = [await self.guild.create_role(f"mods-{next(_names)}", int(Perm.MANAGE_GUILD))] if manage_guild else []
         return await self.guild.add_member(f"{name}-{next(_names)}", roles=roles)
 
+    def posted(self, job_id: int, kind: str, channel: Channel | None = None) -> list[Message]:
+        """The public messages Discord made for the job's posts of this kind: matched by the nonce each post was
+        sent with (recorded by the bot before sending; the fake remembers what each message was posted with).
+        Text proves nothing: another job's prompt may say "job #N", and another installation's job #N exists."""
+        nonces = {p["nonce"] for p in self.db.posts(job_id, kind)}
+        return [m for m in (channel or self.channel).live() if not m.ephemeral and m.nonce in nonces]
+
     def status_message(self, job_id: int) -> Message | None:
-        """The job's public progress message: it starts with the bold job title."""
-        title = re.compile(rf"^\*\*\w[\w-]* · job #{job_id}\*\*")
-        return next((m for m in self.channel.live() if not m.ephemeral and title.match(m.content)), None)
+        """The job's public progress message."""
+        return next(iter(self.posted(job_id, "status")), None)
 
     def result_message(self, job_id: int) -> Message | None:
-        """The reply that delivers the job: a new public message naming it, not the status message."""
-        named = re.compile(rf"\bjob #{job_id}\b")
-        return next((m for m in self.channel.live() if not m.ephemeral and not m.content.startswith("**")
-                     and named.search(m.content)), None)
+        """The reply that delivers the job: a new public message, not the status message."""
+        return next(iter(self.results_of(job_id)), None)
+
+    def results_of(self, job_id: int, channel: Channel | None = None) -> list[Message]:
+        """Every public message that delivers the job."""
+        return self.posted(job_id, "result", channel)
 
     async def result(self, job_id: int, timeout: float = 20.0) -> Message:
         return await self.discord.wait_for(lambda: self.result_message(job_id), timeout=timeout,

@@ -146,8 +146,8 @@ class BotProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    async def start(self, timeout: float = 30.0) -> None:
-        """Start the bot and wait until it logs that it is READY."""
+    async def start(self, timeout: float = 30.0, *, wait_ready: bool = True) -> None:
+        """Start the bot and wait until it logs that it is READY (unless wait_ready=False: then see wait_ready())."""
         self.starts += 1
         with self.log_path.open("a") as log:
             log.write(f"----- bot start #{self.starts} -----\n")
@@ -157,6 +157,11 @@ class BotProcess:
         self._reader = threading.Thread(target=self._read, args=(self.proc, self._ready), name="bot-log",
                                         daemon=True)
         self._reader.start()
+        if wait_ready:
+            await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        assert self.proc is not None
         if not await asyncio.to_thread(self._wait_ready, self.proc, timeout):
             await self.kill()
             raise RuntimeError(f"the bot did not get READY within {timeout} s:\n{self.log_tail()}")
@@ -253,6 +258,11 @@ class JobsDb:
     def job(self, job_id: int) -> dict[str, Any] | None:
         found = self.rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return found[0] if found else None
+
+    def posts(self, job_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """The job's Discord posts as the bot recorded them (each written before it is sent, with its nonce)."""
+        rows = self.rows("SELECT * FROM discord_posts WHERE job_id = ? ORDER BY id", (job_id,))
+        return [r for r in rows if kind is None or r["kind"] == kind]
 
     def jobs_of(self, user_id: int) -> list[dict[str, Any]]:
         return self.rows("SELECT * FROM jobs WHERE user_id = ? ORDER BY id", (str(user_id),))

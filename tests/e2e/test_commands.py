@@ -28,7 +28,9 @@ async def run_to_result(e2e: E2E, member: MemberActor, command: str, provider: s
 
     status = e2e.status_message(job_id)
     assert status is not None and other.can_see(status), "the job's public message is posted before the answer"
-    assert status.nonce == f"atelier-s{job_id}"
+    # Sent with the nonce recorded for it: unique across installations and within Discord's 25 characters.
+    [post] = e2e.db.posts(job_id, "status")
+    assert status.nonce == post["nonce"] and len(post["nonce"]) <= 25 and post["message_id"] == str(status.id)
     result = await e2e.result(job_id)
     assert other.can_see(result) and member.mention in result.content and member.id in result.mentions
     assert result.reference is not None and result.reference["message_id"] == str(status.id)

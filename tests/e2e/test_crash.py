@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import png_bytes
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import started_job
-from tests.fakes.discord import Channel, MemberActor, Message
+from tests.fakes.discord import Channel, MemberActor
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -20,10 +20,6 @@ NOVITA_POLL = "/v3/async/task-result"
 FAL_STATUS = "/status"
 GLAM_RESULT = "/result/"
 MESSAGES = "/channels/{channel_id}/messages"
-
-
-def results_in(channel: Channel, job_id: int) -> list[Message]:
-    return [m for m in channel.live() if not m.ephemeral and m.nonce == f"atelier-r{job_id}"]
 
 
 async def start(member: MemberActor, channel: Channel, command: str, **options: Any) -> int:
@@ -54,7 +50,7 @@ async def test_sigkill_with_jobs_in_every_state_then_restart_delivers_each_once(
     await e2e.job(finished)  # succeeded in the database...
     await e2e.discord.wait_for(lambda: any(c.status == 429 for c in e2e.discord.calls("POST", MESSAGES)),
                                what="the result post to be rate-limited")
-    assert results_in(quiet, finished) == []  # ...but not in the channel
+    assert e2e.results_of(finished, quiet) == []  # ...but not in the channel
 
     # Queued at Novita: three polls would say "queued"; after the first, polls hang.
     await e2e.providers.script("novita", queue_polls=3, running_polls=1)
@@ -86,13 +82,14 @@ async def test_sigkill_with_jobs_in_every_state_then_restart_delivers_each_once(
     await e2e.bot.start()
 
     jobs = [finished, queued, running, *at_glam, waiting]
-    await e2e.discord.wait_for(lambda: results_in(quiet, finished), timeout=40, what="the undelivered result")
+    await e2e.discord.wait_for(lambda: e2e.results_of(finished, quiet), timeout=40, what="the undelivered result")
     for job_id in jobs[1:]:
         await e2e.result(job_id, timeout=40)
     await e2e.quiesce(timeout=40)
     for job_id in jobs:
         channel = quiet if job_id == finished else e2e.channel
-        assert len(results_in(channel, job_id)) == 1, f"job #{job_id} delivered {len(results_in(channel, job_id))}×"
+        delivered = len(e2e.results_of(job_id, channel))
+        assert delivered == 1, f"job #{job_id} delivered {delivered}×"
         assert (await e2e.job(job_id))["state"] == "succeeded"
     # Each job reached its provider once: the restart followed the stored handles and never submitted again.
     after = await submitted(e2e)

@@ -11,16 +11,13 @@ import pytest
 
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import started_job
-from tests.fakes.discord import MemberActor, Message, Perm
+from tests.fakes.discord import MemberActor, Perm
 
 MESSAGES = "/channels/{channel_id}/messages"
 EDIT = "/channels/{channel_id}/messages/{message_id}"
 REACTION = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
 NOVITA_POLL = "/v3/async/task-result"
 
-
-def results_of(e2e: E2E, job_id: int) -> list[Message]:
-    return [m for m in e2e.channel.live() if not m.ephemeral and m.nonce == f"atelier-r{job_id}"]
 
 
 async def start(e2e: E2E, member: MemberActor, prompt: str) -> int:
@@ -53,7 +50,7 @@ async def test_rate_limited_posts_wait_as_told_and_arrive_once(e2e: E2E) -> None
     result = await e2e.result(job_id)
     statuses = [c.status for c in e2e.discord.calls("POST", MESSAGES, since=since)]
     assert statuses[:3] == [429, 429, 200] and statuses.count(200) == 2  # status message, then the result
-    assert results_of(e2e, job_id) == [result] and e2e.status_message(job_id) is not None
+    assert e2e.results_of(job_id) == [result] and e2e.status_message(job_id) is not None
 
 
 async def test_the_bot_paces_itself_by_discords_rate_limit_headers(e2e: E2E) -> None:
@@ -152,7 +149,7 @@ async def test_without_attach_files_the_result_goes_by_dm(e2e: E2E) -> None:
     status = e2e.status_message(job_id)
     assert status is not None
     await e2e.discord.wait_for(lambda: "✅ done" in status.content, what="the status message to say done")
-    assert results_of(e2e, job_id) == []
+    assert e2e.results_of(job_id) == []
 
 
 async def test_a_job_that_outlives_its_interaction_token_is_still_delivered(e2e: E2E) -> None:
@@ -180,7 +177,7 @@ async def test_a_result_whose_answer_is_lost_on_the_way_back_is_posted_once(e2e:
     result = await e2e.result(job_id)
     await e2e.job(job_id)
     await e2e.quiesce()
-    assert results_of(e2e, job_id) == [result]
+    assert e2e.results_of(job_id) == [result]
     assert e2e.discord.nonce_hits == hits + 1
 
 
@@ -197,7 +194,7 @@ async def test_sigkill_with_a_job_at_the_provider_then_restart_delivers_it_once(
     result = await e2e.result(job_id, timeout=30)
     assert result.attachments
     await e2e.quiesce()
-    assert results_of(e2e, job_id) == [result]
+    assert e2e.results_of(job_id) == [result]
     assert len((await e2e.providers.stats("novita"))["jobs"]) == submits + 1  # polled again, never resubmitted
     status = e2e.status_message(job_id)
     assert status is not None and "✅ done" in status.content
@@ -218,7 +215,7 @@ async def test_sigkill_while_the_result_is_being_posted_then_restart_does_not_po
     restarted = time.monotonic()
     await e2e.bot.start()
     await e2e.quiesce()
-    assert results_of(e2e, job_id) == [posted]
+    assert e2e.results_of(job_id) == [posted]
     assert e2e.discord.calls("GET", MESSAGES, since=restarted), "it looked before posting again"
     job = await e2e.job(job_id)
     assert job["message_id"] == str(posted.id)

@@ -145,6 +145,41 @@ async def test_a_nonce_enforced_post_is_answered_with_the_message_already_posted
     unenforced = await world.bot.call("POST", path, {"content": "hi", "nonce": "n-1"})
     assert first[1]["id"] == again[1]["id"] != unenforced[1]["id"]
     assert len(world.channel.live()) == 2 and world.fake.nonce_hits == 1
+    # Discord does not keep nonces: only the answer to the post carries it; history and GET do not.
+    assert first[1]["nonce"] == "n-1"
+    _, history = await world.bot.call("GET", f"{path}?limit=50")
+    _, fetched = await world.bot.call("GET", f"{path}/{first[1]['id']}")
+    assert all("nonce" not in m for m in history) and "nonce" not in fetched
+    # Past the window the same nonce posts again.
+    world.fake.nonce_window_s = 0.0
+    later = await world.bot.call("POST", path, {"content": "hi", "nonce": "n-1", "enforce_nonce": True})
+    assert later[1]["id"] not in (first[1]["id"], unenforced[1]["id"])
+
+
+async def test_who_a_post_pings_follows_its_allowed_mentions_as_on_discord(world: World) -> None:
+    path = f"/channels/{world.channel.id}/messages"
+    loud = await world.guild.create_role("loud")
+    loud.mentionable = True
+    carol = await world.guild.add_member("carol", roles=[loud])
+    text = f"{world.alice.mention} {world.bob.mention} <@&{loud.id}> @everyone"
+
+    async def pinged(allowed: dict[str, Any] | None) -> set[int]:
+        status, body = await world.bot.call("POST", path, {"content": text, **(
+            {"allowed_mentions": allowed} if allowed is not None else {})})
+        assert status == 200, body
+        return world.channel.messages[int(body["id"])].pinged
+
+    members = set(world.guild.guild.members) - {world.fake.bot.id}
+    # No allowed_mentions: everything parses (the bot may mention everyone in this guild): everybody.
+    assert await pinged(None) == members
+    assert await pinged({"parse": []}) == set()
+    assert await pinged({"parse": [], "users": [str(world.alice.id)]}) == {world.alice.id}
+    assert await pinged({"parse": ["users"]}) == {world.alice.id, world.bob.id}
+    assert await pinged({"parse": [], "roles": [str(loud.id)]}) == {carol.id}
+    assert await pinged({"parse": ["everyone"]}) == members
+    status, body = await world.bot.call("POST", path, {"content": text, "allowed_mentions": {
+        "parse": ["users"], "users": [str(world.alice.id)]}})
+    assert (status, body["code"]) == (400, 50035)
 
 
 async def test_permissions_and_the_upload_limit(world: World) -> None:

@@ -23,10 +23,6 @@ NOVITA_SUBMIT, NOVITA_POLL = "/v3/async/glm-image", "/v3/async/task-result"
 FAL_SUBMIT, FAL_STATUS = "/fal-ai/glm-image/image-to-image", "/status"
 
 
-def results_of(e2e: E2E, job_id: int) -> list[Message]:
-    """Every public message that delivers the job (the bot posts each result with this nonce)."""
-    return [m for m in e2e.channel.live() if not m.ephemeral and m.nonce == f"atelier-r{job_id}"]
-
 
 async def start(e2e: E2E, member: MemberActor, command: str, **options: Any) -> int:
     run = await member.run_command(e2e.channel, command, **options)
@@ -41,7 +37,7 @@ async def delivered_once(e2e: E2E, job_id: int, state: str) -> tuple[Message, di
     result = await e2e.result(job_id)
     await e2e.job(job_id, state=state)
     await e2e.quiesce()  # its delivery is recorded: a second post now would be a duplicate
-    assert results_of(e2e, job_id) == [result]
+    assert e2e.results_of(job_id) == [result]
     job = e2e.db.job(job_id)
     assert job is not None and job["state"] == state
     assert job["message_id"] == str(result.id)

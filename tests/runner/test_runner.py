@@ -350,3 +350,26 @@ async def test_the_same_image_stored_by_many_jobs_at_once(tmp_path: Path) -> Non
     assert len({digest for digest, _ in results}) == 1
     assert await blobs.get(results[0][0]) == data
     assert [p.name for p in (tmp_path / "blobs").rglob("*.tmp")] == []
+
+
+async def test_prepare_runs_after_recording_and_before_the_submit_and_a_failing_one_stops_nothing(
+        harness: Harness) -> None:
+    h = harness
+    seen: list[tuple[int, JobState, bool]] = []
+
+    async def prepare(job: Job) -> None:
+        stored = await h.app.store.get_job(job.id)
+        assert stored is not None
+        await asyncio.sleep(0.2)  # long enough for a job started early to reach the provider
+        after = await h.app.store.get_job(job.id)
+        assert after is not None
+        seen.append((job.id, stored.state, after.handle is None))
+        if len(seen) == 2:
+            raise RuntimeError("the status message could not be posted")
+
+    first = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a"), prepare=prepare)
+    second = await h.app.runner.rerun(first.id, BOB, vary=False, prepare=prepare)
+    # Recorded (and charged) before prepare; not sent anywhere until it returned.
+    assert seen == [(first.id, JobState.PENDING, True), (second.id, JobState.PENDING, True)]
+    assert (await settle(h, first.id)).state is JobState.SUCCEEDED
+    assert (await settle(h, second.id)).state is JobState.SUCCEEDED  # prepare raised: the job ran all the same

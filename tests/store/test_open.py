@@ -56,18 +56,36 @@ async def test_processes_starting_together_migrate_once(db_path: Path) -> None:
     assert read_sql(db_path, "SELECT COUNT(*) FROM schema_migrations") == [(NEWEST,)]
 
 
+def insert_old_job(path: Path, *, message_id: str | None = None, extra: str = "{}") -> int:
+    """A job row as Atelier wrote it before schema 4 (no token): the columns of 0001, through a plain connection."""
+    ts = NOW.isoformat(timespec="microseconds")
+    with sqlite3.connect(path) as conn:
+        cursor = conn.execute(
+            "INSERT INTO jobs (scope, user_id, origin, operation, request, provider, state, cost, created_at,"
+            " updated_at, deadline_at, channel_id, message_id, extra)"
+            " VALUES ('guild:1', '100', 'discord', 'imagine', '{\"prompt\":\"a fox\"}', 'fal', 'succeeded', 1,"
+            " ?, ?, ?, '55', ?, ?)", (ts, ts, ts, message_id, extra))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+
 async def test_upgrade_from_schema_1_keeps_the_jobs(db_path: Path) -> None:
     old = await SqliteJobStore.open(str(db_path), migrate_up_to=1)
-    job = await old.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     await old.set_limit("guild:1", "scope", "", daily=7, concurrent=None)
     await old.close()
+    job_id = insert_old_job(db_path)
     assert read_sql(db_path, "PRAGMA user_version") == [(1,)]
     assert read_sql(db_path, "SELECT name FROM sqlite_master WHERE name = 'guild_settings'") == []
 
     store = await open_store(db_url(db_path))
     try:
         assert await store.schema_version() == NEWEST
-        assert await store.get_job(job.id) == job
+        job = await store.get_job(job_id)
+        assert job is not None
+        assert (job.subject, job.operation, job.request, job.state, job.cost, job.created_at) == \
+            (new_job().subject, "imagine", {"prompt": "a fox"}, "succeeded", 1, NOW)
+        # 0004: an old job gets a public token like a new one.
+        assert len(job.token) == 20 and int(job.token, 16) >= 0
         usage = await store.usage(job.subject, defaults=DEFAULTS, now=NOW)
         assert (usage.limits.daily, usage.used_today) == (7, 1)
         # 0002 is really there: guild settings work on the upgraded file.
@@ -149,3 +167,35 @@ def test_shipped_migrations_are_numbered_without_gaps() -> None:
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     for migration in migrations:
         assert split_statements(migration.sql)
+
+
+async def test_upgrade_to_schema_4_moves_discord_state_into_posts_and_gives_every_job_a_token(db_path: Path) -> None:
+    old = await SqliteJobStore.open(str(db_path), migrate_up_to=3)
+    await old.close()
+    delivered = insert_old_job(db_path, message_id="900", extra='{"status_message_id": "800", "posting": true}')
+    dm_closed = insert_old_job(db_path, extra='{"status_message_id": "801", "delivery_note": "DMs closed"}')
+    plain = insert_old_job(db_path)
+    mid_post = insert_old_job(db_path, extra='{"status_message_id": "802", "posting": true}')
+
+    store = await open_store(db_url(db_path))
+    try:
+        tokens = {(await store.get_job(j)).token for j in (delivered, dm_closed, plain)}  # type: ignore[union-attr]
+        assert len(tokens) == 3 and all(len(t) == 20 for t in tokens)
+        posts = await store.posts_of(delivered)
+        assert [(p.kind, p.message_id, p.channel_id, p.legacy) for p in posts] == \
+            [("status", "800", "55", True), ("result", "900", "55", True)]
+        assert len({p.nonce for p in posts}) == 2 and all(len(p.nonce) <= 25 for p in posts)
+        # A reaction on either message finds its job; the old result column stays as it was.
+        assert (await store.job_by_message(800)).id == delivered  # type: ignore[union-attr]
+        assert (await store.job_by_message("900")).id == delivered  # type: ignore[union-attr]
+        assert [(p.kind, p.message_id, p.note) for p in await store.posts_of(dm_closed)] == \
+            [("status", "801", None), ("result", None, "DMs closed")]
+        assert await store.posts_of(plain) == []
+        # The previous version had begun posting this result and never recorded it: the next attempt looks first.
+        assert [(p.kind, p.message_id, p.settled, p.legacy) for p in await store.posts_of(mid_post)] == \
+            [("status", "802", True, True), ("result", None, False, True)]
+        post, new = await store.open_post(mid_post, "result", channel_id=55)  # type: ignore[arg-type]
+        assert not new and post.legacy
+        assert await store.job_by_message(999) is None
+    finally:
+        await store.close()

@@ -235,6 +235,26 @@ class FakeDiscord:
     def _reaction_intent(message: Message) -> Intent:
         return Intent.DIRECT_MESSAGE_REACTIONS if message.channel.type == DM else Intent.GUILD_MESSAGE_REACTIONS
 
+    @on_fake_loop
+    async def post_as_bot(self, channel: Channel, content: str, *, custom_ids: Sequence[str] = ()) -> Message:
+        """A message in the bot's name that the running bot process did not post: what an earlier installation of
+        it (another database) or the version before this one left in the channel, with buttons of these ids."""
+        buttons = [{"type": 2, "style": 2, "label": custom_id.split(":")[-2].title(), "custom_id": custom_id}
+                   for custom_id in custom_ids]
+        message = Message(id=snowflake(), channel=channel, author=self.bot, content=content,
+                          components=[{"type": 1, "components": buttons}] if buttons else [])
+        message.versions.append(content)
+        self.add_message(message)
+        self.changed()
+        return message
+
+    @on_fake_loop
+    async def restyle_buttons(self, message: Message, custom_id: Callable[[str], str]) -> None:
+        """Give a posted message's buttons other custom_ids, as an older version of the bot would have posted it."""
+        for button in message.buttons():
+            button["custom_id"] = custom_id(button["custom_id"])
+        self.changed()
+
     # --- faults ----------------------------------------------------------------------------------------------
 
     def fail_next(self, status: int, code: int, message: str, *, times: int = 1, method: str | None = None,

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.fakes.discord.mentions import InvalidAllowedMentions, Mentions, resolve
 from tests.fakes.discord.models import (
     DM,
     EPHEMERAL,
     LOADING,
-    MENTION,
     SUPPRESS_EMBEDS,
     Channel,
     Intent,
@@ -311,7 +311,7 @@ class Endpoints:
                             and m.created >= window), None)
             if earlier is not None:
                 self.fake.nonce_hits += 1
-                return json_response(earlier.to_json())
+                return json_response(earlier.to_json(with_nonce=True))
         reference = payload.get("message_reference")
         if reference is not None:
             target = channel.messages.get(int(reference.get("message_id", 0)))
@@ -328,7 +328,7 @@ class Endpoints:
         self._apply(message, payload, files, editing=False)
         self.fake.add_message(message)
         await self._announce_create(message)
-        return json_response(message.to_json())
+        return json_response(message.to_json(with_nonce=True))
 
     async def history(self, request: web.Request) -> web.StreamResponse:
         channel = self._channel(request)
@@ -439,17 +439,37 @@ class Endpoints:
         if not editing and not (message.content or message.embeds or message.attachments or message.components) \
                 and not message.loading:
             raise ApiError(400, 50006, "Cannot send an empty message")
-        message.mentions = self._mentions(message, payload.get("allowed_mentions"))
+        allowed = payload.get("allowed_mentions")
+        found = self._mentions(message, allowed)
+        message.mentions, message.mention_roles, message.mention_everyone = found.users, found.roles, found.everyone
         if not editing:
+            message.pinged, message.allowed_mentions = found.pinged, allowed
             message.versions.append(message.content)
 
-    def _mentions(self, message: Message, allowed: dict[str, Any] | None) -> list[int]:
-        named = [int(m) for m in MENTION.findall(message.content)]
-        if allowed is not None:
-            parse = allowed.get("parse", [])
-            users = {int(u) for u in allowed.get("users", [])}
-            named = [u for u in named if "users" in parse or u in users]
-        return list(dict.fromkeys(u for u in named if u in self.fake.users))
+    def _mentions(self, message: Message, allowed: dict[str, Any] | None) -> Mentions:
+        channel, guild = message.channel, message.channel.guild
+        role_members: dict[int, set[int]] = {}
+        everyone: set[int] = set()
+        mentionable: set[int] = set()
+        may_mention_everyone = True
+        if guild is not None:
+            everyone = set(guild.members)
+            role_members = {r: {m for m, member in guild.members.items() if r in member.roles} for r in guild.roles
+                            if r != guild.id}
+            mentionable = {r.id for r in guild.roles.values() if r.mentionable}
+            author = guild.members.get(message.author.id)
+            may_mention_everyone = author is not None and \
+                bool(guild.permissions_of(author, channel) & Perm.MENTION_EVERYONE)
+        replied = None
+        if message.reference is not None:
+            target = channel.messages.get(int(message.reference["message_id"]))
+            replied = target.author.id if target is not None else None
+        try:
+            return resolve(message.content, allowed, author=message.author.id, known_users=set(self.fake.users),
+                           role_members=role_members, mentionable_roles=mentionable, everyone_members=everyone,
+                           may_mention_everyone=may_mention_everyone, replied_author=replied)
+        except InvalidAllowedMentions as exc:
+            raise ApiError(400, 50035, f"Invalid Form Body: allowed_mentions: {exc}") from exc
 
     def _edited(self, message: Message) -> None:
         message.edited = time.time()
@@ -458,7 +478,7 @@ class Endpoints:
     async def _announce_create(self, message: Message) -> None:
         if not message.ephemeral:
             intent = Intent.DIRECT_MESSAGES if message.channel.type == DM else Intent.GUILD_MESSAGES
-            await self.fake.gateway.dispatch("MESSAGE_CREATE", message.to_json(), intent)
+            await self.fake.gateway.dispatch("MESSAGE_CREATE", message.to_json(with_nonce=True), intent)
 
     async def _announce_update(self, message: Message) -> None:
         if not message.ephemeral:

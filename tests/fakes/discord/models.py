@@ -105,12 +105,14 @@ class Role:
     position: int = 0
     managed: bool = False
     bot_id: int | None = None
+    mentionable: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": str(self.id), "name": self.name, "color": 0, "colors": {"primary_color": 0},
             "hoist": False, "icon": None, "unicode_emoji": None, "position": self.position,
-            "permissions": str(self.permissions), "managed": self.managed, "mentionable": False, "flags": 0}
+            "permissions": str(self.permissions), "managed": self.managed, "mentionable": self.mentionable,
+            "flags": 0}
         if self.bot_id is not None:
             data["tags"] = {"bot_id": str(self.bot_id)}
         return data
@@ -287,6 +289,11 @@ class Message:
     application_id: int | None = None
     interaction: Interaction | None = None  # the interaction this message answers
     mentions: list[int] = field(default_factory=list)
+    mention_roles: list[int] = field(default_factory=list)
+    mention_everyone: bool = False
+    # Who was notified when the message was posted (edits notify nobody), and the allowed_mentions it was sent with.
+    pinged: set[int] = field(default_factory=set)
+    allowed_mentions: dict[str, Any] | None = None
     created: float = field(default_factory=time.time)
     edited: float | None = None
     deleted: bool = False
@@ -316,13 +323,16 @@ class Message:
     def reacted(self, emoji: str) -> list[int]:
         return next((r.users for r in self.reactions if r.emoji == emoji), [])
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, with_nonce: bool = False) -> dict[str, Any]:
+        """The message as Discord serialises it. The nonce only comes back in the answer to the post that sent it
+        and in its MESSAGE_CREATE: Discord does not keep it, so history and GET never show one."""
         channel = self.channel
         data: dict[str, Any] = {
             "id": str(self.id), "channel_id": str(channel.id), "type": self.type, "content": self.content,
             "author": self.author.to_json(), "attachments": [a.to_json() for a in self.attachments],
-            "embeds": self.embeds, "mentions": [channel.user_json(u) for u in self.mentions], "mention_roles": [],
-            "mention_everyone": False, "pinned": False, "tts": False, "timestamp": iso(self.created),
+            "embeds": self.embeds, "mentions": [channel.user_json(u) for u in self.mentions],
+            "mention_roles": [str(r) for r in self.mention_roles], "mention_everyone": self.mention_everyone,
+            "pinned": False, "tts": False, "timestamp": iso(self.created),
             "edited_timestamp": iso(self.edited) if self.edited else None, "flags": self.flags,
             "components": self.components,
             "reactions": [{"emoji": {"id": None, "name": r.emoji}, "count": len(r.users),
@@ -331,7 +341,7 @@ class Message:
         }
         if channel.guild is not None:
             data["guild_id"] = str(channel.guild.id)
-        if self.nonce is not None:
+        if self.nonce is not None and with_nonce:
             data["nonce"] = self.nonce
         if self.reference is not None:
             data["message_reference"] = self.reference

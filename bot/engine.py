@@ -1,0 +1,113 @@
+"""The engine as the Discord layer sees it: one object with narrow methods, the only door from cogs/ into the runner,
+the store, the providers and the blobs.
+
+It knows nothing of Discord (ids are plain strings and ints; a "post" is a message some receiver made for a job);
+what it gives the cogs is exactly what they may do, so nothing Discord-side writes columns or SQL-shaped dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.app import App
+from bot.blobs import BlobStore
+from bot.images import ImageLimits
+from bot.operations import Operation, Request
+from bot.providers.base import FilterInfo
+from bot.providers.registry import KNOWN
+from bot.runner import Deliverer, Listener, Prepare
+from bot.store.models import DiscordPost, Job, JobState, Origin, PostKind, QuotaLimits, QuotaUsage, Subject
+
+
+class Engine:
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    # --- what the cogs need to know ---------------------------------------------------------------------------
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return self._app.settings.image_limits
+
+    @property
+    def default_limits(self) -> QuotaLimits:
+        return self._app.runner.defaults
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self._app.blobs
+
+    async def filters(self) -> list[FilterInfo]:
+        return await self._app.providers.filters()
+
+    def providers_for(self, operation: Operation) -> set[str]:
+        """The configured providers that offer `operation`."""
+        return {p.name for p in self._app.providers.order(operation, list(KNOWN))}
+
+    # --- jobs --------------------------------------------------------------------------------------------------
+
+    async def start(self, subject: Subject, request: Request, *, channel_id: str,
+                    preferred: Sequence[str] | None, prepare: Prepare) -> Job:
+        """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it."""
+        return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
+                                             channel_id=channel_id, prepare=prepare)
+
+    async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
+                    preferred: Sequence[str] | None, prepare: Prepare) -> Job:
+        return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
+                                            preferred=preferred, prepare=prepare)
+
+    async def cancel(self, job_id: int, subject: Subject) -> Job:
+        return await self._app.runner.cancel(job_id, subject)
+
+    async def usage(self, subject: Subject) -> QuotaUsage:
+        return await self._app.runner.usage(subject)
+
+    async def jobs_of(self, subject: Subject, *, limit: int, states: Sequence[JobState] | None = None) -> list[Job]:
+        return await self._app.store.list_jobs(subject, limit=limit, states=states)
+
+    async def job_by_token(self, token: str) -> Job | None:
+        return await self._app.store.job_by_token(token)
+
+    async def job_for_message(self, message_id: int) -> Job | None:
+        """The job one of whose recorded posts is this message (a reaction or a button on it acts on that job)."""
+        return await self._app.store.job_by_message(message_id)
+
+    # --- the posts that show jobs ------------------------------------------------------------------------------
+
+    async def open_post(self, job_id: int, kind: PostKind, *, channel_id: int | str | None) -> tuple[DiscordPost, bool]:
+        return await self._app.store.open_post(job_id, kind, channel_id=channel_id)
+
+    async def record_post(self, post_id: int, *, message_id: int | None, channel_id: int | None = None,
+                          note: str | None = None, in_guild: bool = True) -> DiscordPost:
+        return await self._app.store.record_post(post_id, message_id=message_id, channel_id=channel_id, note=note,
+                                                 in_guild=in_guild)
+
+    async def posts_of(self, job_id: int) -> list[DiscordPost]:
+        return await self._app.store.posts_of(job_id)
+
+    # --- a guild's own settings --------------------------------------------------------------------------------
+
+    async def guild_settings(self, guild_id: int) -> dict[str, Any]:
+        return await self._app.store.guild_settings(guild_id)
+
+    async def set_guild_setting(self, guild_id: int, key: str, value: object) -> None:
+        await self._app.store.set_guild_setting(guild_id, key, value)
+
+    async def set_limit(self, scope: str, kind: str, subject_id: str, *, daily: int | None,
+                        concurrent: int | None) -> None:
+        await self._app.store.set_limit(scope, kind, subject_id, daily=daily, concurrent=concurrent)
+
+    async def scope_usage(self, scope: str) -> list[tuple[str, int, int]]:
+        return await self._app.store.scope_usage(scope)
+
+    # --- wiring: who delivers Discord jobs, who hears their progress ------------------------------------------
+
+    def serve(self, deliverer: Deliverer, listener: Listener) -> None:
+        self._app.runner.deliverers[Origin.DISCORD.value] = deliverer
+        self._app.runner.add_listener(listener)
+
+    def unserve(self, listener: Listener) -> None:
+        self._app.runner.deliverers.pop(Origin.DISCORD.value, None)
+        self._app.runner.remove_listener(listener)
