@@ -11,10 +11,11 @@ import contextlib
 import getpass
 import json
 import logging
+import math
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -38,6 +39,7 @@ from bot.operations import (
     TryonRequest,
 )
 from bot.progress import ProgressLine
+from bot.providers.base import MAX_COUNT
 from bot.providers.registry import Providers, build_providers
 from bot.runner import RunnerConfig
 from bot.settings import Settings
@@ -56,6 +58,36 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high], refused as a usage error (exit 2), never a traceback."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            wanted = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {value}")
+        return value
+    parse.__name__ = "number"  # argparse names the type in its own messages
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+    return value
+
+
+_COUNT = _int_at_least(1, MAX_COUNT)
+_NON_NEGATIVE = _int_at_least(0)
+_POSITIVE = _int_at_least(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,36 +114,36 @@ def build_parser() -> argparse.ArgumentParser:
     e = ops.add_parser("edit", help="change 1-4 images by a text prompt")
     e.add_argument("--image", required=True, action="append", help="repeat for up to 4 images")
     e.add_argument("--prompt", required=True)
-    e.add_argument("--seed", type=int)
+    e.add_argument("--seed", type=_NON_NEGATIVE)
     e.add_argument("--size", type=str)
-    e.add_argument("--count", type=int, default=1)
-    e.add_argument("--steps", type=int)
-    e.add_argument("--guidance", type=float)
+    e.add_argument("--count", type=_COUNT, default=1)
+    e.add_argument("--steps", type=_POSITIVE)
+    e.add_argument("--guidance", type=_positive_float)
     e.add_argument("--format", dest="output_format", choices=("jpeg", "png"))
     common(e)
     i = ops.add_parser("imagine", help="an image from a prompt")
     i.add_argument("--prompt", required=True)
     i.add_argument("--size", type=str)
-    i.add_argument("--seed", type=int)
-    i.add_argument("--count", type=int, default=1)
+    i.add_argument("--seed", type=_NON_NEGATIVE)
+    i.add_argument("--count", type=_COUNT, default=1)
     common(i)
 
     r = ops.add_parser("resume", help="finish a job whose `atelier job` process died (never resubmits)")
-    r.add_argument("id", type=int)
+    r.add_argument("id", type=_POSITIVE)
     r.add_argument("--out", default="out", type=Path)
 
     jobs = sub.add_parser("jobs", help="recent jobs")
     jobs.add_argument("--user", help="whose jobs (default: the OS user)")
     jobs.add_argument("--guild", help="a Discord guild id: list that member's jobs in the guild")
     jobs.add_argument("--all", action="store_true", help="every user's jobs")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--limit", type=_POSITIVE, default=20)
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
 
     quota = sub.add_parser("quota", help="show a user's quota, or set an override")
     quota.add_argument("user")
     quota.add_argument("--guild", help="a Discord guild id: the member's quota in that guild")
-    quota.add_argument("--daily", type=int, help="set this user's daily image limit")
-    quota.add_argument("--concurrent", type=int, help="set this user's limit on jobs in flight")
+    quota.add_argument("--daily", type=_NON_NEGATIVE, help="set this user's daily image limit (0 or more)")
+    quota.add_argument("--concurrent", type=_NON_NEGATIVE, help="set this user's limit on jobs in flight (0 or more)")
 
     sub.add_parser("run", help="start the Discord bot (also what no subcommand does)")
     sub.add_parser("filters", help="list the filters the configured providers offer")

@@ -327,3 +327,30 @@ async def test_run_with_the_webhook_port_taken_says_so_and_exits(tmp_path: Path)
             WEBHOOK_PUBLIC_URL="https://atelier.example.com", WEBHOOK_HOST="127.0.0.1", WEBHOOK_PORT=str(port)))
     assert code == 2
     assert f"cannot bind 127.0.0.1:{port}" in err and "WEBHOOK_PORT" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["quota", "bob", "--daily", "-5"], "argument --daily: must be 0 or more, not -5"),
+    (["quota", "bob", "--concurrent", "-1"], "argument --concurrent: must be 0 or more, not -1"),
+    (["quota", "bob", "--daily", "lots"], "argument --daily: 'lots' is not a whole number"),
+    (["jobs", "--limit", "0"], "argument --limit: must be 1 or more, not 0"),
+    (["job", "resume", "-4"], "argument id: must be 1 or more, not -4"),
+    (["job", "imagine", "--prompt", "x", "--count", "0"], "argument --count: must be from 1 to 4, not 0"),
+    (["job", "imagine", "--prompt", "x", "--seed", "-1"], "argument --seed: must be 0 or more, not -1"),
+    (["job", "edit", "--image", "in.png", "--prompt", "x", "--steps", "0"], "argument --steps: must be 1 or more"),
+    (["job", "edit", "--image", "in.png", "--prompt", "x", "--guidance", "nan"], "argument --guidance: must be a"),
+])
+async def test_a_bad_number_is_one_usage_line_exit_2_and_changes_nothing(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    env = clean_env()
+    code, result, err = await atelier(*args, cwd=tmp_path, env=env)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and message in err and "Traceback" not in err
+    if args[0] == "job":
+        assert result is not None and result["state"] == "failed" and message in result["error"]
+    else:
+        assert result is None
+    proc = await asyncio.create_subprocess_exec(ATELIER, "quota", "bob", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert "0 of 25 images used today" in out.decode() and "jobs in flight: 0 of 3" in out.decode()
