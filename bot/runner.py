@@ -58,7 +58,7 @@ from bot.store.models import (
     StoredOutput,
     Subject,
 )
-from bot.store.refunds import refund_due
+from bot.store.refunds import images_charged, refund_due
 from bot.tasks import TaskSet
 from bot.waits import ExternalWait, passthrough
 from bot.webhooks.hub import WebhookHub
@@ -219,9 +219,11 @@ class Runner:
     async def create(self, subject: Subject, origin: Origin, request: Request, *, provider: str | None = None,
                      preferred: Sequence[str] | None = None, channel_id: str | None = None,
                      parent_job_id: int | None = None, extra: Mapping[str, Any] | None = None,
-                     start: bool = True) -> Job:
+                     start: bool = True, withhold_nsfw: bool = False) -> Job:
         """Validate, store the inputs, charge the quota and record the job (one transaction), then start it.
 
+        `withhold_nsfw`: the result will not be shown if an image is flagged NSFW (a channel that is not
+        age-restricted), so such a result is not charged (bot.store.refunds).
         Raises InputError/ConfigError (nothing recorded) or QuotaError (nothing recorded or charged).
         """
         chosen, fallbacks = await self._choose(request, provider, preferred)
@@ -234,7 +236,7 @@ class Runner:
                      channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline,
                      seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},
                      lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
-                     delivery_target=origin.value)
+                     delivery_target=origin.value, withhold_nsfw=withhold_nsfw)
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
         if start:
             self._spawn(job.id)
@@ -270,7 +272,8 @@ class Runner:
 
     async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
                     channel_id: str | None = None, extra: Mapping[str, Any] | None = None,
-                    preferred: Sequence[str] | None = None, start: bool = True) -> Job:
+                    preferred: Sequence[str] | None = None, start: bool = True,
+                    withhold_nsfw: bool = False) -> Job:
         """Retry (the same request) or vary (a new random seed) any job, as `subject`'s new job."""
         original = await self.store.get_job(job_id)
         if original is None:
@@ -290,7 +293,7 @@ class Runner:
                 provider = None
         return await self.create(subject, origin, request, provider=provider, preferred=preferred,
                                  channel_id=channel_id or original.channel_id, parent_job_id=original.id,
-                                 extra=extra, start=start)
+                                 extra=extra, start=start, withhold_nsfw=withhold_nsfw)
 
     async def cancel(self, job_id: int, subject: Subject | None, *, reason: str = "cancelled") -> Job:
         """Cancel a job (subject None = an operator). Queued locally: dropped; at the provider: cancelled
@@ -656,7 +659,7 @@ class Runner:
     async def _finish(self, job: Job, *, announce: bool = True) -> Job:
         """A job just became terminal: apply the refund rule and owe a delivery (both idempotent, so a job
         recovered after a crash at any point in here is finished the same way)."""
-        if refund_due(job) and await self.store.refund(job.id, now=self.clock()):
+        if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
             job = await self._reload(job)
         await self.store.enqueue_delivery(job.id, job.origin.value, now=self.clock())
         if announce:

@@ -21,7 +21,8 @@ async def start_job(interaction: discord.Interaction, ctx: GuildContext, request
     bot = bot_of(interaction)
     runner = bot.app.runner
     job = await runner.create(ctx.subject, Origin.DISCORD, request, preferred=ctx.provider_order(request.operation),
-                              channel_id=str(getattr(ctx.channel, "id", "")), start=False)
+                              channel_id=str(getattr(ctx.channel, "id", "")), start=False,
+                              withhold_nsfw=not getattr(ctx.channel, "nsfw", False))
     return await publish_and_begin(bot, ctx.channel, job, interaction)
 
 

@@ -90,7 +90,8 @@ class Results(commands.Cog):
             return
         ctx = GuildContext(guild, channel, member, settings)
         job = await self.bot.app.runner.rerun(job_id, ctx.subject, vary=vary, channel_id=str(payload.channel_id),
-                                              preferred=ctx.provider_order_for(original.operation), start=False)
+                                              preferred=ctx.provider_order_for(original.operation), start=False,
+                                              withhold_nsfw=not getattr(channel, "nsfw", False))
         await publish_and_begin(self.bot, channel, job, None)
 
     async def _mail(self, user_id: int, job_id: int) -> None:
@@ -126,7 +127,8 @@ async def rerun_by_button(interaction: discord.Interaction, job_id: int, *, vary
     # 🎲 on an operation without a seed acts as Retry.
     job = await bot.app.runner.rerun(job_id, ctx.subject, vary=vary and takes_seed(original.operation),
                                      channel_id=str(getattr(ctx.channel, "id", "")), start=False,
-                                     preferred=ctx.provider_order_for(original.operation))
+                                     preferred=ctx.provider_order_for(original.operation),
+                                     withhold_nsfw=not getattr(ctx.channel, "nsfw", False))
     await publish_and_begin(bot, ctx.channel, job, interaction)
 
 

@@ -354,3 +354,33 @@ async def test_a_bad_number_is_one_usage_line_exit_2_and_changes_nothing(
                                                 stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     assert "0 of 25 images used today" in out.decode() and "jobs in flight: 0 of 3" in out.decode()
+
+
+async def quota_line(tmp_path: Path, env: dict[str, str], user: str) -> str:
+    proc = await asyncio.create_subprocess_exec(ATELIER, "quota", user, cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return out.decode()
+
+
+async def test_a_job_that_returns_fewer_images_than_asked_charges_what_it_returned(
+        tmp_path: Path, fal: FakeFal) -> None:
+    from tests.fakes.pixazo import FakePixazo
+
+    pixazo = FakePixazo(key="pixazo-cli-key")
+    await pixazo.start()
+    try:
+        env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url, PIXAZO_API_KEY=pixazo.key,
+                        PIXAZO_BASE_URL=pixazo.base_url)
+        fal.script = JobScript(images=1)
+        code, result, _ = await atelier("job", "imagine", "--prompt", "four foxes", "--count", "4", "--provider",
+                                        "fal", "--user", "zoe", cwd=tmp_path, env=env)
+        assert code == 0 and result is not None and len(result["files"]) == 1
+        assert "zoe (cli): 1 of 25 images used today, 24 left" in await quota_line(tmp_path, env, "zoe")
+        pixazo.script = JobScript(images=1)
+        code, result, _ = await atelier("job", "edit", "--image", str(SAMPLE), "--prompt", "autumn", "--count", "3",
+                                        "--provider", "pixazo", "--user", "zoe", cwd=tmp_path, env=env)
+        assert code == 0 and result is not None and len(result["files"]) == 1
+        assert "zoe (cli): 2 of 25 images used today, 23 left" in await quota_line(tmp_path, env, "zoe")
+    finally:
+        await pixazo.stop()

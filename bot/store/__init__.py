@@ -24,7 +24,7 @@ from bot.store.models import (
     StoredOutput,
     Subject,
 )
-from bot.store.refunds import refund_due
+from bot.store.refunds import images_charged, refund_due
 from bot.store.sqlite import SqliteJobStore, sqlite_path
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -62,6 +62,7 @@ __all__ = [
     "SqliteJobStore",
     "StoredOutput",
     "Subject",
+    "images_charged",
     "open_store",
     "refund_due",
 ]

@@ -39,6 +39,10 @@ class JobStore(Protocol):
     async def refund(self, job_id: int, *, now: datetime) -> bool:
         """Give the job's cost back (once). True when this call refunded it."""
 
+    async def settle_cost(self, job_id: int, *, images: int, now: datetime) -> bool:
+        """Charge the job `images` (bot.store.refunds.images_charged): its cost is lowered to that, never raised,
+        and 0 refunds it in full (`refund`). Applying it again changes nothing. True when this call changed it."""
+
     # --- quotas ------------------------------------------------------------------------------------------
     async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage: ...
 

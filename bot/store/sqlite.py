@@ -47,6 +47,7 @@ from bot.errors import ConfigError, QuotaError
 from bot.store.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
+    WITHHOLD_NSFW_KEY,
     Delivery,
     DeliveryState,
     Job,
@@ -69,6 +70,11 @@ LIMIT_KINDS = frozenset({"member", "role", "scope"})
 
 _MIGRATIONS_PACKAGE = "bot.store.migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+# Job rows as callers see them: the columns, and whether the outbox gave up delivering the job.
+# ('undeliverable' is DeliveryState.UNDELIVERABLE.)
+_JOB_SELECT = ("SELECT jobs.*, EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = jobs.id"
+               " AND d.state = 'undeliverable') AS undeliverable FROM jobs")
 
 # Bound as JSON arrays for `IN (SELECT value FROM json_each(?))`; sorted so statements are reproducible.
 _TERMINAL_JSON = json.dumps(sorted(s.value for s in TERMINAL_STATES))
@@ -216,6 +222,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         lease_owner=row["lease_owner"],
         lease_expires_at=_dt_or_none(row["lease_expires_at"]),
         extra=json.loads(row["extra"]),
+        undeliverable=bool(row["undeliverable"]) if "undeliverable" in row.keys() else False,  # noqa: SIM118
     )
 
 
@@ -531,7 +538,7 @@ class SqliteJobStore:
             await cursor.close()
 
     async def _job(self, db: aiosqlite.Connection, job_id: int) -> Job | None:
-        rows = await self._rows(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = await self._rows(db, f"{_JOB_SELECT} WHERE id = ?", (job_id,))
         return _job_from_row(rows[0]) if rows else None
 
     # --- jobs ------------------------------------------------------------------------------------------
@@ -542,6 +549,7 @@ class SqliteJobStore:
         if not new.deadline_s > 0:
             raise ValueError(f"deadline_s must be positive, not {new.deadline_s}")
         created = _ts(now)
+        extra = {**new.extra, WITHHOLD_NSFW_KEY: True} if new.withhold_nsfw else new.extra
         async with self._transaction() as db:
             usage = await self._usage(db, new.subject, defaults=defaults, now=now)
             if usage.used_today + new.cost > usage.limits.daily:
@@ -563,7 +571,7 @@ class SqliteJobStore:
                 (new.subject.scope, new.subject.user_id, Origin(new.origin).value, new.operation,
                  _json(new.request), new.provider, JobState.PENDING.value, new.cost, created, created,
                  _ts(now + timedelta(seconds=new.deadline_s)), new.parent_job_id,
-                 _enc_text_or_none(new.channel_id), _enc_text_or_none(new.seed), _enc_extra(new.extra),
+                 _enc_text_or_none(new.channel_id), _enc_text_or_none(new.seed), _enc_extra(extra),
                  lease.owner if lease else None, lease.host if lease else None, lease.pid if lease else None,
                  _ts(now + timedelta(seconds=lease.seconds)) if lease else None))
             job_id = cursor.lastrowid
@@ -595,12 +603,12 @@ class SqliteJobStore:
             if subject is None:
                 rows = await self._rows(
                     self._db,
-                    "SELECT * FROM jobs WHERE state IN (SELECT value FROM json_each(?))"
+                    f"{_JOB_SELECT} WHERE state IN (SELECT value FROM json_each(?))"  # noqa: S608 - constant
                     " ORDER BY created_at DESC, id DESC LIMIT ?", (states_json, limit))
             else:
                 rows = await self._rows(
                     self._db,
-                    "SELECT * FROM jobs WHERE scope = ? AND user_id = ?"
+                    f"{_JOB_SELECT} WHERE scope = ? AND user_id = ?"  # noqa: S608 - constant text
                     " AND state IN (SELECT value FROM json_each(?))"
                     " ORDER BY created_at DESC, id DESC LIMIT ?",
                     (subject.scope, subject.user_id, states_json, limit))
@@ -655,6 +663,20 @@ class SqliteJobStore:
             changed = await self._changes(
                 db, "UPDATE jobs SET refunded = 1, updated_at = ? WHERE id = ? AND refunded = 0",
                 (_ts(now), job_id))
+            if not changed and not await self._rows(db, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)):
+                raise KeyError(job_id)
+        return changed == 1
+
+    async def settle_cost(self, job_id: int, *, images: int, now: datetime) -> bool:
+        if images < 0:
+            raise ValueError(f"images must be 0 or more, not {images}")
+        if images == 0:
+            return await self.refund(job_id, now=now)
+        async with self._transaction() as db:
+            # Only ever lowers the cost, so settling again (after a crash, or twice by two paths) changes nothing.
+            changed = await self._changes(
+                db, "UPDATE jobs SET cost = ?, updated_at = ? WHERE id = ? AND cost > ? AND refunded = 0",
+                (images, _ts(now), job_id, images))
             if not changed and not await self._rows(db, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)):
                 raise KeyError(job_id)
         return changed == 1
