@@ -387,12 +387,14 @@ async def _jobs_main(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"job_id": job.id, "user": job.subject.user_id, "scope": job.subject.scope,
                               "operation": job.operation, "provider": job.provider, "state": job.state.value,
                               "created_at": job.created_at.isoformat(), "images": len(job.outputs),
-                              "error": job.error_message}))
+                              "error": job.error_message, "undeliverable": job.undeliverable}))
         return EXIT_OK
     if not jobs:
         print("no jobs yet")
     for job in jobs:
         detail = f"{len(job.outputs)} image(s)" if job.outputs else (job.error_message or "")
+        if job.undeliverable:
+            detail = f"undeliverable (delivery given up); {detail}"
         print(f"{job.id:>6}  {job.created_at:%Y-%m-%d %H:%M}  {job.subject.user_id:<12.12}  {job.operation:<7}  "
               f"{job.provider:<6}  {job.state.value:<10}  {detail[:60]}")
     return EXIT_OK

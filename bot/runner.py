@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 DELIVERY_BACKOFF_S = (2.0, 5.0, 15.0, 60.0, 300.0)
 DELIVERY_SCAN_S = 2.0
 HOUSEKEEPING_S = 3600.0
+# Longer than any job takes from storing an image to recording it (inputs: milliseconds; outputs: the download).
+BLOB_WRITE_GRACE = timedelta(days=1)
 FETCH_MIN_S = 60.0
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
@@ -659,11 +661,16 @@ class Runner:
     async def _finish(self, job: Job, *, announce: bool = True) -> Job:
         """A job just became terminal: apply the refund rule and owe a delivery (both idempotent, so a job
         recovered after a crash at any point in here is finished the same way)."""
-        if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
-            job = await self._reload(job)
+        job = await self._settle(job)
         await self.store.enqueue_delivery(job.id, job.origin.value, now=self.clock())
         if announce:
             await self._emit(JobEvent("finished", job))
+        return job
+
+    async def _settle(self, job: Job) -> Job:
+        """Charge the finished job what its member got (bot.store.refunds); idempotent."""
+        if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
+            job = await self._reload(job)
         return job
 
     async def _cancel_quietly(self, provider: Provider, handle: RemoteHandle) -> None:
@@ -689,15 +696,27 @@ class Runner:
             attempt = self._delivery_failures.get(job.id, 0)
             self._delivery_failures[job.id] = attempt + 1
             wait = DELIVERY_BACKOFF_S[min(attempt, len(DELIVERY_BACKOFF_S) - 1)]
-            log.warning("delivery of job %s failed (attempt %d), retrying in %.0f s: %s", job.id, attempt + 1,
-                        wait, exc)
-            await self.store.delivery_failed(job.id, target, error=str(exc)[:500],
-                                             next_attempt_at=self.clock() + timedelta(seconds=wait))
+            failed = await self.store.delivery_failed(job.id, target, error=str(exc)[:500],
+                                                      next_attempt_at=self.clock() + timedelta(seconds=wait))
+            if failed >= self.settings.delivery_max_attempts:
+                await self._give_up_delivery(job, target, failed, exc)
+                return
+            log.warning("delivery of job %s failed (attempt %d), retrying in %.0f s: %s", job.id, failed, wait, exc)
             return
         finally:
             self._delivering.discard(job.id)
         self._delivery_failures.pop(job.id, None)
         await self.store.delivery_done(job.id, target, now=self.clock())
+        await self.store.release(job.id, self.owner)
+
+    async def _give_up_delivery(self, job: Job, target: str, attempts: int, exc: Exception) -> None:
+        """No delivery is retried forever: the job is marked undeliverable (shown in /jobs and `atelier jobs`)
+        and, its member never having got it, charged nothing."""
+        log.error("delivery of job %s failed %d times; giving up, the job is marked undeliverable: %s", job.id,
+                  attempts, exc)
+        if await self.store.give_up_delivery(job.id, target, error=str(exc)[:500], now=self.clock()):
+            await self._settle(await self._reload(job))
+        self._delivery_failures.pop(job.id, None)
         await self.store.release(job.id, self.owner)
 
     async def _delivery_loop(self) -> None:
@@ -743,15 +762,17 @@ class Runner:
             await asyncio.sleep(HOUSEKEEPING_S)
 
     async def prune(self) -> int:
-        """Delete local copies of images of jobs finished more than RETENTION_DAYS ago; rows stay."""
+        """Delete local copies of images of jobs finished more than RETENTION_DAYS ago, unless a job inside
+        retention uses the same image; rows stay. Returns the number of files deleted."""
         cutoff = self.clock() - timedelta(days=self.settings.retention_days)
+        candidates = await self.store.prunable_outputs(finished_before=cutoff)
+        # Blobs are shared by content: an image a newer job still uses (as an input or an output) stays.
+        in_use = await self.store.blobs_in_use(sorted({o.sha256 for _, o in candidates}), finished_before=cutoff)
         pruned = 0
-        jobs_seen: set[int] = set()
-        for job_id, output in await self.store.prunable_outputs(finished_before=cutoff):
-            await self.blobs.delete(output.sha256)
-            jobs_seen.add(job_id)
-            pruned += 1
-        for job_id in jobs_seen:
+        for sha256 in sorted({o.sha256 for _, o in candidates} - in_use):
+            # A blob written (or written again) lately may belong to a job whose row is not committed yet.
+            pruned += await self.blobs.delete_unless_written_since(sha256, self.clock() - BLOB_WRITE_GRACE)
+        for job_id in sorted({job_id for job_id, _ in candidates}):
             await self.store.mark_outputs_pruned(job_id)
         return pruned
 

@@ -42,7 +42,8 @@ class Jobs(commands.Cog):
             link = jump_url(ctx.guild.id, job.channel_id, job.message_id or job.extra.get("status_message_id"))
             when = discord.utils.format_dt(job.created_at, "R")
             detail = f"{len(job.outputs)} image(s)" if job.outputs else (job.error_message or "")
-            note = job.extra.get("delivery_note")
+            note = "undeliverable: the result could not be posted" if job.undeliverable else \
+                job.extra.get("delivery_note")
             lines.append(f"{STATE_ICONS.get(job.state.value, '')} **#{job.id}** "
                          f"{OPERATION_NAMES.get(job.operation, job.operation)} · {job.provider} · {job.state.value} "
                          f"· {when}" + (f" · {detail[:80]}" if detail else "") + (f" · {note}" if note else "")

@@ -837,14 +837,25 @@ class SqliteJobStore:
                 (DeliveryState.PENDING.value, _ts(now), _json(list(targets)), _IN_FLIGHT_JSON, max(0, limit)))
         return [_delivery_from_row(r) for r in rows]
 
-    async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> None:
+    async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> int:
         async with self._lock:
-            await self._changes(
+            rows = await self._rows(
                 self._db,
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
-                " WHERE job_id = ? AND target = ? AND state = ?",
+                " WHERE job_id = ? AND target = ? AND state = ? RETURNING attempts",
                 (error[:MAX_DELIVERY_ERROR_CHARS], _ts(next_attempt_at), job_id, target,
                  DeliveryState.PENDING.value))
+        return int(rows[0][0]) if rows else 0
+
+    async def give_up_delivery(self, job_id: int, target: str, *, error: str, now: datetime) -> bool:
+        async with self._lock:
+            changed = await self._changes(
+                self._db,
+                "UPDATE deliveries SET state = ?, last_error = ?, done_at = ? WHERE job_id = ? AND target = ?"
+                " AND state = ?",
+                (DeliveryState.UNDELIVERABLE.value, error[:MAX_DELIVERY_ERROR_CHARS], _ts(now), job_id, target,
+                 DeliveryState.PENDING.value))
+        return changed == 1
 
     async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
         done_at = _ts(now)
@@ -879,10 +890,33 @@ class SqliteJobStore:
                 " AND COALESCE(finished_at, updated_at) < ?"
                 " AND EXISTS (SELECT 1 FROM json_each(jobs.outputs)"
                 "             WHERE json_extract(value, '$.path') IS NOT NULL)"
+                # A delivery still owed needs its images, however old the job.
+                " AND id NOT IN (SELECT job_id FROM deliveries WHERE state = ?)"
                 " ORDER BY id",
-                (_TERMINAL_JSON, _ts(finished_before)))
+                (_TERMINAL_JSON, _ts(finished_before), DeliveryState.PENDING.value))
         return [(row["id"], output) for row in rows for output in _dec_outputs(row["outputs"])
                 if output.path is not None]
+
+    async def blobs_in_use(self, sha256s: Sequence[str], *, finished_before: datetime) -> set[str]:
+        if not sha256s:
+            return set()
+        async with self._lock:
+            rows = await self._rows(
+                self._db,
+                # The jobs pruning leaves alone: unfinished, finished inside retention, or owed a delivery.
+                "WITH keep AS (SELECT request, outputs FROM jobs"
+                "  WHERE state NOT IN (SELECT value FROM json_each(?)) OR COALESCE(finished_at, updated_at) >= ?"
+                "     OR id IN (SELECT job_id FROM deliveries WHERE state = ?)),"
+                " wanted AS (SELECT value AS sha FROM json_each(?))"
+                # Inputs are referenced anywhere in the request (every image reference has a sha256 key) ...
+                " SELECT t.value FROM keep, json_tree(keep.request) AS t"
+                "  WHERE t.key = 'sha256' AND t.value IN (SELECT sha FROM wanted)"
+                # ... outputs by their entries, while the job still keeps its local copy.
+                " UNION SELECT json_extract(o.value, '$.sha256') FROM keep, json_each(keep.outputs) AS o"
+                "  WHERE json_extract(o.value, '$.path') IS NOT NULL"
+                "    AND json_extract(o.value, '$.sha256') IN (SELECT sha FROM wanted)",
+                (_TERMINAL_JSON, _ts(finished_before), DeliveryState.PENDING.value, _json(sorted(set(sha256s)))))
+        return {str(row[0]) for row in rows}
 
     async def mark_outputs_pruned(self, job_id: int) -> None:
         async with self._transaction() as db:
