@@ -41,7 +41,7 @@ from bot.operations import (
 from bot.progress import ProgressLine
 from bot.providers.base import MAX_COUNT
 from bot.providers.registry import Providers, build_providers
-from bot.runner import RunnerConfig
+from bot.runner import JobNotFoundError, RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
 from bot.webhooks.fal_signature import FalSignatureVerifier
@@ -128,9 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--count", type=_COUNT, default=1)
     common(i)
 
-    r = ops.add_parser("resume", help="finish a job whose `atelier job` process died (never resubmits)")
-    r.add_argument("id", type=_POSITIVE)
-    r.add_argument("--out", default="out", type=Path)
+    _add_job_control(ops)
 
     jobs = sub.add_parser("jobs", help="recent jobs")
     jobs.add_argument("--user", help="whose jobs (default: the OS user)")
@@ -149,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("filters", help="list the filters the configured providers offer")
     sub.add_parser("doctor", help="check settings and whether each provider's key is accepted")
     return parser
+
+
+def _add_job_control(ops: Any) -> None:
+    """`atelier job resume` and `atelier job cancel`: acting on a job that already exists."""
+    r = ops.add_parser("resume", help="finish a job whose `atelier job` process died (never resubmits)")
+    r.add_argument("id", type=_POSITIVE)
+    r.add_argument("--out", default="out", type=Path)
+    c = ops.add_parser("cancel", help="cancel a command-line job (at the provider where its API allows)")
+    c.add_argument("id", type=_POSITIVE)
+    c.add_argument("--user", default=None, help="whose job it is (default: the OS user)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,6 +269,8 @@ def _public_state(state: JobState) -> str:
 async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
     if args.operation == "resume":
         return await _resume_main(args, settings)
+    if args.operation == "cancel":
+        return await _cancel_main(args, settings)
     started = time.monotonic()
     result: dict[str, Any] = {"job_id": None, "provider": args.provider, "state": "failed", "files": [],
                               "seed": None, "elapsed_s": 0.0, "error": None}
@@ -272,6 +282,7 @@ async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
             delivery.blobs = app.blobs
+            await _recover_abandoned(app)
             app.runner.add_listener(progress.update_event)
             try:
                 request = await build_request(args, settings, app.session)
@@ -345,6 +356,7 @@ async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
             delivery.blobs = app.blobs
+            await _recover_abandoned(app, exclude=[args.id])
             job = await app.store.get_job(args.id)
             if job is None or job.origin is not Origin.CLI:
                 result["error"] = f"There is no command-line job {args.id}."
@@ -368,6 +380,46 @@ async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
+async def _cancel_main(args: argparse.Namespace, settings: Settings) -> int:
+    """Cancel one command-line job, whichever process runs it (or none): one JSON line, exit 0 when cancelled."""
+    started = time.monotonic()
+    result: dict[str, Any] = {"job_id": args.id, "provider": None, "state": "failed", "files": [], "seed": None,
+                              "elapsed_s": 0.0, "error": None}
+    code = EXIT_OK
+    try:
+        async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+            await _recover_abandoned(app, exclude=[args.id])
+            subject = Subject.cli(args.user or _os_user())
+            job = await app.store.get_job(args.id)
+            if job is None or job.origin is not Origin.CLI:
+                raise JobNotFoundError(f"There is no command-line job {args.id}.")
+            done = await app.runner.cancel(args.id, subject, reason="cancelled with `atelier job cancel`")
+            result.update(_job_result(done, []))
+            result["error"] = None  # the job's own reason says what was asked for
+            if done.state is not JobState.CANCELLED:  # it finished just before the cancel arrived
+                result["error"] = f"Job {done.id} had already {done.state.value}."
+                code = EXIT_REFUSED
+    except (ConfigError, InputError, JobNotFoundError) as exc:
+        result["error"] = str(exc)
+        code = EXIT_REFUSED
+    result["elapsed_s"] = round(time.monotonic() - started, 3)
+    _emit(result)
+    if result["error"]:
+        print(f"atelier: {result['error']}", file=sys.stderr)
+    return code
+
+
+async def _recover_abandoned(app: App, *, exclude: Sequence[int] = ()) -> None:
+    """Command-line jobs whose `atelier` process was killed would hold their user's slots for ever: settle them
+    (Runner.recover_abandoned) and say on stderr what became of each."""
+    for job in await app.runner.recover_abandoned(Origin.CLI, exclude=exclude):
+        if job.state is JobState.SUCCEEDED:
+            what = f"had finished at {job.provider}; `atelier job resume {job.id}` writes its images"
+        else:
+            what = f"is now {job.state.value} ({job.error_message})"
+        print(f"atelier: job {job.id}, whose process had ended, {what}.", file=sys.stderr)
+
+
 def _os_user() -> str:
     try:
         return getpass.getuser()
@@ -380,6 +432,7 @@ def _os_user() -> str:
 
 async def _jobs_main(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        await _recover_abandoned(app)
         subject = None if args.all else _subject(args.user or _os_user(), args.guild)
         jobs = await app.store.list_jobs(subject, limit=args.limit)
     if args.json:
@@ -407,6 +460,7 @@ def _subject(user: str, guild: str | None) -> Subject:
 async def _quota_main(args: argparse.Namespace, settings: Settings) -> int:
     subject = _subject(args.user, args.guild)
     async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        await _recover_abandoned(app)
         if args.daily is not None or args.concurrent is not None:
             await app.store.set_limit(subject.scope, "member", subject.user_id, daily=args.daily,
                                       concurrent=args.concurrent)
