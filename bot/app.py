@@ -46,7 +46,7 @@ async def open_app(settings: Settings, *, deliverers: Mapping[str, Deliverer], c
     listens; one-shot commands poll, so they never fight the bot for its port."""
     webhooks = listen and bool(settings.webhook_public_url)
     async with aiohttp.ClientSession() as session:
-        store = await open_store(settings.database_url)
+        store = await open_store(settings.database_url, busy_timeout_s=settings.database_busy_timeout_s)
         listener: WebhookListener | None = None
         try:
             providers = build_providers(settings, session, webhooks=webhooks)

@@ -15,7 +15,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from bot.app import App, open_app
 from bot.blobs import BlobStore
-from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError
+from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError, StoreBusyError
 from bot.images import extension_for
 from bot.inputs import read_image
 from bot.operations import (
@@ -182,17 +182,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if logging.getLogger().level > logging.DEBUG:
         # discord.py narrates every connection step at INFO; Atelier's own log says what matters.
         logging.getLogger("discord").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except KeyboardInterrupt:  # commands without their own Ctrl-C handling (`jobs`, `quota`, `doctor`, ...)
+        return EXIT_INTERRUPTED
+    except (ConfigError, StoreBusyError) as exc:  # e.g. `atelier quota` while another program locks the database
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "job":
-        return asyncio.run(_job_main(args, settings))
+        return await _job_main(args, settings)
     if args.command == "jobs":
-        return asyncio.run(_jobs_main(args, settings))
+        return await _jobs_main(args, settings)
     if args.command == "quota":
-        return asyncio.run(_quota_main(args, settings))
+        return await _quota_main(args, settings)
     if args.command == "filters":
-        return asyncio.run(_filters(settings))
+        return await _filters(settings)
     if args.command == "doctor":
-        return asyncio.run(_doctor(settings))
-    return asyncio.run(_run_bot(settings))
+        return await _doctor(settings)
+    return await _run_bot(settings)
 
 
 def _refuse_usage(argv: list[str], message: str) -> int:
@@ -278,8 +288,8 @@ async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
     progress = ProgressLine(sys.stderr)
     interrupted = _interruptible()
     delivery = CliDelivery(BlobStore(Path()), args.out)
-    code = EXIT_FAILED
-    try:
+
+    async def run() -> int:
         async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
             delivery.blobs = app.blobs
             await _recover_abandoned(app)
@@ -287,13 +297,15 @@ async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 request = await build_request(args, settings, app.session)
                 job = await app.runner.create(subject, Origin.CLI, request, provider=args.provider)
-            except (InputError, ConfigError, QuotaError) as exc:
+            except (InputError, ConfigError, QuotaError, StoreBusyError) as exc:
                 result["error"] = str(exc)
-                code = EXIT_REFUSED
-            else:
-                result["job_id"], result["provider"] = job.id, job.provider
-                code = await _follow_job(app, job.id, delivery, result, interrupted)
-    except (ConfigError, InputError) as exc:  # e.g. the database cannot be opened
+                return EXIT_REFUSED
+            result["job_id"], result["provider"] = job.id, job.provider
+            return await _follow_job(app, job.id, delivery, result, interrupted)
+
+    try:
+        code = await _until_interrupted(run(), interrupted, result, recorded=lambda: result["job_id"] is not None)
+    except (ConfigError, InputError, StoreBusyError) as exc:  # e.g. the database cannot be opened
         result["error"] = str(exc)
         code = EXIT_REFUSED
     finally:
@@ -303,6 +315,29 @@ async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
     if result["error"]:
         print(f"atelier: {result['error']}", file=sys.stderr)
     return code
+
+
+async def _until_interrupted(body: Coroutine[Any, Any, int], interrupted: asyncio.Event, result: dict[str, Any],
+                             *, recorded: Callable[[], bool]) -> int:
+    """Run a command's body so that Ctrl-C is honoured at once, whatever it waits on (an input download, a busy
+    database, opening the store). Until `recorded()` (the job exists) an interrupt cancels the body: nothing was
+    sent, and the command exits 130. After that the body's own follow loop cancels the job at the provider."""
+    task = asyncio.ensure_future(body)
+    stop = asyncio.ensure_future(interrupted.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and not recorded():
+            task.cancel()
+        await asyncio.wait({task})
+    finally:
+        stop.cancel()
+    if not task.cancelled():
+        return task.result()
+    result["state"] = "cancelled"
+    result["error"] = "interrupted (Ctrl-C) before anything was sent"
+    if result.get("job_id") is not None:  # recorded just as the interrupt came: a later command settles it
+        result["error"] = "interrupted (Ctrl-C) while the job was being recorded"
+    return EXIT_INTERRUPTED
 
 
 def _interruptible() -> asyncio.Event:
@@ -319,6 +354,16 @@ async def _follow_job(app: App, job_id: int, delivery: CliDelivery, result: dict
     waiter = asyncio.ensure_future(app.runner.wait(job_id))
     stop = asyncio.ensure_future(interrupted.wait())
     await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+        # The job's worker died (e.g. the database stayed locked past the job's deadline): say so in the line.
+        stop.cancel()
+        failure = waiter.exception()
+        job = await app.store.get_job(job_id)
+        assert job is not None
+        result.update(_job_result(job, delivery.files.get(job_id, [])))
+        if not job.state.terminal:
+            result["error"] = str(failure) if isinstance(failure, AtelierError) else "an internal error stopped it"
+        return EXIT_OK if job.state is JobState.SUCCEEDED and job_id in delivery.files else EXIT_FAILED
     if not waiter.done():
         stop.cancel()
         try:
@@ -352,22 +397,27 @@ async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
     result: dict[str, Any] = {"job_id": args.id, "provider": None, "state": "failed", "files": [], "seed": None,
                               "elapsed_s": 0.0, "error": None}
     interrupted = _interruptible()
-    code = EXIT_FAILED
-    try:
+    resumed = False
+
+    async def run() -> int:
+        nonlocal resumed
         async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
             delivery.blobs = app.blobs
             await _recover_abandoned(app, exclude=[args.id])
             job = await app.store.get_job(args.id)
             if job is None or job.origin is not Origin.CLI:
                 result["error"] = f"There is no command-line job {args.id}."
-                code = EXIT_REFUSED
-            elif not await app.runner.resume(job.id):
+                return EXIT_REFUSED
+            if not await app.runner.resume(job.id):
                 result["error"] = (f"Job {job.id} is being worked by another live process "
                                    f"({job.lease_owner}); try again when it has stopped.")
-                code = EXIT_REFUSED
-            else:
-                code = await _follow_job(app, job.id, delivery, result, interrupted)
-    except (ConfigError, InputError) as exc:
+                return EXIT_REFUSED
+            resumed = True
+            return await _follow_job(app, job.id, delivery, result, interrupted)
+
+    try:
+        code = await _until_interrupted(run(), interrupted, result, recorded=lambda: resumed)
+    except (ConfigError, InputError, StoreBusyError) as exc:
         result["error"] = str(exc)
         code = EXIT_REFUSED
     except OSError as exc:
@@ -385,8 +435,9 @@ async def _cancel_main(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     result: dict[str, Any] = {"job_id": args.id, "provider": None, "state": "failed", "files": [], "seed": None,
                               "elapsed_s": 0.0, "error": None}
-    code = EXIT_OK
-    try:
+    interrupted = _interruptible()
+
+    async def run() -> int:
         async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
             await _recover_abandoned(app, exclude=[args.id])
             subject = Subject.cli(args.user or _os_user())
@@ -398,8 +449,12 @@ async def _cancel_main(args: argparse.Namespace, settings: Settings) -> int:
             result["error"] = None  # the job's own reason says what was asked for
             if done.state is not JobState.CANCELLED:  # it finished just before the cancel arrived
                 result["error"] = f"Job {done.id} had already {done.state.value}."
-                code = EXIT_REFUSED
-    except (ConfigError, InputError, JobNotFoundError) as exc:
+                return EXIT_REFUSED
+            return EXIT_OK
+
+    try:
+        code = await _until_interrupted(run(), interrupted, result, recorded=lambda: False)
+    except (ConfigError, InputError, JobNotFoundError, StoreBusyError) as exc:
         result["error"] = str(exc)
         code = EXIT_REFUSED
     result["elapsed_s"] = round(time.monotonic() - started, 3)

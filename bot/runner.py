@@ -45,6 +45,7 @@ from bot.providers.polling import PollSchedule, wait_for_result
 from bot.providers.registry import Providers
 from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded
 from bot.settings import Settings
+from bot.store import patience
 from bot.store.base import JobStore
 from bot.store.models import (
     TERMINAL_STATES,
@@ -404,6 +405,9 @@ class Runner:
         job = await self.store.get_job(job_id)
         if job is None:
             return
+        # A database locked by another program (a backup, a VACUUM) must not kill a paid job: its store calls
+        # wait until its own deadline (and at least the store's usual patience, for the last writes).
+        patience.be_patient_for((job.deadline_at - self.clock()).total_seconds())
         try:
             if not job.state.terminal:
                 job = await self._advance(job)

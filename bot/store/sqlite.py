@@ -12,6 +12,12 @@ How it stays correct when several coroutines, connections or processes share one
   statements must never land inside another coroutine's open transaction.
 * WAL journal mode lets readers carry on while one process writes; `busy_timeout` makes a writer wait
   for the lock instead of failing at once.
+* A lock held for longer (a backup, a VACUUM, a stuck process) must not kill a paid job: every public call is
+  retried with backoff while SQLite says the database is busy, for as long as the calling task may wait
+  (bot.store.patience: a running job until its deadline, anything else DATABASE_BUSY_TIMEOUT_S), then fails
+  with StoreBusyError. SQLite's own wait is kept short (BUSY_ATTEMPT_S) so that the wait stays in asyncio, where
+  Ctrl-C and cancellation reach it. Re-running a call is safe: a busy error means its transaction never began
+  (BEGIN IMMEDIATE takes the lock first) or its single statement did not apply.
 
 Timestamps are stored as ISO-8601 UTC text of one fixed width ("2025-01-31T09:15:00.000000+00:00"), so text
 comparison in SQL is time comparison and the file stays readable in the sqlite3 shell. Every datetime read
@@ -28,22 +34,26 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import os
 import re
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
+import tenacity
 
-from bot.errors import ConfigError, QuotaError
+from bot.errors import ConfigError, QuotaError, StoreBusyError
+from bot.store import patience
 from bot.store.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -60,9 +70,13 @@ from bot.store.models import (
     Subject,
 )
 
-# How long a writer waits for another connection's write lock before giving up. Transactions here last
-# milliseconds; ten seconds only runs out if something is badly wrong (a process stuck holding the lock).
-BUSY_TIMEOUT_S = 10.0
+# How long a call outside a running job waits for another program's lock before StoreBusyError (a running job
+# waits until its deadline). Transactions here last milliseconds; this only runs out when something outside holds
+# the file (a backup, a VACUUM, a stuck process). DATABASE_BUSY_TIMEOUT_S overrides it.
+BUSY_TIMEOUT_S = 30.0
+# SQLite's own wait within one attempt; the retries between attempts run in asyncio, so they can be cancelled.
+BUSY_ATTEMPT_S = 0.5
+BUSY_BACKOFF_S = (0.02, 1.0)  # first and longest pause between attempts (exponential, with jitter)
 WAL_SWITCH_RETRY_S = 0.01
 # Long provider error texts are cut: the outbox row is for the operator, not a log archive.
 MAX_DELIVERY_ERROR_CHARS = 2000
@@ -422,23 +436,80 @@ async def apply_migrations(db: aiosqlite.Connection, *, label: str, up_to: int |
     return max(current, await _user_version(db))
 
 
-async def _enable_wal(db: aiosqlite.Connection) -> None:
+async def _enable_wal(db: aiosqlite.Connection, *, wait_s: float) -> None:
     """Switch the file to WAL (a no-op when it already is).
 
     Switching a new file needs an exclusive lock, and when several processes open the same new file at once
     SQLite answers "database is locked" straight away instead of waiting in the busy handler; so wait here.
     """
     loop = asyncio.get_running_loop()
-    give_up_at = loop.time() + BUSY_TIMEOUT_S
+    give_up_at = loop.time() + wait_s
     while True:
         try:
             await db.execute_fetchall("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() > give_up_at:
+            if not _is_busy(exc):
                 raise
+            if loop.time() > give_up_at:
+                raise _busy_error(wait_s) from exc
             await asyncio.sleep(WAL_SWITCH_RETRY_S)
         else:
             return
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+S = TypeVar("S", bound="SqliteJobStore")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    # Extended codes (SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_RECOVERY, ...) share the primary code's low byte.
+    return isinstance(exc, sqlite3.OperationalError) and (exc.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def _busy_error(waited_s: float) -> StoreBusyError:
+    return StoreBusyError(f"The database is busy: another program has kept it locked for {waited_s:.0f} s (a backup "
+                          "or a stuck process?). Nothing was changed; please try again in a minute.")
+
+
+async def _patiently(call: Callable[[], Awaitable[T]], *, default_s: float) -> T:
+    """Run `call` again while the database is busy, until the calling task's patience runs out."""
+    started = time.monotonic()
+    until = patience.give_up_at(default_s)
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(_is_busy),
+        wait=tenacity.wait_exponential_jitter(multiplier=BUSY_BACKOFF_S[0], max=BUSY_BACKOFF_S[1],
+                                              jitter=BUSY_BACKOFF_S[0]),
+        stop=lambda state: time.monotonic() >= until, reraise=True)
+    try:
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise _busy_error(time.monotonic() - started) from exc
+        raise
+    raise AssertionError("tenacity stops by raising")  # pragma: no cover
+
+
+def _patient(method: Callable[Concatenate[S, P], Awaitable[T]]) -> Callable[Concatenate[S, P], Awaitable[T]]:
+    @functools.wraps(method)
+    async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await _patiently(lambda: method(self, *args, **kwargs), default_s=self.busy_timeout_s)
+    return call
+
+
+# Not retried as a whole: opening has its own waits, closing must not wait on other programs.
+_NOT_PATIENT = frozenset({"open", "close"})
+
+
+def _patient_methods(cls: type[S]) -> type[S]:
+    """Every public coroutine method of the store waits out a busy database (see the module docstring),
+    including methods added later, so no call on a job's path can be forgotten."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and name not in _NOT_PATIENT and inspect.iscoroutinefunction(value):
+            setattr(cls, name, _patient(value))
+    return cls
 
 
 def sqlite_path(database_url: str) -> str:
@@ -456,28 +527,32 @@ def sqlite_path(database_url: str) -> str:
 
 # --- the store ---------------------------------------------------------------------------------------------
 
+@_patient_methods
 class SqliteJobStore:
     """`JobStore` on one SQLite file. Build it with `bot.store.open_store` (or `SqliteJobStore.open`)."""
 
-    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self.busy_timeout_s = busy_timeout_s
 
     @classmethod
-    async def open(cls, path: str, *, migrate_up_to: int | None = None) -> SqliteJobStore:
+    async def open(cls, path: str, *, migrate_up_to: int | None = None,
+                   busy_timeout_s: float = BUSY_TIMEOUT_S) -> SqliteJobStore:
         """Open (creating if needed) the database file and bring its schema up to date.
 
-        `migrate_up_to` stops at an older schema version; it exists for upgrade tests only.
+        `migrate_up_to` stops at an older schema version; it exists for upgrade tests only. `busy_timeout_s`:
+        how long a call outside a running job waits for another program's lock (StoreBusyError after that).
         """
         if path != ":memory:":
             await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_ATTEMPT_S)
         try:
             db.row_factory = sqlite3.Row
             try:
                 # The first statement that reads the file: a file that is not SQLite fails here.
-                await _enable_wal(db)
+                await _enable_wal(db, wait_s=busy_timeout_s)
             except sqlite3.DatabaseError as exc:
                 if exc.sqlite_errorcode != sqlite3.SQLITE_NOTADB:
                     raise
@@ -486,11 +561,12 @@ class SqliteJobStore:
             # NORMAL is safe in WAL mode: a power cut can lose the last commits, never corrupt the file.
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
-            await apply_migrations(db, label=path, up_to=migrate_up_to)
+            await _patiently(lambda: apply_migrations(db, label=path, up_to=migrate_up_to),
+                             default_s=busy_timeout_s)
         except BaseException:
             await db.close()
             raise
-        return cls(db, path)
+        return cls(db, path, busy_timeout_s=busy_timeout_s)
 
     async def close(self) -> None:
         async with self._lock:
