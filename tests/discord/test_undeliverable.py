@@ -27,3 +27,4 @@ async def test_a_result_discord_keeps_refusing_is_marked_undeliverable_in_jobs(a
     listing = await world.alice.slash(world.channel, "jobs")
     assert listing.response is not None and "succeeded" in listing.response.content
     assert "undeliverable" in listing.response.content
+
