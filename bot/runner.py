@@ -60,6 +60,7 @@ from bot.store.models import (
     Subject,
 )
 from bot.store.refunds import images_charged, refund_due
+from bot.store.sqlite import pid_alive
 from bot.tasks import TaskSet
 from bot.waits import ExternalWait, passthrough
 from bot.webhooks.hub import WebhookHub
@@ -360,7 +361,9 @@ class Runner:
         Returns the settled jobs. `exclude`: jobs the caller is about to take over itself."""
         settled: list[Job] = []
         for job in await self.store.claimable([origin], now=self.clock(), host=self.host):
-            if job.state.terminal or job.id in exclude or job.id in self._live or not await self._claim(job.id):
+            if job.state.terminal or job.id in exclude or job.id in self._live or self._owner_alive_here(job):
+                continue
+            if not await self._claim(job.id):
                 continue
             try:
                 settled.append(await self._settle_abandoned(job))
@@ -369,6 +372,14 @@ class Runner:
             finally:
                 await self.store.release(job.id, self.owner)
         return settled
+
+    def _owner_alive_here(self, job: Job) -> bool:
+        """A lapsed lease whose process still runs on this machine (suspended with Ctrl-Z, say) is not
+        abandoned: that process carries on when it is resumed. Owners are "host:pid:nonce"."""
+        parts = (job.lease_owner or "").rsplit(":", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or parts[0] != self.host:
+            return False
+        return pid_alive(int(parts[1]))
 
     async def _settle_abandoned(self, job: Job) -> Job:
         gone = "the atelier process running it ended before it finished"

@@ -89,3 +89,22 @@ async def test_job_cancel_stops_a_job_another_process_is_running(tmp_path: Path,
         code, result, err = await atelier("job", "cancel", *args, cwd=tmp_path, env=env)
         assert code == 2 and result is not None and message in result["error"] and "Traceback" not in err
     assert len(fal.calls("PUT", "/cancel")) == 1
+
+
+async def test_a_suspended_process_keeps_its_job_though_its_lease_lapsed(tmp_path: Path, fal: FakeFal) -> None:  # noqa: F811
+    import signal
+
+    env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url, LEASE_SECONDS="1")
+    fal.script = JobScript(outcome="never")
+    proc = await start_job(tmp_path, env)
+    await until(lambda: polled_jobs(fal) == 1, "the job at fal")
+    proc.send_signal(signal.SIGSTOP)  # Ctrl-Z: alive, but renewing nothing
+    try:
+        await asyncio.sleep(2.0)
+        jobs = await listed(tmp_path, env)
+        assert jobs[1]["state"] in ("queued", "running") and fal.calls("PUT", "/cancel") == []
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGINT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 130 and json.loads(out.decode())["state"] == "cancelled"
