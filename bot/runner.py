@@ -35,6 +35,7 @@ from bot.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderUnavailableError,
+    StoreBusyError,
 )
 from bot.fairqueue import FairGate
 from bot.operations import EditRequest, ImagineRequest, Request, image_count
@@ -780,6 +781,8 @@ class Runner:
             await asyncio.sleep(DELIVERY_SCAN_S)
             try:
                 await self._deliver_due()
+            except StoreBusyError as exc:
+                log.warning("delivery scan: %s", exc)
             except Exception:
                 log.exception("delivery scan failed; trying again in %.0f s", DELIVERY_SCAN_S)
 
@@ -803,6 +806,8 @@ class Runner:
             await asyncio.sleep(interval)
             try:
                 await self.store.renew_leases(self.owner, now=self.clock(), lease_s=self.settings.lease_seconds)
+            except StoreBusyError as exc:  # another program holds the database: expected, and no bug here
+                log.warning("renewing job leases: %s", exc)
             except Exception:
                 # Leases last three intervals, so one failed renewal loses nothing; keep trying.
                 log.exception("renewing job leases failed")
