@@ -476,6 +476,11 @@ async def _patiently(call: Callable[[], Awaitable[T]], *, default_s: float) -> T
     """Run `call` again while the database is busy, until the calling task's patience runs out."""
     started = time.monotonic()
     until = patience.give_up_at(default_s)
+    try:  # the usual case, without setting up a retry policy for every call
+        return await call()
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc):
+            raise
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_is_busy),
         wait=tenacity.wait_exponential_jitter(multiplier=BUSY_BACKOFF_S[0], max=BUSY_BACKOFF_S[1],
