@@ -18,7 +18,7 @@ async def test_a_lock_delays_a_running_job_and_a_new_command_is_told_the_bot_is_
     running = started_job((await (await alice.run_command(e2e.channel, "imagine", prompt="a kite")).reply()).content)
     await e2e.discord.wait_for(lambda: (row := e2e.db.job(running)) is not None and row["state"] != "pending",
                                what="the job at novita")
-    async with locked(e2e.bot.workdir / "data" / "atelier.db", 6.0):
+    async with locked(e2e.bot.workdir / "data" / "atelier.db", 8.0):
         started = time.monotonic()
         run = await alice.run_command(e2e.channel, "imagine", prompt="a second kite")
         assert await run.acked() < 3.0

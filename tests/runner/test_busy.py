@@ -34,12 +34,12 @@ async def test_a_running_job_waits_out_the_lock_and_a_new_one_is_told_the_bot_is
         while not fal.calls("GET", "/status"):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
-        async with locked(tmp_path / "atelier.db", 4.0):
+        async with locked(tmp_path / "atelier.db", 7.0):
             started = time.monotonic()
             with pytest.raises(StoreBusyError, match="database is busy"):
                 await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="y"), provider="fal")
             assert time.monotonic() - started < 3.5  # refused after the busy timeout, not after the lock
-            await asyncio.sleep(2.5)  # the job has finished at fal while the lock is held
+            await asyncio.sleep(2.0)  # the job has finished at fal while the lock is held
             assert delivery.delivered == []
         await app.runner.wait(job.id)
         deadline = time.monotonic() + 10
