@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,26 @@ async def test_a_suspended_process_keeps_its_job_though_its_lease_lapsed(tmp_pat
     proc.send_signal(signal.SIGINT)
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 130 and json.loads(out.decode())["state"] == "cancelled"
+
+
+async def test_several_commands_at_once_settle_each_abandoned_job_once(tmp_path: Path, fal: FakeFal) -> None:  # noqa: F811
+    env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url)
+    fal.script = JobScript(outcome="never")
+    procs = [await start_job(tmp_path, env) for _ in range(3)]
+    await until(lambda: polled_jobs(fal) == 3, "three jobs at fal")
+    for proc in procs:
+        proc.kill()
+        await proc.communicate()
+
+    async def run(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(ATELIER, *args, cwd=tmp_path, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err
+        return err.decode()
+
+    said = "".join(await asyncio.gather(run("jobs", "--all"), run("quota", "kim"), run("jobs", "--user", "kim"),
+                                        run("quota", "nobody")))
+    assert sorted(int(n) for n in re.findall(r"job (\d+), whose process had ended", said)) == [1, 2, 3]
+    assert len(fal.calls("PUT", "/cancel")) == 3  # each job cancelled at fal once, by whichever command won it
+    assert {row["state"] for row in (await listed(tmp_path, env)).values()} == {"cancelled"}
