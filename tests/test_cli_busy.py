@@ -146,3 +146,21 @@ async def test_ctrl_c_while_an_input_is_downloading_exits_130_at_once(tmp_path: 
         assert result is not None and result["state"] == "cancelled" and "Traceback" not in err
     finally:
         await runner.cleanup()
+
+
+async def test_a_lock_outlasting_the_jobs_deadline_still_ends_in_one_json_line(tmp_path: Path, fal: FakeFal) -> None:  # noqa: F811
+    fal.script = JobScript(duration_s=1.0)
+    env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url, DATABASE_BUSY_TIMEOUT_S="1",
+                    JOB_DEADLINES='{"imagine": 3}')
+    run = asyncio.ensure_future(atelier("job", "imagine", "--prompt", "x", cwd=tmp_path, env=env, timeout=60))
+    await until(lambda: fal.calls("GET", "/status"), "the job at fal")
+    async with locked(tmp_path / "data" / "atelier.db", 10.0):
+        code, result, err = await run
+        assert code == 1, (result, err)
+        assert result is not None and result["job_id"] == 1 and result["state"] == "failed"
+        assert "database is busy" in result["error"]
+    # Once the lock is gone, the next command settles the job the dead process left (it had finished at fal).
+    proc = await asyncio.create_subprocess_exec(ATELIER, "jobs", "--json", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert json.loads(out.decode().splitlines()[0])["state"] == "succeeded"
