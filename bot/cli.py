@@ -495,7 +495,8 @@ async def _jobs_main(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"job_id": job.id, "user": job.subject.user_id, "scope": job.subject.scope,
                               "operation": job.operation, "provider": job.provider, "state": job.state.value,
                               "created_at": job.created_at.isoformat(), "images": len(job.outputs),
-                              "error": job.error_message, "undeliverable": job.undeliverable}))
+                              "error": job.error_message, "undeliverable": job.undeliverable,
+                              "images_charged": 0 if job.refunded else job.cost}))
         return EXIT_OK
     if not jobs:
         print("no jobs yet")

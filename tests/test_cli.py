@@ -377,6 +377,10 @@ async def test_a_job_that_returns_fewer_images_than_asked_charges_what_it_return
                                         "fal", "--user", "zoe", cwd=tmp_path, env=env)
         assert code == 0 and result is not None and len(result["files"]) == 1
         assert "zoe (cli): 1 of 25 images used today, 24 left" in await quota_line(tmp_path, env, "zoe")
+        proc = await asyncio.create_subprocess_exec(ATELIER, "jobs", "--user", "zoe", "--json", cwd=tmp_path,
+                                                    env=env, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        assert json.loads(out.decode())["images_charged"] == 1
         pixazo.script = JobScript(images=1)
         code, result, _ = await atelier("job", "edit", "--image", str(SAMPLE), "--prompt", "autumn", "--count", "3",
                                         "--provider", "pixazo", "--user", "zoe", cwd=tmp_path, env=env)
