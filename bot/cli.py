@@ -47,6 +47,8 @@ from bot.store.models import Job, JobState, Origin, Subject
 from bot.webhooks.fal_signature import FalSignatureVerifier
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
+# After Ctrl-C, how long recording the cancel may wait for a database another program has locked.
+CANCEL_RECORD_S = 3.0
 
 log = logging.getLogger("atelier")
 
@@ -367,16 +369,24 @@ async def _follow_job(app: App, job_id: int, delivery: CliDelivery, result: dict
     if not waiter.done():
         stop.cancel()
         try:
-            await app.runner.cancel(job_id, None, reason="interrupted (Ctrl-C)")
+            async with asyncio.timeout(CANCEL_RECORD_S):
+                await app.runner.cancel(job_id, None, reason="interrupted (Ctrl-C)")
+        except TimeoutError:
+            # The database is locked by another program, so the cancel cannot be recorded yet. Ctrl-C still means
+            # stop now: cancel at the provider all the same; a later command settles the job's row.
+            await app.runner.cancel_at_provider(job_id)
+            result["error"] = "interrupted (Ctrl-C); cancelled at the provider, not yet recorded (database busy)"
         except AtelierError as exc:
             log.warning("could not cancel job %s: %s", job_id, exc)
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(waiter, timeout=15)
         job = await app.store.get_job(job_id)
         assert job is not None
+        noted = result["error"]
         result.update(_job_result(job, delivery.files.get(job_id, [])))
         if not job.state.terminal:
             result["state"] = "cancelled"
+            result["error"] = noted or job.error_message
         return EXIT_INTERRUPTED
     stop.cancel()
     job = await app.store.get_job(job_id)

@@ -74,6 +74,7 @@ HOUSEKEEPING_S = 3600.0
 # Longer than any job takes from storing an image to recording it (inputs: milliseconds; outputs: the download).
 BLOB_WRITE_GRACE = timedelta(days=1)
 FETCH_MIN_S = 60.0
+RELEASE_WAIT_S = 1.0
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
@@ -171,9 +172,14 @@ class Runner:
             # Let submits already on the wire store their handles, so the next start polls them.
             await asyncio.wait(set(self._submits), timeout=15)
         await self.tasks.close()
-        # Hand the jobs back at once, so a successor need not wait for the leases to lapse.
-        for job_id in working:
-            await self.store.release(job_id, self.owner)
+        # Hand the jobs back at once, so a successor need not wait for the leases to lapse. Not worth waiting for
+        # a database another program has locked: a successor on this host takes a dead process's jobs anyway.
+        with patience.patient_for(RELEASE_WAIT_S):
+            for job_id in working:
+                try:
+                    await self.store.release(job_id, self.owner)
+                except StoreBusyError as exc:
+                    log.warning("job %s: lease not released: %s", job_id, exc)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -334,6 +340,23 @@ class Runner:
             await self._deliver_now(done)
         return done
 
+    async def cancel_at_provider(self, job_id: int) -> bool:
+        """Stop a job of this process at once without recording it (the store is locked by another program and
+        the user asked to stop): its worker is cancelled and the job cancelled at the provider where the API
+        allows. The row stays unfinished, leased to this process; once this process is gone, `recover_abandoned`
+        settles it. True when the provider accepted the cancel."""
+        live = self._live.get(job_id)
+        if live is None:
+            return False
+        live.task.cancel()
+        if live.handle is None or live.provider is None:
+            return False
+        try:
+            return await live.provider.cancel(live.handle)
+        except ProviderError as exc:
+            log.warning("cancel of job %s at %s failed: %s", job_id, live.provider.name, exc)
+            return False
+
     async def resume(self, job_id: int) -> bool:
         """Take over one job explicitly (`atelier job resume`): False if a live process holds it."""
         if not await self._claim(job_id):
@@ -419,7 +442,8 @@ class Runner:
             return
         # A database locked by another program (a backup, a VACUUM) must not kill a paid job: its store calls
         # wait until its own deadline (and at least the store's usual patience, for the last writes).
-        patience.be_patient_for((job.deadline_at - self.clock()).total_seconds())
+        patience.be_patient_for(max((job.deadline_at - self.clock()).total_seconds(),
+                                    self.settings.database_busy_timeout_s))
         try:
             if not job.state.terminal:
                 job = await self._advance(job)

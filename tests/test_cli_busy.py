@@ -164,3 +164,30 @@ async def test_a_lock_outlasting_the_jobs_deadline_still_ends_in_one_json_line(t
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     assert json.loads(out.decode().splitlines()[0])["state"] == "succeeded"
+
+
+async def test_ctrl_c_on_a_running_job_while_the_database_is_locked_cancels_at_fal_and_exits_130(
+        tmp_path: Path, fal: FakeFal) -> None:  # noqa: F811
+    fal.script = JobScript(outcome="never")
+    env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url)  # the default busy timeout: 30 s
+    proc = await asyncio.create_subprocess_exec(ATELIER, "job", "imagine", "--prompt", "x", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    await until(lambda: fal.calls("GET", "/status"), "the job at fal")
+    async with locked(tmp_path / "data" / "atelier.db", 15.0):
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 130, err
+        assert time.monotonic() - signalled < 6.0  # not the lock's 15 s, nor the 30 s busy timeout
+        (line,) = out.decode().splitlines()
+        result = json.loads(line)
+        assert result["state"] == "cancelled" and "database busy" in result["error"]
+        assert len(fal.calls("PUT", "/cancel")) == 1  # stopped at the provider all the same
+    # The row could not be written then; the next command settles it by looking at fal, which reports a cancelled
+    # request as ended with "Request was cancelled": over, and charged nothing.
+    proc = await asyncio.create_subprocess_exec(ATELIER, "jobs", "--json", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    listed = json.loads(out.decode().splitlines()[0])
+    assert listed["state"] in ("cancelled", "failed") and "cancelled" in listed["error"], listed
+    assert listed["images_charged"] == 0

@@ -9,6 +9,8 @@ call made by that task and the tasks it starts, without being passed through eac
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 _until: ContextVar[float | None] = ContextVar("store_patient_until", default=None)
@@ -20,9 +22,18 @@ def be_patient_for(seconds: float) -> None:
     _until.set(time.monotonic() + max(0.0, seconds))
 
 
+@contextmanager
+def patient_for(seconds: float) -> Iterator[None]:
+    """Like be_patient_for, for the store calls inside the `with` block only (longer or shorter than usual)."""
+    token = _until.set(time.monotonic() + max(0.0, seconds))
+    try:
+        yield
+    finally:
+        _until.reset(token)
+
+
 def give_up_at(default_s: float) -> float:
-    """The monotonic time at which a store call starting now stops waiting: the task's patience, if longer than
-    the default."""
-    default = time.monotonic() + default_s
+    """The monotonic time at which a store call starting now stops waiting: the task's patience if one is set,
+    else `default_s` from now."""
     until = _until.get()
-    return default if until is None else max(until, default)
+    return time.monotonic() + default_s if until is None else until
