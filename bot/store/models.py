@@ -112,7 +112,9 @@ class Job:
     request: dict[str, Any]
     provider: str
     state: JobState
-    cost: int  # images charged: what was asked for, lowered to what the member got once the job ends
+    # Images charged: what was asked for, lowered to what the member got once the job ends (bot.store.refunds);
+    # a job that gave everything back keeps its cost and reads `refunded`.
+    cost: int
     created_at: datetime
     updated_at: datetime
     deadline_at: datetime

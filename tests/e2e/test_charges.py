@@ -40,3 +40,19 @@ async def test_a_job_that_returns_fewer_images_than_asked_costs_the_images_poste
     job = await e2e.job(job_id)
     assert job["provider"] == "pixazo" and job["cost"] == 1 and job["refunded"] == 0
     assert "You have used **1** of **25** images today" in await quota_text(bob, e2e.channel)
+
+
+async def test_a_retry_of_a_withheld_result_is_not_charged_either(e2e: E2E) -> None:
+    await e2e.providers.script("novita", queue_polls=1, running_polls=1, nsfw=True)
+    carol = await e2e.member("carol")
+    first = started_job((await (await carol.run_command(e2e.channel, "imagine", prompt="x")).reply()).content)
+    withheld = await e2e.result(first)
+    by_button = started_job((await (await carol.click(withheld, "Retry")).reply()).content)
+    await carol.react(withheld, "🔄")
+    by_reaction = await e2e.discord.wait_for(
+        lambda: next((j["id"] for j in e2e.db.jobs_of(carol.id) if j["id"] not in (first, by_button)), None),
+        what="the job the 🔄 reaction started")
+    for job_id in (first, by_button, by_reaction):
+        assert "NSFW" in (await e2e.result(job_id)).content
+        assert (await e2e.job(job_id))["refunded"] == 1
+    assert "You have used **0** of **25** images today" in await quota_text(carol, e2e.channel)
