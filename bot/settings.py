@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     quota_concurrent: int = Field(default=3, ge=1)
     retention_days: float = Field(default=7.0, gt=0)
     lease_seconds: float = Field(default=30.0, gt=0)
-    # Failed attempts to deliver one finished job before it is marked undeliverable (about 80 minutes of
+    # Failed attempts to deliver one finished job before it is marked undeliverable (about 76 minutes of
     # retries with the default backoff of 2 s, 5 s, 15 s, 60 s, then every 5 minutes).
     delivery_max_attempts: int = Field(default=20, ge=1)
 
