@@ -49,7 +49,7 @@ async def open_app(settings: Settings, *, deliverers: Mapping[str, Deliverer], c
     if listen:
         raise_fd_limit()  # the long-running bot holds many sockets; the soft limit is often far below the hard
     async with aiohttp.ClientSession() as session:
-        store = await open_store(settings.database_url)
+        store = await open_store(settings.database_url, busy_timeout_s=settings.database_busy_timeout_s)
         listener: WebhookListener | None = None
         try:
             providers = build_providers(settings, session, webhooks=webhooks)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 
@@ -26,7 +29,11 @@ class BlobStore:
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
         if path.exists():
-            return
+            # Already there (another job's identical image): mark it written now, so that a prune running
+            # before our job's row is committed does not delete it (see delete_unless_written_since).
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(path)
+                return
         path.parent.mkdir(parents=True, exist_ok=True)
         # A name of its own: two jobs may store the same image at the same moment (identical outputs).
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
@@ -39,3 +46,20 @@ class BlobStore:
 
     async def delete(self, sha256: str) -> None:
         await asyncio.to_thread(self.path_for(sha256).unlink, missing_ok=True)
+
+    async def delete_unless_written_since(self, sha256: str, since: datetime) -> bool:
+        """Delete the blob unless it was written (or rewritten by `put`) at or after `since`. True if deleted.
+
+        The store knows which jobs reference a blob only once their rows are committed; a job stores its images
+        first. Keeping recently written blobs closes that gap for pruning."""
+        return await asyncio.to_thread(self._delete_if_older, self.path_for(sha256), since.timestamp())
+
+    @staticmethod
+    def _delete_if_older(path: Path, since: float) -> bool:
+        try:
+            if path.stat().st_mtime >= since:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True

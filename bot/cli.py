@@ -11,10 +11,11 @@ import contextlib
 import getpass
 import json
 import logging
+import math
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from bot.app import App, open_app
 from bot.blobs import BlobStore
-from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError
+from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError, StoreBusyError
 from bot.images import extension_for
 from bot.inputs import read_image
 from bot.operations import (
@@ -38,14 +39,17 @@ from bot.operations import (
     TryonRequest,
 )
 from bot.progress import ProgressLine
+from bot.providers.base import MAX_COUNT
 from bot.providers.registry import Providers, build_providers
 from bot.providers.retirement import ModelProbe
-from bot.runner import RunnerConfig
+from bot.runner import JobNotFoundError, RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
 from bot.webhooks.fal_signature import FalSignatureVerifier
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
+# After Ctrl-C, how long recording the cancel may wait for a database another program has locked.
+CANCEL_RECORD_S = 3.0
 
 log = logging.getLogger("atelier")
 
@@ -57,6 +61,36 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high], refused as a usage error (exit 2), never a traceback."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            wanted = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {value}")
+        return value
+    parse.__name__ = "number"  # argparse names the type in its own messages
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+    return value
+
+
+_COUNT = _int_at_least(1, MAX_COUNT)
+_NON_NEGATIVE = _int_at_least(0)
+_POSITIVE = _int_at_least(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,41 +117,49 @@ def build_parser() -> argparse.ArgumentParser:
     e = ops.add_parser("edit", help="change 1-4 images by a text prompt")
     e.add_argument("--image", required=True, action="append", help="repeat for up to 4 images")
     e.add_argument("--prompt", required=True)
-    e.add_argument("--seed", type=int)
+    e.add_argument("--seed", type=_NON_NEGATIVE)
     e.add_argument("--size", type=str)
-    e.add_argument("--count", type=int, default=1)
-    e.add_argument("--steps", type=int)
-    e.add_argument("--guidance", type=float)
+    e.add_argument("--count", type=_COUNT, default=1)
+    e.add_argument("--steps", type=_POSITIVE)
+    e.add_argument("--guidance", type=_positive_float)
     e.add_argument("--format", dest="output_format", choices=("jpeg", "png"))
     common(e)
     i = ops.add_parser("imagine", help="an image from a prompt")
     i.add_argument("--prompt", required=True)
     i.add_argument("--size", type=str)
-    i.add_argument("--seed", type=int)
-    i.add_argument("--count", type=int, default=1)
+    i.add_argument("--seed", type=_NON_NEGATIVE)
+    i.add_argument("--count", type=_COUNT, default=1)
     common(i)
 
-    r = ops.add_parser("resume", help="finish a job whose `atelier job` process died (never resubmits)")
-    r.add_argument("id", type=int)
-    r.add_argument("--out", default="out", type=Path)
+    _add_job_control(ops)
 
     jobs = sub.add_parser("jobs", help="recent jobs")
     jobs.add_argument("--user", help="whose jobs (default: the OS user)")
     jobs.add_argument("--guild", help="a Discord guild id: list that member's jobs in the guild")
     jobs.add_argument("--all", action="store_true", help="every user's jobs")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--limit", type=_POSITIVE, default=20)
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
 
     quota = sub.add_parser("quota", help="show a user's quota, or set an override")
     quota.add_argument("user")
     quota.add_argument("--guild", help="a Discord guild id: the member's quota in that guild")
-    quota.add_argument("--daily", type=int, help="set this user's daily image limit")
-    quota.add_argument("--concurrent", type=int, help="set this user's limit on jobs in flight")
+    quota.add_argument("--daily", type=_NON_NEGATIVE, help="set this user's daily image limit (0 or more)")
+    quota.add_argument("--concurrent", type=_NON_NEGATIVE, help="set this user's limit on jobs in flight (0 or more)")
 
     sub.add_parser("run", help="start the Discord bot (also what no subcommand does)")
     sub.add_parser("filters", help="list the filters the configured providers offer")
     sub.add_parser("doctor", help="check settings and whether each provider's key is accepted")
     return parser
+
+
+def _add_job_control(ops: Any) -> None:
+    """`atelier job resume` and `atelier job cancel`: acting on a job that already exists."""
+    r = ops.add_parser("resume", help="finish a job whose `atelier job` process died (never resubmits)")
+    r.add_argument("id", type=_POSITIVE)
+    r.add_argument("--out", default="out", type=Path)
+    c = ops.add_parser("cancel", help="cancel a command-line job (at the provider where its API allows)")
+    c.add_argument("id", type=_POSITIVE)
+    c.add_argument("--user", default=None, help="whose job it is (default: the OS user)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,17 +185,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if logging.getLogger().level > logging.DEBUG:
         # discord.py narrates every connection step at INFO; Atelier's own log says what matters.
         logging.getLogger("discord").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except KeyboardInterrupt:  # commands without their own Ctrl-C handling (`jobs`, `quota`, `doctor`, ...)
+        return EXIT_INTERRUPTED
+    except (ConfigError, StoreBusyError) as exc:  # e.g. `atelier quota` while another program locks the database
+        print(f"atelier: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "job":
-        return asyncio.run(_job_main(args, settings))
+        return await _job_main(args, settings)
     if args.command == "jobs":
-        return asyncio.run(_jobs_main(args, settings))
+        return await _jobs_main(args, settings)
     if args.command == "quota":
-        return asyncio.run(_quota_main(args, settings))
+        return await _quota_main(args, settings)
     if args.command == "filters":
-        return asyncio.run(_filters(settings))
+        return await _filters(settings)
     if args.command == "doctor":
-        return asyncio.run(_doctor(settings))
-    return asyncio.run(_run_bot(settings))
+        return await _doctor(settings)
+    return await _run_bot(settings)
 
 
 def _refuse_usage(argv: list[str], message: str) -> int:
@@ -230,6 +282,8 @@ def _public_state(state: JobState) -> str:
 async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
     if args.operation == "resume":
         return await _resume_main(args, settings)
+    if args.operation == "cancel":
+        return await _cancel_main(args, settings)
     started = time.monotonic()
     result: dict[str, Any] = {"job_id": None, "provider": args.provider, "state": "failed", "files": [],
                               "seed": None, "elapsed_s": 0.0, "error": None}
@@ -237,21 +291,24 @@ async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
     progress = ProgressLine(sys.stderr)
     interrupted = _interruptible()
     delivery = CliDelivery(BlobStore(Path()), args.out)
-    code = EXIT_FAILED
-    try:
+
+    async def run() -> int:
         async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
             delivery.blobs = app.blobs
+            await _recover_abandoned(app)
             app.runner.add_listener(progress.update_event)
             try:
                 request = await build_request(args, settings, app.session)
                 job = await app.runner.create(subject, Origin.CLI, request, provider=args.provider)
-            except (InputError, ConfigError, QuotaError) as exc:
+            except (InputError, ConfigError, QuotaError, StoreBusyError) as exc:
                 result["error"] = str(exc)
-                code = EXIT_REFUSED
-            else:
-                result["job_id"], result["provider"] = job.id, job.provider
-                code = await _follow_job(app, job.id, delivery, result, interrupted)
-    except (ConfigError, InputError) as exc:  # e.g. the database cannot be opened
+                return EXIT_REFUSED
+            result["job_id"], result["provider"] = job.id, job.provider
+            return await _follow_job(app, job.id, delivery, result, interrupted)
+
+    try:
+        code = await _until_interrupted(run(), interrupted, result, recorded=lambda: result["job_id"] is not None)
+    except (ConfigError, InputError, StoreBusyError) as exc:  # e.g. the database cannot be opened
         result["error"] = str(exc)
         code = EXIT_REFUSED
     finally:
@@ -261,6 +318,29 @@ async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
     if result["error"]:
         print(f"atelier: {result['error']}", file=sys.stderr)
     return code
+
+
+async def _until_interrupted(body: Coroutine[Any, Any, int], interrupted: asyncio.Event, result: dict[str, Any],
+                             *, recorded: Callable[[], bool]) -> int:
+    """Run a command's body so that Ctrl-C is honoured at once, whatever it waits on (an input download, a busy
+    database, opening the store). Until `recorded()` (the job exists) an interrupt cancels the body: nothing was
+    sent, and the command exits 130. After that the body's own follow loop cancels the job at the provider."""
+    task = asyncio.ensure_future(body)
+    stop = asyncio.ensure_future(interrupted.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and not recorded():
+            task.cancel()
+        await asyncio.wait({task})
+    finally:
+        stop.cancel()
+    if not task.cancelled():
+        return task.result()
+    result["state"] = "cancelled"
+    result["error"] = "interrupted (Ctrl-C) before anything was sent"
+    if result.get("job_id") is not None:  # recorded just as the interrupt came: a later command settles it
+        result["error"] = "interrupted (Ctrl-C) while the job was being recorded"
+    return EXIT_INTERRUPTED
 
 
 def _interruptible() -> asyncio.Event:
@@ -277,19 +357,37 @@ async def _follow_job(app: App, job_id: int, delivery: CliDelivery, result: dict
     waiter = asyncio.ensure_future(app.runner.wait(job_id))
     stop = asyncio.ensure_future(interrupted.wait())
     await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+        # The job's worker died (e.g. the database stayed locked past the job's deadline): say so in the line.
+        stop.cancel()
+        failure = waiter.exception()
+        job = await app.store.get_job(job_id)
+        assert job is not None
+        result.update(_job_result(job, delivery.files.get(job_id, [])))
+        if not job.state.terminal:
+            result["error"] = str(failure) if isinstance(failure, AtelierError) else "an internal error stopped it"
+        return EXIT_OK if job.state is JobState.SUCCEEDED and job_id in delivery.files else EXIT_FAILED
     if not waiter.done():
         stop.cancel()
         try:
-            await app.runner.cancel(job_id, None, reason="interrupted (Ctrl-C)")
+            async with asyncio.timeout(CANCEL_RECORD_S):
+                await app.runner.cancel(job_id, None, reason="interrupted (Ctrl-C)")
+        except TimeoutError:
+            # The database is locked by another program, so the cancel cannot be recorded yet. Ctrl-C still means
+            # stop now: cancel at the provider all the same; a later command settles the job's row.
+            await app.runner.cancel_at_provider(job_id)
+            result["error"] = "interrupted (Ctrl-C); cancelled at the provider, not yet recorded (database busy)"
         except AtelierError as exc:
             log.warning("could not cancel job %s: %s", job_id, exc)
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(waiter, timeout=15)
         job = await app.store.get_job(job_id)
         assert job is not None
+        noted = result["error"]
         result.update(_job_result(job, delivery.files.get(job_id, [])))
         if not job.state.terminal:
             result["state"] = "cancelled"
+            result["error"] = noted or job.error_message
         return EXIT_INTERRUPTED
     stop.cancel()
     job = await app.store.get_job(job_id)
@@ -310,21 +408,27 @@ async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
     result: dict[str, Any] = {"job_id": args.id, "provider": None, "state": "failed", "files": [], "seed": None,
                               "elapsed_s": 0.0, "error": None}
     interrupted = _interruptible()
-    code = EXIT_FAILED
-    try:
+    resumed = False
+
+    async def run() -> int:
+        nonlocal resumed
         async with open_app(settings, deliverers={"cli": delivery}, config=RunnerConfig(adopt=False)) as app:
             delivery.blobs = app.blobs
+            await _recover_abandoned(app, exclude=[args.id])
             job = await app.store.get_job(args.id)
             if job is None or job.origin is not Origin.CLI:
                 result["error"] = f"There is no command-line job {args.id}."
-                code = EXIT_REFUSED
-            elif not await app.runner.resume(job.id):
+                return EXIT_REFUSED
+            if not await app.runner.resume(job.id):
                 result["error"] = (f"Job {job.id} is being worked by another live process "
                                    f"({job.lease_owner}); try again when it has stopped.")
-                code = EXIT_REFUSED
-            else:
-                code = await _follow_job(app, job.id, delivery, result, interrupted)
-    except (ConfigError, InputError) as exc:
+                return EXIT_REFUSED
+            resumed = True
+            return await _follow_job(app, job.id, delivery, result, interrupted)
+
+    try:
+        code = await _until_interrupted(run(), interrupted, result, recorded=lambda: resumed)
+    except (ConfigError, InputError, StoreBusyError) as exc:
         result["error"] = str(exc)
         code = EXIT_REFUSED
     except OSError as exc:
@@ -335,6 +439,51 @@ async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
     if result["error"]:
         print(f"atelier: {result['error']}", file=sys.stderr)
     return code
+
+
+async def _cancel_main(args: argparse.Namespace, settings: Settings) -> int:
+    """Cancel one command-line job, whichever process runs it (or none): one JSON line, exit 0 when cancelled."""
+    started = time.monotonic()
+    result: dict[str, Any] = {"job_id": args.id, "provider": None, "state": "failed", "files": [], "seed": None,
+                              "elapsed_s": 0.0, "error": None}
+    interrupted = _interruptible()
+
+    async def run() -> int:
+        async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+            await _recover_abandoned(app, exclude=[args.id])
+            subject = Subject.cli(args.user or _os_user())
+            job = await app.store.get_job(args.id)
+            if job is None or job.origin is not Origin.CLI:
+                raise JobNotFoundError(f"There is no command-line job {args.id}.")
+            done = await app.runner.cancel(args.id, subject, reason="cancelled with `atelier job cancel`")
+            result.update(_job_result(done, []))
+            result["error"] = None  # the job's own reason says what was asked for
+            if done.state is not JobState.CANCELLED:  # it finished just before the cancel arrived
+                result["error"] = f"Job {done.id} had already {done.state.value}."
+                return EXIT_REFUSED
+            return EXIT_OK
+
+    try:
+        code = await _until_interrupted(run(), interrupted, result, recorded=lambda: False)
+    except (ConfigError, InputError, JobNotFoundError, StoreBusyError) as exc:
+        result["error"] = str(exc)
+        code = EXIT_REFUSED
+    result["elapsed_s"] = round(time.monotonic() - started, 3)
+    _emit(result)
+    if result["error"]:
+        print(f"atelier: {result['error']}", file=sys.stderr)
+    return code
+
+
+async def _recover_abandoned(app: App, *, exclude: Sequence[int] = ()) -> None:
+    """Command-line jobs whose `atelier` process was killed would hold their user's slots for ever: settle them
+    (Runner.recover_abandoned) and say on stderr what became of each."""
+    for job in await app.runner.recover_abandoned(Origin.CLI, exclude=exclude):
+        if job.state is JobState.SUCCEEDED:
+            what = f"had finished at {job.provider}; `atelier job resume {job.id}` writes its images"
+        else:
+            what = f"is now {job.state.value} ({job.error_message})"
+        print(f"atelier: job {job.id}, whose process had ended, {what}.", file=sys.stderr)
 
 
 def _os_user() -> str:
@@ -349,6 +498,7 @@ def _os_user() -> str:
 
 async def _jobs_main(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        await _recover_abandoned(app)
         subject = None if args.all else _subject(args.user or _os_user(), args.guild)
         jobs = await app.store.list_jobs(subject, limit=args.limit)
     if args.json:
@@ -356,12 +506,15 @@ async def _jobs_main(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"job_id": job.id, "user": job.subject.user_id, "scope": job.subject.scope,
                               "operation": job.operation, "provider": job.provider, "state": job.state.value,
                               "created_at": job.created_at.isoformat(), "images": len(job.outputs),
-                              "error": job.error_message}))
+                              "error": job.error_message, "undeliverable": job.undeliverable,
+                              "images_charged": 0 if job.refunded else job.cost}))
         return EXIT_OK
     if not jobs:
         print("no jobs yet")
     for job in jobs:
         detail = f"{len(job.outputs)} image(s)" if job.outputs else (job.error_message or "")
+        if job.undeliverable:
+            detail = f"undeliverable (delivery given up); {detail}"
         print(f"{job.id:>6}  {job.created_at:%Y-%m-%d %H:%M}  {job.subject.user_id:<12.12}  {job.operation:<7}  "
               f"{job.provider:<6}  {job.state.value:<10}  {detail[:60]}")
     return EXIT_OK
@@ -374,6 +527,7 @@ def _subject(user: str, guild: str | None) -> Subject:
 async def _quota_main(args: argparse.Namespace, settings: Settings) -> int:
     subject = _subject(args.user, args.guild)
     async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        await _recover_abandoned(app)
         if args.daily is not None or args.concurrent is not None:
             await app.store.set_limit(subject.scope, "member", subject.user_id, daily=args.daily,
                                       concurrent=args.concurrent)

@@ -48,15 +48,16 @@ class Engine:
     # --- jobs --------------------------------------------------------------------------------------------------
 
     async def start(self, subject: Subject, request: Request, *, channel_id: str,
-                    preferred: Sequence[str] | None, prepare: Prepare) -> Job:
-        """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it."""
+                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
+        """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
+        `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged."""
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
-                                             channel_id=channel_id, prepare=prepare)
+                                             channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
-                    preferred: Sequence[str] | None, prepare: Prepare) -> Job:
+                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
-                                            preferred=preferred, prepare=prepare)
+                                            preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw)
 
     async def cancel(self, job_id: int, subject: Subject) -> Job:
         return await self._app.runner.cancel(job_id, subject)

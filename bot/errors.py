@@ -73,6 +73,10 @@ class OutputError(ProviderError):
     """An output image could not be downloaded or is not an image."""
 
 
+class StoreBusyError(AtelierError):
+    """Another program held the database locked for longer than this call could wait. Nothing was changed."""
+
+
 class QuotaError(AtelierError):
     """The user's quota does not allow this job. Nothing was sent and nothing was charged."""
 

@@ -36,6 +36,7 @@ from bot.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderUnavailableError,
+    StoreBusyError,
 )
 from bot.fairqueue import FairGate
 from bot.operations import EditRequest, ImagineRequest, Request, image_count
@@ -48,6 +49,7 @@ from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHan
 from bot.providers.synchronous import SynchronousCallInterrupted, is_synchronous, placeholder, settle
 from bot.redaction import redact
 from bot.settings import Settings
+from bot.store import patience
 from bot.store.base import JobStore
 from bot.store.models import (
     TERMINAL_STATES,
@@ -61,7 +63,8 @@ from bot.store.models import (
     StoredOutput,
     Subject,
 )
-from bot.store.refunds import refund_due
+from bot.store.refunds import images_charged, refund_due
+from bot.store.sqlite import pid_alive
 from bot.tasks import TaskSet
 from bot.waits import ExternalWait, passthrough
 from bot.webhooks.hub import WebhookHub
@@ -71,7 +74,10 @@ log = logging.getLogger(__name__)
 DELIVERY_BACKOFF_S = (2.0, 5.0, 15.0, 60.0, 300.0)
 DELIVERY_SCAN_S = 2.0
 HOUSEKEEPING_S = 3600.0
+# Longer than any job takes from storing an image to recording it (inputs: milliseconds; outputs: the download).
+BLOB_WRITE_GRACE = timedelta(days=1)
 FETCH_MIN_S = 60.0
+RELEASE_WAIT_S = 1.0
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
@@ -170,9 +176,14 @@ class Runner:
             # Let submits already on the wire store their handles, so the next start polls them.
             await asyncio.wait(set(self._submits), timeout=15)
         await self.tasks.close()
-        # Hand the jobs back at once, so a successor need not wait for the leases to lapse.
-        for job_id in working:
-            await self.store.release(job_id, self.owner)
+        # Hand the jobs back at once, so a successor need not wait for the leases to lapse. Not worth waiting for
+        # a database another program has locked: a successor on this host takes a dead process's jobs anyway.
+        with patience.patient_for(RELEASE_WAIT_S):
+            for job_id in working:
+                try:
+                    await self.store.release(job_id, self.owner)
+                except StoreBusyError as exc:
+                    log.warning("job %s: lease not released: %s", job_id, exc)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -227,13 +238,16 @@ class Runner:
     async def create(self, subject: Subject, origin: Origin, request: Request, *, provider: str | None = None,
                      preferred: Sequence[str] | None = None, channel_id: str | None = None,
                      parent_job_id: int | None = None, extra: Mapping[str, Any] | None = None,
-                     start: bool = True, prepare: Prepare | None = None) -> Job:
+                     start: bool = True, prepare: Prepare | None = None, withhold_nsfw: bool = False) -> Job:
         """Validate, store the inputs, charge the quota and record the job (one transaction), then start it.
 
         `prepare(job)` runs between recording and starting: where the job's receiver first shows it (the Discord
         layer posts its status message there, so progress has somewhere to go). Until it returns the job is leased
         to this process, so nobody else starts it; whatever it raises is logged and the job runs anyway (it is
         charged, and its result is owed).
+
+        `withhold_nsfw`: the result will not be shown if an image is flagged NSFW (a channel that is not
+        age-restricted), so such a result is not charged (bot.store.refunds).
 
         Raises InputError/ConfigError (nothing recorded) or QuotaError (nothing recorded or charged).
         """
@@ -247,7 +261,7 @@ class Runner:
                      channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline,
                      seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},
                      lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
-                     delivery_target=origin.value)
+                     delivery_target=origin.value, withhold_nsfw=withhold_nsfw)
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
         try:
             if prepare is not None:
@@ -309,7 +323,7 @@ class Runner:
     async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
                     channel_id: str | None = None, extra: Mapping[str, Any] | None = None,
                     preferred: Sequence[str] | None = None, start: bool = True,
-                    prepare: Prepare | None = None) -> Job:
+                    prepare: Prepare | None = None, withhold_nsfw: bool = False) -> Job:
         """Retry (the same request) or vary (a new random seed) any job, as `subject`'s new job."""
         original = await self.store.get_job(job_id)
         if original is None:
@@ -331,7 +345,7 @@ class Runner:
             provider = None  # its model was found retired since: the order decides, as for a new job
         return await self.create(subject, origin, request, provider=provider, preferred=preferred,
                                  channel_id=channel_id or original.channel_id, parent_job_id=original.id,
-                                 extra=extra, start=start, prepare=prepare)
+                                 extra=extra, start=start, prepare=prepare, withhold_nsfw=withhold_nsfw)
 
     async def cancel(self, job_id: int, subject: Subject | None, *, reason: str = "cancelled") -> Job:
         """Cancel a job (subject None = an operator). Queued locally: dropped; at the provider: cancelled
@@ -367,6 +381,23 @@ class Runner:
             await self._deliver_now(done)
         return done
 
+    async def cancel_at_provider(self, job_id: int) -> bool:
+        """Stop a job of this process at once without recording it (the store is locked by another program and
+        the user asked to stop): its worker is cancelled and the job cancelled at the provider where the API
+        allows. The row stays unfinished, leased to this process; once this process is gone, `recover_abandoned`
+        settles it. True when the provider accepted the cancel."""
+        live = self._live.get(job_id)
+        if live is None:
+            return False
+        live.task.cancel()
+        if live.handle is None or live.provider is None:
+            return False
+        try:
+            return await live.provider.cancel(live.handle)
+        except ProviderError as exc:
+            log.warning("cancel of job %s at %s failed: %s", job_id, live.provider.name, exc)
+            return False
+
     async def resume(self, job_id: int) -> bool:
         """Take over one job explicitly (`atelier job resume`): False if a live process holds it."""
         if not await self._claim(job_id):
@@ -382,6 +413,55 @@ class Runner:
         if job.id not in self._live:
             self._spawn(job.id)
         return True
+
+    async def recover_abandoned(self, origin: Origin, *, exclude: Sequence[int] = ()) -> list[Job]:
+        """Settle the unfinished jobs of `origin` whose process is gone (same host and its pid gone, or its lease
+        lapsed), so that they stop holding their member's slots. Used by one-shot commands for command-line
+        jobs, which no long-running process adopts. Each job ends here, by what can be known without waiting:
+        - never sent: cancelled (nothing was sent, nothing is charged);
+        - its submit may be on the wire: failed as "interrupted", exactly as a restarted runner fails it;
+        - at the provider: looked at once. Finished there: its result is downloaded and kept (`atelier job
+          resume ID` writes the images); failed there: failed; still running: cancelled at the provider (as
+          Ctrl-C would have) and refunded.
+        Returns the settled jobs. `exclude`: jobs the caller is about to take over itself."""
+        settled: list[Job] = []
+        for job in await self.store.claimable([origin], now=self.clock(), host=self.host):
+            if job.state.terminal or job.id in exclude or job.id in self._live or self._owner_alive_here(job):
+                continue
+            if not await self._claim(job.id):
+                continue
+            try:
+                settled.append(await self._settle_abandoned(job))
+            except (AtelierError, OSError) as exc:
+                log.warning("could not settle abandoned job %s: %s", job.id, exc)
+            finally:
+                await self.store.release(job.id, self.owner)
+        return settled
+
+    def _owner_alive_here(self, job: Job) -> bool:
+        """A lapsed lease whose process still runs on this machine (suspended with Ctrl-Z, say) is not
+        abandoned: that process carries on when it is resumed. Owners are "host:pid:nonce"."""
+        parts = (job.lease_owner or "").rsplit(":", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or parts[0] != self.host:
+            return False
+        return pid_alive(int(parts[1]))
+
+    async def _settle_abandoned(self, job: Job) -> Job:
+        gone = "the atelier process running it ended before it finished"
+        provider = self.providers.get(job.provider) if job.provider in self.providers else None
+        if job.state is JobState.SUBMITTING and not (provider and provider.free_to_resubmit):
+            return await self._fail(job, f"interrupted: {gone}, while sending it; it was not sent again so "
+                                    "that it cannot be charged twice", code="interrupted", charged=None)
+        if provider is not None and not provider.free_to_resubmit and job.handle is not None:
+            try:
+                status = await self.external_wait(provider.poll(RemoteHandle.model_validate(job.handle)),
+                                                  reason=f"{provider.name} status")
+            except ProviderError as exc:
+                log.warning("job %s: one look at %s failed (%s); cancelling it", job.id, provider.name, exc)
+            else:
+                if isinstance(status, Succeeded | Failed | Cancelled):
+                    return await self._conclude(job, provider, status)
+        return await self.cancel(job.id, None, reason=f"cancelled: {gone}")
 
     async def usage(self, subject: Subject) -> QuotaUsage:
         return await self.store.usage(subject, defaults=self.defaults, now=self.clock())
@@ -401,6 +481,10 @@ class Runner:
         job = await self.store.get_job(job_id)
         if job is None:
             return
+        # A database locked by another program (a backup, a VACUUM) must not kill a paid job: its store calls
+        # wait until its own deadline (and at least the store's usual patience, for the last writes).
+        patience.be_patient_for(max((job.deadline_at - self.clock()).total_seconds(),
+                                    self.settings.database_busy_timeout_s))
         try:
             if not job.state.terminal:
                 job = await self._advance(job)
@@ -752,11 +836,16 @@ class Runner:
     async def _finish(self, job: Job, *, announce: bool = True) -> Job:
         """A job just became terminal: apply the refund rule and owe a delivery (both idempotent, so a job
         recovered after a crash at any point in here is finished the same way)."""
-        if refund_due(job) and await self.store.refund(job.id, now=self.clock()):
-            job = await self._reload(job)
+        job = await self._settle(job)
         await self.store.enqueue_delivery(job.id, job.origin.value, now=self.clock())
         if announce:
             await self._emit(JobEvent("finished", job))
+        return job
+
+    async def _settle(self, job: Job) -> Job:
+        """Charge the finished job what its member got (bot.store.refunds); idempotent."""
+        if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
+            job = await self._reload(job)
         return job
 
     async def _cancel_quietly(self, provider: Provider, handle: RemoteHandle) -> None:
@@ -782,15 +871,27 @@ class Runner:
             attempt = self._delivery_failures.get(job.id, 0)
             self._delivery_failures[job.id] = attempt + 1
             wait = DELIVERY_BACKOFF_S[min(attempt, len(DELIVERY_BACKOFF_S) - 1)]
-            log.warning("delivery of job %s failed (attempt %d), retrying in %.0f s: %s", job.id, attempt + 1,
-                        wait, exc)
-            await self.store.delivery_failed(job.id, target, error=str(exc)[:500],
-                                             next_attempt_at=self.clock() + timedelta(seconds=wait))
+            failed = await self.store.delivery_failed(job.id, target, error=str(exc)[:500],
+                                                      next_attempt_at=self.clock() + timedelta(seconds=wait))
+            if failed >= self.settings.delivery_max_attempts:
+                await self._give_up_delivery(job, target, failed, exc)
+                return
+            log.warning("delivery of job %s failed (attempt %d), retrying in %.0f s: %s", job.id, failed, wait, exc)
             return
         finally:
             self._delivering.discard(job.id)
         self._delivery_failures.pop(job.id, None)
         await self.store.delivery_done(job.id, target, now=self.clock())
+        await self.store.release(job.id, self.owner)
+
+    async def _give_up_delivery(self, job: Job, target: str, attempts: int, exc: Exception) -> None:
+        """No delivery is retried forever: the job is marked undeliverable (shown in /jobs and `atelier jobs`)
+        and, its member never having got it, charged nothing."""
+        log.error("delivery of job %s failed %d times; giving up, the job is marked undeliverable: %s", job.id,
+                  attempts, exc)
+        if await self.store.give_up_delivery(job.id, target, error=str(exc)[:500], now=self.clock()):
+            await self._settle(await self._reload(job))
+        self._delivery_failures.pop(job.id, None)
         await self.store.release(job.id, self.owner)
 
     async def _delivery_loop(self) -> None:
@@ -800,6 +901,8 @@ class Runner:
             await asyncio.sleep(DELIVERY_SCAN_S)
             try:
                 await self._deliver_due()
+            except StoreBusyError as exc:
+                log.warning("delivery scan: %s", exc)
             except Exception:
                 log.exception("delivery scan failed; trying again in %.0f s", DELIVERY_SCAN_S)
 
@@ -823,6 +926,8 @@ class Runner:
             await asyncio.sleep(interval)
             try:
                 await self.store.renew_leases(self.owner, now=self.clock(), lease_s=self.settings.lease_seconds)
+            except StoreBusyError as exc:  # another program holds the database: expected, and no bug here
+                log.warning("renewing job leases: %s", exc)
             except Exception:
                 # Leases last three intervals, so one failed renewal loses nothing; keep trying.
                 log.exception("renewing job leases failed")
@@ -836,15 +941,17 @@ class Runner:
             await asyncio.sleep(HOUSEKEEPING_S)
 
     async def prune(self) -> int:
-        """Delete local copies of images of jobs finished more than RETENTION_DAYS ago; rows stay."""
+        """Delete local copies of images of jobs finished more than RETENTION_DAYS ago, unless a job inside
+        retention uses the same image; rows stay. Returns the number of files deleted."""
         cutoff = self.clock() - timedelta(days=self.settings.retention_days)
+        candidates = await self.store.prunable_outputs(finished_before=cutoff)
+        # Blobs are shared by content: an image a newer job still uses (as an input or an output) stays.
+        in_use = await self.store.blobs_in_use(sorted({o.sha256 for _, o in candidates}), finished_before=cutoff)
         pruned = 0
-        jobs_seen: set[int] = set()
-        for job_id, output in await self.store.prunable_outputs(finished_before=cutoff):
-            await self.blobs.delete(output.sha256)
-            jobs_seen.add(job_id)
-            pruned += 1
-        for job_id in jobs_seen:
+        for sha256 in sorted({o.sha256 for _, o in candidates} - in_use):
+            # A blob written (or written again) lately may belong to a job whose row is not committed yet.
+            pruned += await self.blobs.delete_unless_written_since(sha256, self.clock() - BLOB_WRITE_GRACE)
+        for job_id in sorted({job_id for job_id, _ in candidates}):
             await self.store.mark_outputs_pruned(job_id)
         return pruned
 

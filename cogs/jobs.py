@@ -38,7 +38,8 @@ class Jobs(commands.Cog):
                 link = jump_url(ctx.guild_id, job.channel_id, job.message_id or status_message_id(posts))
                 when = discord.utils.format_dt(job.created_at, "R")
                 detail = f"{len(job.outputs)} image(s)" if job.outputs else (job.error_message or "")
-                note = next((p.note for p in reversed(posts) if p.kind is PostKind.RESULT and p.note), None)
+                note = "undeliverable: the result could not be posted" if job.undeliverable else \
+                    next((p.note for p in reversed(posts) if p.kind is PostKind.RESULT and p.note), None)
                 name = OPERATION_NAMES.get(job.operation, job.operation)
                 lines.append(f"{STATE_ICONS.get(job.state.value, '')} **#{job.id}** "
                              f"{name} · {job.provider} · {job.state.value} · {when}"

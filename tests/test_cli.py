@@ -327,3 +327,64 @@ async def test_run_with_the_webhook_port_taken_says_so_and_exits(tmp_path: Path)
             WEBHOOK_PUBLIC_URL="https://atelier.example.com", WEBHOOK_HOST="127.0.0.1", WEBHOOK_PORT=str(port)))
     assert code == 2
     assert f"cannot bind 127.0.0.1:{port}" in err and "WEBHOOK_PORT" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["quota", "bob", "--daily", "-5"], "argument --daily: must be 0 or more, not -5"),
+    (["quota", "bob", "--concurrent", "-1"], "argument --concurrent: must be 0 or more, not -1"),
+    (["quota", "bob", "--daily", "lots"], "argument --daily: 'lots' is not a whole number"),
+    (["jobs", "--limit", "0"], "argument --limit: must be 1 or more, not 0"),
+    (["job", "resume", "-4"], "argument id: must be 1 or more, not -4"),
+    (["job", "imagine", "--prompt", "x", "--count", "0"], "argument --count: must be from 1 to 4, not 0"),
+    (["job", "imagine", "--prompt", "x", "--seed", "-1"], "argument --seed: must be 0 or more, not -1"),
+    (["job", "edit", "--image", "in.png", "--prompt", "x", "--steps", "0"], "argument --steps: must be 1 or more"),
+    (["job", "edit", "--image", "in.png", "--prompt", "x", "--guidance", "nan"], "argument --guidance: must be a"),
+])
+async def test_a_bad_number_is_one_usage_line_exit_2_and_changes_nothing(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    env = clean_env()
+    code, result, err = await atelier(*args, cwd=tmp_path, env=env)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and message in err and "Traceback" not in err
+    if args[0] == "job":
+        assert result is not None and result["state"] == "failed" and message in result["error"]
+    else:
+        assert result is None
+    proc = await asyncio.create_subprocess_exec(ATELIER, "quota", "bob", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert "0 of 25 images used today" in out.decode() and "jobs in flight: 0 of 3" in out.decode()
+
+
+async def quota_line(tmp_path: Path, env: dict[str, str], user: str) -> str:
+    proc = await asyncio.create_subprocess_exec(ATELIER, "quota", user, cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return out.decode()
+
+
+async def test_a_job_that_returns_fewer_images_than_asked_charges_what_it_returned(
+        tmp_path: Path, fal: FakeFal) -> None:
+    from tests.fakes.pixazo import FakePixazo
+
+    pixazo = FakePixazo(key="pixazo-cli-key")
+    await pixazo.start()
+    try:
+        env = clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url, PIXAZO_API_KEY=pixazo.key,
+                        PIXAZO_BASE_URL=pixazo.base_url)
+        fal.script = JobScript(images=1)
+        code, result, _ = await atelier("job", "imagine", "--prompt", "four foxes", "--count", "4", "--provider",
+                                        "fal", "--user", "zoe", cwd=tmp_path, env=env)
+        assert code == 0 and result is not None and len(result["files"]) == 1
+        assert "zoe (cli): 1 of 25 images used today, 24 left" in await quota_line(tmp_path, env, "zoe")
+        proc = await asyncio.create_subprocess_exec(ATELIER, "jobs", "--user", "zoe", "--json", cwd=tmp_path,
+                                                    env=env, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        assert json.loads(out.decode())["images_charged"] == 1
+        pixazo.script = JobScript(images=1)
+        code, result, _ = await atelier("job", "edit", "--image", str(SAMPLE), "--prompt", "autumn", "--count", "3",
+                                        "--provider", "pixazo", "--user", "zoe", cwd=tmp_path, env=env)
+        assert code == 0 and result is not None and len(result["files"]) == 1
+        assert "zoe (cli): 2 of 25 images used today, 23 left" in await quota_line(tmp_path, env, "zoe")
+    finally:
+        await pixazo.stop()

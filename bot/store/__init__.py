@@ -24,21 +24,22 @@ from bot.store.models import (
     StoredOutput,
     Subject,
 )
-from bot.store.refunds import refund_due
-from bot.store.sqlite import SqliteJobStore, sqlite_path
+from bot.store.refunds import images_charged, refund_due
+from bot.store.sqlite import BUSY_TIMEOUT_S, SqliteJobStore, sqlite_path
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-async def open_store(database_url: str) -> SqliteJobStore:
-    """Open the store DATABASE_URL names, creating and migrating it as needed.
+async def open_store(database_url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> SqliteJobStore:
+    """Open the store DATABASE_URL names, creating and migrating it as needed. `busy_timeout_s`: how long a
+    call outside a running job waits for another program's lock (DATABASE_BUSY_TIMEOUT_S).
 
     Error messages name the URL's scheme at most: a server URL may carry a password.
     """
     match = _SCHEME.match(database_url)
     scheme = match[1].lower() if match else ""
     if scheme == "sqlite":
-        return await SqliteJobStore.open(sqlite_path(database_url))
+        return await SqliteJobStore.open(sqlite_path(database_url), busy_timeout_s=busy_timeout_s)
     if scheme.startswith("postgres"):
         raise ConfigError("DATABASE_URL: PostgreSQL is not supported yet; use an SQLite file such as "
                           "sqlite:///data/atelier.db.")
@@ -62,6 +63,7 @@ __all__ = [
     "SqliteJobStore",
     "StoredOutput",
     "Subject",
+    "images_charged",
     "open_store",
     "refund_due",
 ]

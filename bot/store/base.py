@@ -57,6 +57,10 @@ class JobStore(Protocol):
     async def refund(self, job_id: int, *, now: datetime) -> bool:
         """Give the job's cost back (once). True when this call refunded it."""
 
+    async def settle_cost(self, job_id: int, *, images: int, now: datetime) -> bool:
+        """Charge the job `images` (bot.store.refunds.images_charged): its cost is lowered to that, never raised,
+        and 0 refunds it in full (`refund`). Applying it again changes nothing. True when this call changed it."""
+
     # --- quotas ------------------------------------------------------------------------------------------
     async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage: ...
 
@@ -90,7 +94,12 @@ class JobStore(Protocol):
     async def due_deliveries(self, *, now: datetime, targets: Sequence[str], limit: int = 100) -> list[Delivery]:
         """Pending deliveries of finished jobs whose next attempt is due, oldest first."""
 
-    async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> None: ...
+    async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> int:
+        """Count a failed attempt of a pending delivery; returns the attempts failed so far (0: none pending)."""
+
+    async def give_up_delivery(self, job_id: int, target: str, *, error: str, now: datetime) -> bool:
+        """Mark a pending delivery undeliverable: it is never tried again, and the job reads `undeliverable`.
+        False if it was not pending (delivered meanwhile, or given up already)."""
 
     async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
         """Mark delivered. False if it was already done (someone else delivered it). Records the delivery
@@ -120,7 +129,12 @@ class JobStore(Protocol):
     async def post_by_message(self, message_id: int | str) -> DiscordPost | None: ...
 
     # --- housekeeping ------------------------------------------------------------------------------------
-    async def prunable_outputs(self, *, finished_before: datetime) -> list[tuple[int, StoredOutput]]: ...
+    async def prunable_outputs(self, *, finished_before: datetime) -> list[tuple[int, StoredOutput]]:
+        """Kept outputs of jobs finished before the cutoff and owed no delivery."""
+
+    async def blobs_in_use(self, sha256s: Sequence[str], *, finished_before: datetime) -> set[str]:
+        """Which of these blobs a job that pruning leaves alone still uses (an input, or a kept output): one
+        unfinished, finished at or after the cutoff, or owed a delivery. Blobs are shared by content."""
 
     async def mark_outputs_pruned(self, job_id: int) -> None: ...
 

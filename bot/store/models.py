@@ -35,6 +35,7 @@ class Origin(StrEnum):
 class DeliveryState(StrEnum):
     PENDING = "pending"
     DONE = "done"
+    UNDELIVERABLE = "undeliverable"  # given up after DELIVERY_MAX_ATTEMPTS failed attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ class NewJob:
     operation: str
     request: dict[str, Any]  # the full validated request, images as {"sha256", "mime", ...} references
     provider: str
-    cost: int  # images charged against the daily quota
+    cost: int  # images reserved against the daily quota (what was asked for)
     channel_id: str | None = None
     parent_job_id: int | None = None
     deadline_s: float = 600.0
@@ -89,6 +90,9 @@ class NewJob:
     # and a delivery is owed from the first moment (a crash can never leave a finished job with nobody owing it).
     lease: Lease | None = None
     delivery_target: str | None = None
+    # The result will be withheld if the provider flags an image NSFW (a Discord channel that is not
+    # age-restricted), so such a result is not charged. Kept in `extra` (WITHHOLD_NSFW_KEY): see Job.
+    withhold_nsfw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,8 @@ class Job:
     request: dict[str, Any]
     provider: str
     state: JobState
+    # Images charged: what was asked for, lowered to what the member got once the job ends (bot.store.refunds);
+    # a job that gave everything back keeps its cost and reads `refunded`.
     cost: int
     created_at: datetime
     updated_at: datetime
@@ -134,6 +140,16 @@ class Job:
     # The job's public identity: random, unique across installations (row ids start at 1 in every database).
     # What buttons and posts carry; the row id is only ever shown to people.
     token: str = ""
+    # Delivery was given up after DELIVERY_MAX_ATTEMPTS failed attempts (read from the outbox).
+    undeliverable: bool = False
+
+    @property
+    def withhold_nsfw(self) -> bool:
+        """Written into `extra` once, at creation; every writer of `extra` copies the job's own, so it stays."""
+        return bool(self.extra.get(WITHHOLD_NSFW_KEY))
+
+
+WITHHOLD_NSFW_KEY = "withhold_nsfw"
 
 
 class PostKind(StrEnum):

@@ -12,6 +12,12 @@ How it stays correct when several coroutines, connections or processes share one
   statements must never land inside another coroutine's open transaction.
 * WAL journal mode lets readers carry on while one process writes; `busy_timeout` makes a writer wait
   for the lock instead of failing at once.
+* A lock held for longer (a backup, a VACUUM, a stuck process) must not kill a paid job: every public call is
+  retried with backoff while SQLite says the database is busy, for as long as the calling task may wait
+  (bot.store.patience: a running job until its deadline, anything else DATABASE_BUSY_TIMEOUT_S), then fails
+  with StoreBusyError. SQLite's own wait is kept short (BUSY_ATTEMPT_S) so that the wait stays in asyncio, where
+  Ctrl-C and cancellation reach it. Re-running a call is safe: a busy error means its transaction never began
+  (BEGIN IMMEDIATE takes the lock first) or its single statement did not apply.
 
 Timestamps are stored as ISO-8601 UTC text of one fixed width ("2025-01-31T09:15:00.000000+00:00"), so text
 comparison in SQL is time comparison and the file stays readable in the sqlite3 shell. Every datetime read
@@ -28,6 +34,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import os
@@ -35,19 +42,23 @@ import re
 import secrets
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
+import tenacity
 
-from bot.errors import ConfigError, QuotaError
+from bot.errors import ConfigError, QuotaError, StoreBusyError
+from bot.store import patience
 from bot.store.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
+    WITHHOLD_NSFW_KEY,
     Delivery,
     DeliveryState,
     DiscordPost,
@@ -62,9 +73,13 @@ from bot.store.models import (
     Subject,
 )
 
-# How long a writer waits for another connection's write lock before giving up. Transactions here last
-# milliseconds; ten seconds only runs out if something is badly wrong (a process stuck holding the lock).
-BUSY_TIMEOUT_S = 10.0
+# How long a call outside a running job waits for another program's lock before StoreBusyError (a running job
+# waits until its deadline). Transactions here last milliseconds; this only runs out when something outside holds
+# the file (a backup, a VACUUM, a stuck process). DATABASE_BUSY_TIMEOUT_S overrides it.
+BUSY_TIMEOUT_S = 30.0
+# SQLite's own wait within one attempt; the retries between attempts run in asyncio, so they can be cancelled.
+BUSY_ATTEMPT_S = 0.5
+BUSY_BACKOFF_S = (0.02, 1.0)  # first and longest pause between attempts (exponential, with jitter)
 WAL_SWITCH_RETRY_S = 0.01
 # Long provider error texts are cut: the outbox row is for the operator, not a log archive.
 MAX_DELIVERY_ERROR_CHARS = 2000
@@ -72,6 +87,11 @@ LIMIT_KINDS = frozenset({"member", "role", "scope"})
 
 _MIGRATIONS_PACKAGE = "bot.store.migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+# Job rows as callers see them: the columns, and whether the outbox gave up delivering the job.
+# ('undeliverable' is DeliveryState.UNDELIVERABLE.)
+_JOB_SELECT = ("SELECT jobs.*, EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = jobs.id"
+               " AND d.state = 'undeliverable') AS undeliverable FROM jobs")
 
 # Bound as JSON arrays for `IN (SELECT value FROM json_each(?))`; sorted so statements are reproducible.
 _TERMINAL_JSON = json.dumps(sorted(s.value for s in TERMINAL_STATES))
@@ -220,6 +240,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         lease_expires_at=_dt_or_none(row["lease_expires_at"]),
         extra=json.loads(row["extra"]),
         token=row["token"] or "",
+        undeliverable=bool(row["undeliverable"]) if "undeliverable" in row.keys() else False,  # noqa: SIM118
     )
 
 
@@ -441,23 +462,85 @@ async def apply_migrations(db: aiosqlite.Connection, *, label: str, up_to: int |
     return max(current, await _user_version(db))
 
 
-async def _enable_wal(db: aiosqlite.Connection) -> None:
+async def _enable_wal(db: aiosqlite.Connection, *, wait_s: float) -> None:
     """Switch the file to WAL (a no-op when it already is).
 
     Switching a new file needs an exclusive lock, and when several processes open the same new file at once
     SQLite answers "database is locked" straight away instead of waiting in the busy handler; so wait here.
     """
     loop = asyncio.get_running_loop()
-    give_up_at = loop.time() + BUSY_TIMEOUT_S
+    give_up_at = loop.time() + wait_s
     while True:
         try:
             await db.execute_fetchall("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() > give_up_at:
+            if not _is_busy(exc):
                 raise
+            if loop.time() > give_up_at:
+                raise _busy_error(wait_s) from exc
             await asyncio.sleep(WAL_SWITCH_RETRY_S)
         else:
             return
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+S = TypeVar("S", bound="SqliteJobStore")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    # Extended codes (SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_RECOVERY, ...) share the primary code's low byte.
+    return isinstance(exc, sqlite3.OperationalError) and (exc.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def _busy_error(waited_s: float) -> StoreBusyError:
+    return StoreBusyError(f"The database is busy: another program has kept it locked for {waited_s:.0f} s (a backup "
+                          "or a stuck process?). Nothing was changed; please try again in a minute.")
+
+
+async def _patiently(call: Callable[[], Awaitable[T]], *, default_s: float) -> T:
+    """Run `call` again while the database is busy, until the calling task's patience runs out."""
+    started = time.monotonic()
+    until = patience.give_up_at(default_s)
+    try:  # the usual case, without setting up a retry policy for every call
+        return await call()
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc):
+            raise
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(_is_busy),
+        wait=tenacity.wait_exponential_jitter(multiplier=BUSY_BACKOFF_S[0], max=BUSY_BACKOFF_S[1],
+                                              jitter=BUSY_BACKOFF_S[0]),
+        stop=lambda state: time.monotonic() >= until, reraise=True)
+    try:
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise _busy_error(time.monotonic() - started) from exc
+        raise
+    raise AssertionError("tenacity stops by raising")  # pragma: no cover
+
+
+def _patient(method: Callable[Concatenate[S, P], Awaitable[T]]) -> Callable[Concatenate[S, P], Awaitable[T]]:
+    @functools.wraps(method)
+    async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await _patiently(lambda: method(self, *args, **kwargs), default_s=self.busy_timeout_s)
+    return call
+
+
+# Not retried as a whole: opening has its own waits, closing must not wait on other programs.
+_NOT_PATIENT = frozenset({"open", "close"})
+
+
+def _patient_methods(cls: type[S]) -> type[S]:
+    """Every public coroutine method of the store waits out a busy database (see the module docstring),
+    including methods added later, so no call on a job's path can be forgotten."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and name not in _NOT_PATIENT and inspect.iscoroutinefunction(value):
+            setattr(cls, name, _patient(value))
+    return cls
 
 
 def sqlite_path(database_url: str) -> str:
@@ -475,30 +558,35 @@ def sqlite_path(database_url: str) -> str:
 
 # --- the store ---------------------------------------------------------------------------------------------
 
+@_patient_methods
 class SqliteJobStore:
     """`JobStore` on one SQLite file. Build it with `bot.store.open_store` (or `SqliteJobStore.open`)."""
 
-    def __init__(self, db: aiosqlite.Connection, path: str, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: str, *, clock: Callable[[], datetime] = utcnow,
+                 busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
         # The time for writes whose caller passes none (the Discord layer never reads a clock of its own).
         self.clock = clock
+        self.busy_timeout_s = busy_timeout_s
 
     @classmethod
-    async def open(cls, path: str, *, migrate_up_to: int | None = None) -> SqliteJobStore:
+    async def open(cls, path: str, *, migrate_up_to: int | None = None,
+                   busy_timeout_s: float = BUSY_TIMEOUT_S) -> SqliteJobStore:
         """Open (creating if needed) the database file and bring its schema up to date.
 
-        `migrate_up_to` stops at an older schema version; it exists for upgrade tests only.
+        `migrate_up_to` stops at an older schema version; it exists for upgrade tests only. `busy_timeout_s`:
+        how long a call outside a running job waits for another program's lock (StoreBusyError after that).
         """
         if path != ":memory:":
             await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_ATTEMPT_S)
         try:
             db.row_factory = sqlite3.Row
             try:
                 # The first statement that reads the file: a file that is not SQLite fails here.
-                await _enable_wal(db)
+                await _enable_wal(db, wait_s=busy_timeout_s)
             except sqlite3.DatabaseError as exc:
                 if exc.sqlite_errorcode != sqlite3.SQLITE_NOTADB:
                     raise
@@ -507,11 +595,12 @@ class SqliteJobStore:
             # NORMAL is safe in WAL mode: a power cut can lose the last commits, never corrupt the file.
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
-            await apply_migrations(db, label=path, up_to=migrate_up_to)
+            await _patiently(lambda: apply_migrations(db, label=path, up_to=migrate_up_to),
+                             default_s=busy_timeout_s)
         except BaseException:
             await db.close()
             raise
-        return cls(db, path)
+        return cls(db, path, busy_timeout_s=busy_timeout_s)
 
     async def close(self) -> None:
         async with self._lock:
@@ -559,7 +648,7 @@ class SqliteJobStore:
             await cursor.close()
 
     async def _job(self, db: aiosqlite.Connection, job_id: int) -> Job | None:
-        rows = await self._rows(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = await self._rows(db, f"{_JOB_SELECT} WHERE id = ?", (job_id,))
         return _job_from_row(rows[0]) if rows else None
 
     # --- jobs ------------------------------------------------------------------------------------------
@@ -570,6 +659,7 @@ class SqliteJobStore:
         if not new.deadline_s > 0:
             raise ValueError(f"deadline_s must be positive, not {new.deadline_s}")
         created = _ts(now)
+        extra = {**new.extra, WITHHOLD_NSFW_KEY: True} if new.withhold_nsfw else new.extra
         async with self._transaction() as db:
             usage = await self._usage(db, new.subject, defaults=defaults, now=now)
             if usage.used_today + new.cost > usage.limits.daily:
@@ -591,7 +681,7 @@ class SqliteJobStore:
                 (new.subject.scope, new.subject.user_id, Origin(new.origin).value, new.operation,
                  _json(new.request), new.provider, JobState.PENDING.value, new.cost, created, created,
                  _ts(now + timedelta(seconds=new.deadline_s)), new.parent_job_id,
-                 _enc_text_or_none(new.channel_id), _enc_text_or_none(new.seed), _enc_extra(new.extra),
+                 _enc_text_or_none(new.channel_id), _enc_text_or_none(new.seed), _enc_extra(extra),
                  lease.owner if lease else None, lease.host if lease else None, lease.pid if lease else None,
                  _ts(now + timedelta(seconds=lease.seconds)) if lease else None, new_token()))
             job_id = cursor.lastrowid
@@ -626,12 +716,12 @@ class SqliteJobStore:
             if subject is None:
                 rows = await self._rows(
                     self._db,
-                    "SELECT * FROM jobs WHERE state IN (SELECT value FROM json_each(?))"
+                    f"{_JOB_SELECT} WHERE state IN (SELECT value FROM json_each(?))"  # noqa: S608 - constant
                     " ORDER BY created_at DESC, id DESC LIMIT ?", (states_json, limit))
             else:
                 rows = await self._rows(
                     self._db,
-                    "SELECT * FROM jobs WHERE scope = ? AND user_id = ?"
+                    f"{_JOB_SELECT} WHERE scope = ? AND user_id = ?"  # noqa: S608 - constant text
                     " AND state IN (SELECT value FROM json_each(?))"
                     " ORDER BY created_at DESC, id DESC LIMIT ?",
                     (subject.scope, subject.user_id, states_json, limit))
@@ -686,6 +776,20 @@ class SqliteJobStore:
             changed = await self._changes(
                 db, "UPDATE jobs SET refunded = 1, updated_at = ? WHERE id = ? AND refunded = 0",
                 (_ts(now), job_id))
+            if not changed and not await self._rows(db, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)):
+                raise KeyError(job_id)
+        return changed == 1
+
+    async def settle_cost(self, job_id: int, *, images: int, now: datetime) -> bool:
+        if images < 0:
+            raise ValueError(f"images must be 0 or more, not {images}")
+        if images == 0:
+            return await self.refund(job_id, now=now)
+        async with self._transaction() as db:
+            # Only ever lowers the cost, so settling again (after a crash, or twice by two paths) changes nothing.
+            changed = await self._changes(
+                db, "UPDATE jobs SET cost = ?, updated_at = ? WHERE id = ? AND cost > ? AND refunded = 0",
+                (images, _ts(now), job_id, images))
             if not changed and not await self._rows(db, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)):
                 raise KeyError(job_id)
         return changed == 1
@@ -847,14 +951,25 @@ class SqliteJobStore:
                 (DeliveryState.PENDING.value, _ts(now), _json(list(targets)), _IN_FLIGHT_JSON, max(0, limit)))
         return [_delivery_from_row(r) for r in rows]
 
-    async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> None:
+    async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> int:
         async with self._lock:
-            await self._changes(
+            rows = await self._rows(
                 self._db,
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
-                " WHERE job_id = ? AND target = ? AND state = ?",
+                " WHERE job_id = ? AND target = ? AND state = ? RETURNING attempts",
                 (error[:MAX_DELIVERY_ERROR_CHARS], _ts(next_attempt_at), job_id, target,
                  DeliveryState.PENDING.value))
+        return int(rows[0][0]) if rows else 0
+
+    async def give_up_delivery(self, job_id: int, target: str, *, error: str, now: datetime) -> bool:
+        async with self._lock:
+            changed = await self._changes(
+                self._db,
+                "UPDATE deliveries SET state = ?, last_error = ?, done_at = ? WHERE job_id = ? AND target = ?"
+                " AND state = ?",
+                (DeliveryState.UNDELIVERABLE.value, error[:MAX_DELIVERY_ERROR_CHARS], _ts(now), job_id, target,
+                 DeliveryState.PENDING.value))
+        return changed == 1
 
     async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
         done_at = _ts(now)
@@ -889,10 +1004,33 @@ class SqliteJobStore:
                 " AND COALESCE(finished_at, updated_at) < ?"
                 " AND EXISTS (SELECT 1 FROM json_each(jobs.outputs)"
                 "             WHERE json_extract(value, '$.path') IS NOT NULL)"
+                # A delivery still owed needs its images, however old the job.
+                " AND id NOT IN (SELECT job_id FROM deliveries WHERE state = ?)"
                 " ORDER BY id",
-                (_TERMINAL_JSON, _ts(finished_before)))
+                (_TERMINAL_JSON, _ts(finished_before), DeliveryState.PENDING.value))
         return [(row["id"], output) for row in rows for output in _dec_outputs(row["outputs"])
                 if output.path is not None]
+
+    async def blobs_in_use(self, sha256s: Sequence[str], *, finished_before: datetime) -> set[str]:
+        if not sha256s:
+            return set()
+        async with self._lock:
+            rows = await self._rows(
+                self._db,
+                # The jobs pruning leaves alone: unfinished, finished inside retention, or owed a delivery.
+                "WITH keep AS (SELECT request, outputs FROM jobs"
+                "  WHERE state NOT IN (SELECT value FROM json_each(?)) OR COALESCE(finished_at, updated_at) >= ?"
+                "     OR id IN (SELECT job_id FROM deliveries WHERE state = ?)),"
+                " wanted AS (SELECT value AS sha FROM json_each(?))"
+                # Inputs are referenced anywhere in the request (every image reference has a sha256 key) ...
+                " SELECT t.value FROM keep, json_tree(keep.request) AS t"
+                "  WHERE t.key = 'sha256' AND t.value IN (SELECT sha FROM wanted)"
+                # ... outputs by their entries, while the job still keeps its local copy.
+                " UNION SELECT json_extract(o.value, '$.sha256') FROM keep, json_each(keep.outputs) AS o"
+                "  WHERE json_extract(o.value, '$.path') IS NOT NULL"
+                "    AND json_extract(o.value, '$.sha256') IN (SELECT sha FROM wanted)",
+                (_TERMINAL_JSON, _ts(finished_before), DeliveryState.PENDING.value, _json(sorted(set(sha256s)))))
+        return {str(row[0]) for row in rows}
 
     async def mark_outputs_pruned(self, job_id: int) -> None:
         async with self._transaction() as db:

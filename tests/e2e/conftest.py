@@ -35,6 +35,8 @@ BOT_SETTINGS = {
     "POLL_MIN_S": "0.1", "POLL_MAX_S": "0.3", "HTTP_BACKOFF_BASE_S": "0.05", "HTTP_TIMEOUT_S": "10",
     "JOB_DEADLINE_S": "60", "PROVIDER_REQUESTS_PER_SECOND": "0", "QUOTA_DAILY": "25", "QUOTA_CONCURRENT": "10",
     "LEASE_SECONDS": "15", "LOG_LEVEL": "INFO",
+    # A new command gives up on a database locked by another program after 2 s (tests/e2e/test_locked_db.py).
+    "DATABASE_BUSY_TIMEOUT_S": "2",
 }
 # Every new job at every provider: one poll queued, one running, then done.
 DEFAULT_SCRIPT = {"queue_polls": 1, "running_polls": 1}

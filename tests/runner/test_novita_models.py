@@ -107,7 +107,6 @@ async def test_fewer_images_than_asked_succeeds_with_those(tmp_path: Path, fal: 
     assert done.state is JobState.SUCCEEDED and len(done.outputs) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="charging what was delivered lands with the hardening issue's item 9")
 async def test_fewer_images_than_asked_is_charged_for_what_came_back(tmp_path: Path, fal: FakeFal,
                                                                      novita: FakeNovita) -> None:
     novita.seedream_counts = [2]
