@@ -43,7 +43,7 @@ from bot.operations import EditRequest, ImagineRequest, Request, image_count
 from bot.providers.base import Provider
 from bot.providers.durations import DurationBook
 from bot.providers.hints import CompletionHint
-from bot.providers.polling import PollSchedule, wait_for_result
+from bot.providers.polling import PollSchedule, cancel_quietly, wait_for_result
 from bot.providers.registry import Providers
 from bot.providers.status import Cancelled, Failed, JobStatus, Queued, RemoteHandle, Running, Succeeded
 from bot.providers.synchronous import SynchronousCallInterrupted, is_synchronous, placeholder, settle
@@ -372,10 +372,7 @@ class Runner:
         if done.handle:
             handle = RemoteHandle.model_validate(done.handle)
             if handle.provider in self.providers:
-                try:
-                    await self.providers.get(handle.provider).cancel(handle)
-                except ProviderError as exc:
-                    log.warning("cancel of job %s at %s failed: %s", job_id, handle.provider, exc)
+                await cancel_quietly(self.providers.get(handle.provider), handle)
         done = await self._finish(done)
         if done.origin.value in self.deliverers and await self._claim(job_id):
             await self._deliver_now(done)
@@ -392,11 +389,7 @@ class Runner:
         live.task.cancel()
         if live.handle is None or live.provider is None:
             return False
-        try:
-            return await live.provider.cancel(live.handle)
-        except ProviderError as exc:
-            log.warning("cancel of job %s at %s failed: %s", job_id, live.provider.name, exc)
-            return False
+        return await cancel_quietly(live.provider, live.handle)
 
     async def resume(self, job_id: int) -> bool:
         """Take over one job explicitly (`atelier job resume`): False if a live process holds it."""
@@ -643,7 +636,7 @@ class Runner:
                                              state=JobState.QUEUED, handle=handle.model_dump(mode="json"),
                                              submitted_at=self.clock())
         if stored is None:  # cancelled while the submit was on the wire: cancel it there too
-            await self._cancel_quietly(provider, handle)
+            await cancel_quietly(provider, handle)
             return None
         self._live_handle(job_id, handle, provider)
         self._submitted_here.add(job_id)
@@ -847,12 +840,6 @@ class Runner:
         if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
             job = await self._reload(job)
         return job
-
-    async def _cancel_quietly(self, provider: Provider, handle: RemoteHandle) -> None:
-        try:
-            await provider.cancel(handle)
-        except ProviderError as exc:
-            log.warning("cancel at %s failed: %s", provider.name, exc)
 
     # --- delivery ----------------------------------------------------------------------------------------------
 

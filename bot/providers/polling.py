@@ -146,7 +146,7 @@ async def wait_for_result(
             if ending is None or (hint is not None and hint.status is not None):
                 continue  # look again; or the verified outcome came in meanwhile, and it wins
             # We stop following it, so stop it running (and billing) at the provider too, where we can.
-            await _cancel_quietly(provider, handle)
+            await cancel_quietly(provider, handle)
             return ending
         malformed = 0
         if on_status is not None:
@@ -176,7 +176,9 @@ async def _pause(seconds: float, hint: CompletionHint | None) -> bool:
     return await hint.wait(seconds)
 
 
-async def _cancel_quietly(provider: Provider, handle: RemoteHandle) -> bool:
+async def cancel_quietly(provider: Provider, handle: RemoteHandle) -> bool:
+    """Cancel at the provider where its API allows; a failure is logged, never raised (the job ends anyway).
+    True when the provider accepted the cancel."""
     try:
         return await provider.cancel(handle)
     except ProviderError as exc:
@@ -199,7 +201,7 @@ async def _expire(provider: Provider, handle: RemoteHandle, *, look: bool = Fals
                 if on_status is not None:
                     await on_status(status)
                 return status
-    cancelled = await _cancel_quietly(provider, handle)
+    cancelled = await cancel_quietly(provider, handle)
     reason = "it did not finish before its deadline"
     if cancelled:
         reason += "; it was cancelled at the provider"

@@ -45,7 +45,7 @@ class JobStore(Protocol):
 
     async def update_job(self, job_id: int, *, now: datetime, **fields: Any) -> Job:
         """Write the named columns (state, handle, queue_position, progress, attempts, outputs, seed,
-        error_code, error_message, charged, message_id, token_expires_at, submitted_at, finished_at,
+        error_code, error_message, charged, message_id, submitted_at, finished_at,
         channel_id, extra) and bump updated_at. Returns the updated job."""
 
     async def transition(self, job_id: int, expected: Sequence[JobState], *, now: datetime,

@@ -131,7 +131,6 @@ class Job:
     parent_job_id: int | None = None
     channel_id: str | None = None
     message_id: str | None = None  # the job's public message, once the Discord layer posts it
-    token_expires_at: datetime | None = None
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
     lease_owner: str | None = None
