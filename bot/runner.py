@@ -52,7 +52,6 @@ from bot.settings import Settings
 from bot.store import patience
 from bot.store.base import JobStore
 from bot.store.models import (
-    TERMINAL_STATES,
     Job,
     JobState,
     Lease,
@@ -78,7 +77,6 @@ HOUSEKEEPING_S = 3600.0
 BLOB_WRITE_GRACE = timedelta(days=1)
 FETCH_MIN_S = 60.0
 RELEASE_WAIT_S = 1.0
-ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
 def utcnow() -> datetime:
@@ -356,10 +354,8 @@ class Runner:
             raise JobNotFoundError(f"You have no job {job_id}.")
         if job.state.terminal:
             raise InputError(f"Job {job_id} has already {job.state.value}.")
-        nonterminal = [s for s in JobState if s not in TERMINAL_STATES]
-        done = await self.store.transition(job_id, nonterminal, now=self.clock(), state=JobState.CANCELLED,
-                                           error_code="cancelled", error_message=reason,
-                                           finished_at=self.clock())
+        done = await self.store.transition(job_id, JobState.CANCELLED, now=self.clock(), error_code="cancelled",
+                                           error_message=reason, finished_at=self.clock())
         if done is None:
             latest = await self.store.get_job(job_id)
             assert latest is not None
@@ -535,8 +531,7 @@ class Runner:
         return await self._conclude(job, provider, result)
 
     async def _reset_free_job(self, job: Job) -> Job:
-        reset = await self.store.transition(job.id, [job.state], now=self.clock(), state=JobState.PENDING,
-                                            handle=None)
+        reset = await self.store.transition(job.id, JobState.PENDING, now=self.clock(), handle=None)
         return reset or await self._reload(job)
 
     async def _reload(self, job: Job) -> Job:
@@ -558,9 +553,8 @@ class Runner:
                     return await self._fail(job, "it waited in line past its deadline and was not sent",
                                             code="deadline", charged=False), candidate
                 # Compare-and-set: if the job was cancelled while it waited, nothing is sent.
-                sending = await self.store.transition(job.id, [JobState.PENDING], now=self.clock(),
-                                                      state=JobState.SUBMITTING, provider=candidate.name,
-                                                      attempts=job.attempts + 1)
+                sending = await self.store.transition(job.id, JobState.SUBMITTING, now=self.clock(),
+                                                      provider=candidate.name, attempts=job.attempts + 1)
                 if sending is None:
                     return None
                 job = sending
@@ -612,7 +606,7 @@ class Runner:
 
     async def _back_to_pending(self, job: Job) -> Job | None:
         """Nothing was started at that provider: the job waits for the next one (None if it was cancelled)."""
-        return await self.store.transition(job.id, [JobState.SUBMITTING], now=self.clock(), state=JobState.PENDING)
+        return await self.store.transition(job.id, JobState.PENDING, now=self.clock())
 
     async def _send_shielded(self, job_id: int, provider: Provider, request: Request) -> Job | None:
         """Send the paid submit and store its handle as one step that a cancel cannot cut in half: once the
@@ -632,9 +626,8 @@ class Runner:
         if provider.synchronous:
             return await self._send_synchronous(job_id, provider, request)
         handle = await self.external_wait(provider.submit(request), reason=f"{provider.name} submit")
-        stored = await self.store.transition(job_id, [JobState.SUBMITTING], now=self.clock(),
-                                             state=JobState.QUEUED, handle=handle.model_dump(mode="json"),
-                                             submitted_at=self.clock())
+        stored = await self.store.transition(job_id, JobState.QUEUED, now=self.clock(),
+                                             handle=handle.model_dump(mode="json"), submitted_at=self.clock())
         if stored is None:  # cancelled while the submit was on the wire: cancel it there too
             await cancel_quietly(provider, handle)
             return None
@@ -647,7 +640,7 @@ class Runner:
         placeholder handle: a restart that finds the placeholder ends the job as interrupted (bot.providers.
         synchronous). The answer then replaces the placeholder, so a restart after it still delivers."""
         sending = placeholder(provider.name, job_id, request.operation.value)
-        running = await self.store.transition(job_id, [JobState.SUBMITTING], now=self.clock(), state=JobState.RUNNING,
+        running = await self.store.transition(job_id, JobState.RUNNING, now=self.clock(),
                                               handle=sending.model_dump(mode="json"), submitted_at=self.clock())
         if running is None:  # cancelled before the call
             return None
@@ -659,10 +652,10 @@ class Runner:
         except Exception:
             # Answered with an error, or never sent: nothing is on the wire, so the submit step's own rules
             # decide (the next provider, or a failure).
-            await self.store.transition(job_id, [JobState.RUNNING], now=self.clock(), state=JobState.SUBMITTING,
-                                        handle=None, submitted_at=None)
+            await self.store.transition(job_id, JobState.SUBMITTING, now=self.clock(), handle=None,
+                                        submitted_at=None)
             raise
-        stored = await self.store.transition(job_id, [JobState.RUNNING], now=self.clock(),
+        stored = await self.store.transition(job_id, JobState.RUNNING, now=self.clock(),
                                              handle=handle.model_dump(mode="json"))
         if stored is None:  # cancelled during the call: nothing to cancel there, the images are not wanted
             return None
@@ -737,15 +730,15 @@ class Runner:
             nonlocal current, reported_end
             reported_end = isinstance(status, Succeeded | Failed)
             if isinstance(status, Queued | Running):
-                fields: dict[str, Any] = {"state": JobState.QUEUED if isinstance(status, Queued) else
-                                          JobState.RUNNING}
+                to = JobState.QUEUED if isinstance(status, Queued) else JobState.RUNNING
+                fields: dict[str, Any] = {}
                 if isinstance(status, Queued):
                     fields["queue_position"] = status.position
                 else:
                     fields["progress"] = status.progress
-                changed = any(getattr(current, k) != v for k, v in fields.items())
+                changed = current.state is not to or any(getattr(current, k) != v for k, v in fields.items())
                 if changed:
-                    updated = await self.store.transition(job.id, ACTIVE_STATES, now=self.clock(), **fields)
+                    updated = await self.store.transition(job.id, to, now=self.clock(), **fields)
                     if updated is None:
                         raise asyncio.CancelledError  # cancelled elsewhere: stop following
                     current = updated
@@ -788,12 +781,11 @@ class Runner:
         if isinstance(result, Failed):
             return await self._fail(job, result.reason, code=result.code or "failed", charged=result.charged)
         if isinstance(result, Cancelled):
-            cancelled = await self.store.transition(job.id, [*ACTIVE_STATES, JobState.FETCHING], now=self.clock(),
-                                                    state=JobState.CANCELLED, error_code="cancelled",
-                                                    error_message=result.reason, finished_at=self.clock())
+            cancelled = await self.store.transition(job.id, JobState.CANCELLED, now=self.clock(),
+                                                    error_code="cancelled", error_message=result.reason,
+                                                    finished_at=self.clock())
             return await self._finish(cancelled) if cancelled else await self._reload(job)
-        fetching = await self.store.transition(job.id, [*ACTIVE_STATES, JobState.FETCHING], now=self.clock(),
-                                               state=JobState.FETCHING)
+        fetching = await self.store.transition(job.id, JobState.FETCHING, now=self.clock())
         if fetching is None:
             return await self._reload(job)
         outputs: list[StoredOutput] = []
@@ -812,15 +804,14 @@ class Runner:
         except TimeoutError:
             return await self._fail(fetching, "the images could not be downloaded in time", code="output",
                                     charged=True)
-        done = await self.store.transition(job.id, [JobState.FETCHING], now=self.clock(), state=JobState.SUCCEEDED,
-                                           outputs=tuple(outputs), finished_at=self.clock(), charged=True,
+        done = await self.store.transition(job.id, JobState.SUCCEEDED, now=self.clock(), outputs=tuple(outputs),
+                                           finished_at=self.clock(), charged=True,
                                            seed=result.seed if result.seed is not None else fetching.seed)
         return await self._finish(done) if done else await self._reload(job)
 
     async def _fail(self, job: Job, reason: str, *, code: str, charged: bool | None) -> Job:
-        nonterminal = [s for s in JobState if s not in TERMINAL_STATES]
-        failed = await self.store.transition(job.id, nonterminal, now=self.clock(), state=JobState.FAILED,
-                                             error_code=code, error_message=redact(reason)[:1000], charged=charged,
+        failed = await self.store.transition(job.id, JobState.FAILED, now=self.clock(), error_code=code,
+                                             error_message=redact(reason)[:1000], charged=charged,
                                              finished_at=self.clock())
         if failed is None:
             return await self._reload(job)

@@ -54,7 +54,7 @@ import aiosqlite
 import tenacity
 
 from bot.errors import ConfigError, QuotaError, StoreBusyError
-from bot.store import patience
+from bot.store import patience, states
 from bot.store.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -752,22 +752,25 @@ class SqliteJobStore:
         assert job is not None
         return job
 
-    async def transition(self, job_id: int, expected: Sequence[JobState], *, now: datetime,
-                         **fields: Any) -> Job | None:
-        if not expected:
-            raise ValueError("transition needs at least one expected state")
-        assignments, params = self._set_clause(fields, now)
-        expected_json = _json([JobState(s).value for s in expected])
+    async def transition(self, job_id: int, to: JobState, *, now: datetime, **fields: Any) -> Job | None:
+        if "state" in fields:
+            raise ValueError("transition takes the state it moves to as `to`, not as a field")
+        assignments, params = self._set_clause({"state": to, **fields}, now)
+        sources_json = _json(sorted(s.value for s in states.sources(to)))
         async with self._transaction() as db:
             changed = await self._changes(
                 db,
                 f"UPDATE jobs SET {assignments}"  # noqa: S608 - column names from _UPDATABLE only
                 " WHERE id = ? AND state IN (SELECT value FROM json_each(?))",
-                [*params, job_id, expected_json])
+                [*params, job_id, sources_json])
             job = await self._job(db, job_id)
         if job is None:
             raise KeyError(job_id)
-        return job if changed else None
+        if changed:
+            return job
+        if states.lost_race(job.state, to):
+            return None
+        raise states.IllegalTransitionError(job_id, job.state, to)
 
     async def refund(self, job_id: int, *, now: datetime) -> bool:
         async with self._transaction() as db:

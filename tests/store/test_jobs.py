@@ -137,26 +137,26 @@ async def test_finishing_records_finished_at_once(store: SqliteJobStore) -> None
 
 async def test_a_transition_loses_when_the_state_moved_on(store: SqliteJobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
-    running = await store.transition(job.id, [JobState.PENDING], now=NOW, state=JobState.RUNNING, attempts=1)
+    sending = await store.transition(job.id, JobState.SUBMITTING, now=NOW, attempts=1)
+    assert sending is not None and sending.state is JobState.SUBMITTING and sending.attempts == 1
+    running = await store.transition(job.id, JobState.RUNNING, now=NOW)
     assert running is not None and running.state is JobState.RUNNING
     # The member cancels while the runner is about to record the provider's result.
-    cancelled = await store.transition(job.id, [JobState.QUEUED, JobState.RUNNING], now=NOW,
-                                       state=JobState.CANCELLED)
+    cancelled = await store.transition(job.id, JobState.CANCELLED, now=NOW)
     assert cancelled is not None and cancelled.state is JobState.CANCELLED
-    late = await store.transition(job.id, [JobState.RUNNING], now=NOW + timedelta(seconds=1),
-                                  state=JobState.FETCHING, progress=1.0)
+    late = await store.transition(job.id, JobState.FETCHING, now=NOW + timedelta(seconds=1), progress=1.0)
     assert late is None
     assert await store.get_job(job.id) == cancelled  # the loser wrote nothing, not even updated_at
     with pytest.raises(KeyError):
-        await store.transition(job.id + 100, [JobState.PENDING], now=NOW, state=JobState.RUNNING)
+        await store.transition(job.id + 100, JobState.SUBMITTING, now=NOW)
     with pytest.raises(ValueError):
-        await store.transition(job.id, [], now=NOW, state=JobState.RUNNING)
+        await store.transition(job.id, JobState.RUNNING, now=NOW, state=JobState.RUNNING)
 
 
 async def test_racing_transitions_have_one_winner(store: SqliteJobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     results = await asyncio.gather(*(
-        store.transition(job.id, [JobState.PENDING], now=NOW, state=JobState.SUBMITTING, attempts=i)
+        store.transition(job.id, JobState.SUBMITTING, now=NOW, attempts=i)
         for i in range(10)))
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
