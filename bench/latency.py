@@ -37,8 +37,8 @@ import aiohttp
 
 from bench.common import ROOT, LoopLag, admin, cpu_seconds, emit, fake_providers, free_port, machine, pct
 from bot.app import open_app
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
 

@@ -28,8 +28,8 @@ from bench.common import (
     print_fields,
 )
 from bot.app import open_app
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, Origin, Subject
 

@@ -27,6 +27,7 @@ from bot.blobs import BlobStore
 from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError, StoreBusyError
 from bot.images import extension_for
 from bot.inputs import read_image
+from bot.jobs import JobNotFoundError, RunnerConfig
 from bot.operations import (
     MASKS,
     EditRequest,
@@ -42,7 +43,6 @@ from bot.progress import ProgressLine
 from bot.providers.base import MAX_COUNT
 from bot.providers.registry import Providers, build_providers
 from bot.providers.retirement import ModelProbe
-from bot.runner import JobNotFoundError, RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
 from bot.webhooks.fal_signature import FalSignatureVerifier

@@ -13,10 +13,10 @@ from typing import Any
 from bot.app import App
 from bot.blobs import BlobStore
 from bot.images import ImageLimits
+from bot.jobs import Deliverer, Listener, Prepare
 from bot.operations import Operation, Request
 from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
-from bot.runner import Deliverer, Listener, Prepare
 from bot.store.models import DiscordPost, Job, JobState, Origin, PostKind, QuotaLimits, QuotaUsage, Subject
 
 

@@ -23,7 +23,7 @@ import discord
 from bot.codec import takes_seed
 from bot.discord_bot import AtelierBot
 from bot.discord_mentions import NOBODY, only
-from bot.runner import JobEvent
+from bot.jobs import JobEvent
 from bot.store.models import DiscordPost, Job, JobState, PostKind
 from bot.tasks import TaskSet
 from cogs._buttons import (
