@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from bot.errors import AtelierError, ProviderError
 from bot.jobs.cancel import Cancelling
 from bot.providers.status import Cancelled, Failed, RemoteHandle, Succeeded
+from bot.store.leases import pid_alive
 from bot.store.models import Job, JobState, Origin
-from bot.store.sqlite import pid_alive
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import JobState, Origin, SqliteJobStore, open_store
-from bot.store.sqlite import pid_alive
+from bot.store.leases import pid_alive
 from tests.store.helpers import GENEROUS, NOW, db_url, new_job
 
 HOST = "bot-host"

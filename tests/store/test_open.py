@@ -10,7 +10,8 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.store import SqliteJobStore, open_store
-from bot.store.sqlite import load_migrations, split_statements
+from bot.store.migrate import load_migrations
+from bot.store.sqlite import split_statements
 from tests.store.helpers import DEFAULTS, NOW, db_url, new_job
 
 NEWEST = load_migrations()[-1].version
@@ -163,7 +164,8 @@ def test_statements_split_where_sqlite_says_they_end() -> None:
 
 
 def test_shipped_migrations_are_numbered_without_gaps() -> None:
-    migrations = load_migrations()
+    migrations = load_migrations("sqlite")
+    assert migrations == load_migrations()  # SQLite's folder is the default
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     for migration in migrations:
         assert split_statements(migration.sql)
