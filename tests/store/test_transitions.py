@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.store import SqliteJobStore
+from bot.store.base import JobStore
 from bot.store.models import TERMINAL_STATES, JobState
 from bot.store.states import TRANSITIONS, IllegalTransitionError, allowed, check, lost_race, sources
 from tests.store.helpers import DEFAULTS, new_job
@@ -44,7 +44,7 @@ def test_check_refuses_exactly_the_moves_outside_the_table(current: JobState, to
 
 
 @pytest.mark.parametrize(("current", "to"), PAIRS, ids=[f"{a.value}->{b.value}" for a, b in PAIRS])
-async def test_the_store_moves_a_job_only_as_the_table_allows(store: SqliteJobStore, current: JobState,
+async def test_the_store_moves_a_job_only_as_the_table_allows(store: JobStore, current: JobState,
                                                               to: JobState) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     placed = await store.update_job(job.id, now=NOW, state=current, progress=0.5)
