@@ -6,7 +6,6 @@ from __future__ import annotations
 from bot.errors import AtelierError, InputError
 from bot.jobs.outbox import Outbox
 from bot.providers.polling import cancel_quietly
-from bot.providers.status import RemoteHandle
 from bot.store.models import Job, JobState, Subject
 
 
@@ -33,10 +32,8 @@ class Cancelling(Outbox):
             # A submit already on the wire is shielded: it finishes, finds the job cancelled, and cancels it
             # at the provider.
             live.task.cancel()
-        if done.handle:
-            handle = RemoteHandle.model_validate(done.handle)
-            if handle.provider in self.providers:
-                await cancel_quietly(self.providers.get(handle.provider), handle)
+        if done.handle is not None and done.handle.provider in self.providers:
+            await cancel_quietly(self.providers.get(done.handle.provider), done.handle)
         done = await self._finish(done)
         if done.origin.value in self.deliverers and await self._claim(job_id):
             await self._deliver_now(done)

@@ -31,12 +31,10 @@ class Following(Concluding):
     async def _follow(self, job: Job, provider: Provider) -> Job:
         """Poll the job to its end and conclude it; gives the provider slot back, whatever happens."""
         gate = self.gates[provider.name]
-        try:
-            assert job.handle is not None
-            handle = RemoteHandle.model_validate(job.handle)
-        except Exception:
+        handle = job.handle
+        if handle is None:
             gate.release()
-            raise
+            raise AssertionError(f"job {job.id} is followed without a handle")
         self._live_handle(job.id, handle, provider)
         followed = _Followed(job=job, handle=handle, fresh=job.id in self._submitted_here)
         remaining = (job.deadline_at - self.clock()).total_seconds()
@@ -133,7 +131,7 @@ class Following(Concluding):
         for a placeholder a restart found, an interruption that is refunded and never sent again."""
         self.gates[provider.name].release()
         self._submitted_here.discard(job.id)
-        assert job.handle is not None
-        handle = RemoteHandle.model_validate(job.handle)
+        handle = job.handle
+        assert handle is not None
         result = settle(handle, interrupted_because=f"Atelier stopped during the call to {handle.provider}")
         return await self._conclude(job, provider, result)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from bot.errors import AtelierError, ProviderError
 from bot.jobs.cancel import Cancelling
-from bot.providers.status import Cancelled, Failed, RemoteHandle, Succeeded
+from bot.providers.status import Cancelled, Failed, Succeeded
 from bot.store.leases import pid_alive
 from bot.store.models import Job, JobState, Origin
 
@@ -56,7 +56,7 @@ class Recovering(Cancelling):
                                     "that it cannot be charged twice", code="interrupted", charged=None)
         if provider is not None and not provider.free_to_resubmit and job.handle is not None:
             try:
-                status = await self.external_wait(provider.poll(RemoteHandle.model_validate(job.handle)),
+                status = await self.external_wait(provider.poll(job.handle),
                                                   reason=f"{provider.name} status")
             except ProviderError as exc:
                 log.warning("job %s: one look at %s failed (%s); cancelling it", job.id, provider.name, exc)

@@ -76,7 +76,7 @@ class Runner(Recovering, Walking, Upkeep):
             await self.blobs.put(image.data)
         op = request.operation.value
         deadline = self.config.deadlines.get(op, self.settings.job_deadlines.get(op, self.settings.job_deadline_s))
-        new = NewJob(subject=subject, origin=origin, operation=request.operation.value,
+        new = NewJob(subject=subject, origin=origin, operation=request.operation,
                      request=codec.encode(request), provider=chosen.name, cost=image_count(request),
                      channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline,
                      seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},

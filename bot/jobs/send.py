@@ -38,7 +38,7 @@ class Sending(Concluding):
             return await self._send_synchronous(job_id, provider, request)
         handle = await self.external_wait(provider.submit(request), reason=f"{provider.name} submit")
         stored = await self.store.transition(job_id, JobState.QUEUED, now=self.clock(),
-                                             handle=handle.model_dump(mode="json"), submitted_at=self.clock())
+                                             handle=handle, submitted_at=self.clock())
         if stored is None:  # cancelled while the submit was on the wire: cancel it there too
             await cancel_quietly(provider, handle)
             return None
@@ -52,7 +52,7 @@ class Sending(Concluding):
         synchronous). The answer then replaces the placeholder, so a restart after it still delivers."""
         sending = placeholder(provider.name, job_id, request.operation.value)
         running = await self.store.transition(job_id, JobState.RUNNING, now=self.clock(),
-                                              handle=sending.model_dump(mode="json"), submitted_at=self.clock())
+                                              handle=sending, submitted_at=self.clock())
         if running is None:  # cancelled before the call
             return None
         await self._emit(JobEvent("progress", running, status=Running()))
@@ -66,8 +66,7 @@ class Sending(Concluding):
             await self.store.transition(job_id, JobState.SUBMITTING, now=self.clock(), handle=None,
                                         submitted_at=None)
             raise
-        stored = await self.store.transition(job_id, JobState.RUNNING, now=self.clock(),
-                                             handle=handle.model_dump(mode="json"))
+        stored = await self.store.transition(job_id, JobState.RUNNING, now=self.clock(), handle=handle)
         if stored is None:  # cancelled during the call: nothing to cancel there, the images are not wanted
             return None
         self._live_handle(job_id, handle, provider)

@@ -7,6 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from bot.operations import Operation
+from bot.providers.status import RemoteHandle
+
 
 class JobState(StrEnum):
     PENDING = "pending"  # recorded and charged; nothing sent yet (waiting for a provider slot)
@@ -77,7 +80,7 @@ class StoredOutput:
 class NewJob:
     subject: Subject
     origin: Origin
-    operation: str
+    operation: Operation
     request: dict[str, Any]  # the full validated request, images as {"sha256", "mime", ...} references
     provider: str
     cost: int  # images reserved against the daily quota (what was asked for)
@@ -108,7 +111,7 @@ class Job:
     id: int
     subject: Subject
     origin: Origin
-    operation: str
+    operation: Operation
     request: dict[str, Any]
     provider: str
     state: JobState
@@ -118,7 +121,7 @@ class Job:
     created_at: datetime
     updated_at: datetime
     deadline_at: datetime
-    handle: dict[str, Any] | None = None
+    handle: RemoteHandle | None = None  # where the job is at its provider, once it was sent
     queue_position: int | None = None
     progress: float | None = None
     attempts: int = 0

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bot.operations import Operation
+from bot.providers.status import RemoteHandle
 from bot.store.models import Delivery, DiscordPost, Job, JobState, Origin, PostKind, StoredOutput, Subject
 
 
@@ -52,6 +54,14 @@ def to_json(value: Any) -> str:
 
 def _enc_json_or_none(value: Any) -> str | None:
     return None if value is None else to_json(value)
+
+
+def encode_handle(value: Any) -> str | None:
+    # A dict is checked as a handle first: what is stored must read back as one.
+    if value is None:
+        return None
+    handle = value if isinstance(value, RemoteHandle) else RemoteHandle.model_validate(value)
+    return to_json(handle.model_dump(mode="json"))
 
 
 def encode_extra(value: Any) -> str:
@@ -111,7 +121,7 @@ def decode_outputs(text: str) -> tuple[StoredOutput, ...]:
 UPDATABLE: dict[str, Callable[[Any], Any]] = {
     "state": _enc_state,
     "provider": text_or_none,  # changes when a job falls back to the next provider in the order
-    "handle": _enc_json_or_none,
+    "handle": encode_handle,
     "queue_position": _enc_int_or_none,
     "progress": _enc_float_or_none,
     "attempts": _enc_int,
@@ -136,7 +146,7 @@ def job_from_row(row: Row) -> Job:
         # role_ids are not stored: roles change, and a stale snapshot must not pass for the member's roles.
         subject=Subject(scope=row["scope"], user_id=row["user_id"]),
         origin=Origin(row["origin"]),
-        operation=row["operation"],
+        operation=Operation(row["operation"]),
         request=json.loads(row["request"]),
         provider=row["provider"],
         state=JobState(row["state"]),
@@ -144,7 +154,7 @@ def job_from_row(row: Row) -> Job:
         created_at=dt(row["created_at"]),
         updated_at=dt(row["updated_at"]),
         deadline_at=dt(row["deadline_at"]),
-        handle=None if row["handle"] is None else json.loads(row["handle"]),
+        handle=None if row["handle"] is None else RemoteHandle.model_validate(json.loads(row["handle"])),
         queue_position=row["queue_position"],
         progress=row["progress"],
         attempts=row["attempts"],

@@ -44,6 +44,7 @@ from typing import Any
 import aiosqlite
 
 from bot.errors import ConfigError, QuotaError
+from bot.operations import Operation
 from bot.store import busy, leases, quota, states
 from bot.store.migrate import load_migrations, to_apply
 from bot.store.models import (
@@ -321,7 +322,7 @@ class SqliteJobStore:
                 " created_at, updated_at, deadline_at, attempts, parent_job_id, channel_id, seed, extra,"
                 " lease_owner, lease_host, lease_pid, lease_expires_at, token)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (new.subject.scope, new.subject.user_id, Origin(new.origin).value, new.operation,
+                (new.subject.scope, new.subject.user_id, Origin(new.origin).value, Operation(new.operation).value,
                  to_json(new.request), new.provider, JobState.PENDING.value, new.cost, created, created,
                  ts(now + timedelta(seconds=new.deadline_s)), new.parent_job_id,
                  text_or_none(new.channel_id), text_or_none(new.seed), encode_extra(extra),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.providers.status import RemoteHandle
 from bot.store import JobState, Origin, SqliteJobStore, StoredOutput, Subject
 from bot.store.base import JobStore
 from tests.store.helpers import ALICE, BOB, DEFAULTS, GENEROUS, NOW, new_job
@@ -51,7 +52,7 @@ async def test_every_updatable_field_round_trips(store: JobStore) -> None:
     later = NOW + timedelta(seconds=42)
     fields = {
         "state": JobState.RUNNING,
-        "handle": {"request_id": "req-1", "model": "fal-ai/flux"},
+        "handle": RemoteHandle(provider="fal", remote_id="req-1", operation="imagine", extra={"model": "fal-ai/flux"}),
         "queue_position": 3,
         "progress": 0.25,
         "attempts": 2,
