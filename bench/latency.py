@@ -83,7 +83,7 @@ class TimedDelivery:
 
     async def deliver(self, job: Job) -> None:
         now = time.time()
-        remote = str((job.handle or {}).get("remote_id") or f"atelier-{job.id}")
+        remote = (job.handle.remote_id if job.handle is not None else "") or f"atelier-{job.id}"
         if job.state == JobState.SUCCEEDED:
             self.outcome.done_at[remote] = now
         else:
