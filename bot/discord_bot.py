@@ -78,8 +78,3 @@ class AtelierBot(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("READY as %s (%s)", self.user, self.user.id)
-
-
-def invite_url(application_id: int) -> str:
-    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS,
-                                   scopes=("bot", "applications.commands"))

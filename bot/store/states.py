@@ -34,16 +34,11 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = MappingProxyType({
 class IllegalTransitionError(Exception):
     """A move the state machine does not allow: a bug in the caller, never a race it lost."""
 
-    def __init__(self, job_id: int | None, current: JobState, to: JobState) -> None:
-        where = f"job {job_id}" if job_id is not None else "a job"
-        super().__init__(f"{where} cannot move from {current.value} to {to.value}")
+    def __init__(self, job_id: int, current: JobState, to: JobState) -> None:
+        super().__init__(f"job {job_id} cannot move from {current.value} to {to.value}")
         self.job_id = job_id
         self.current = current
         self.to = to
-
-
-def allowed(current: JobState, to: JobState) -> bool:
-    return to in TRANSITIONS[current]
 
 
 def sources(to: JobState) -> frozenset[JobState]:
@@ -55,9 +50,3 @@ def lost_race(current: JobState, to: JobState) -> bool:
     """A refused move that lost a race rather than broke a rule: the job ended first (a cancel, a deadline), or
     another mover already made the very same move. Such a move returns None; any other refused move raises."""
     return current.terminal or current is to
-
-
-def check(current: JobState, to: JobState, *, job_id: int | None = None) -> None:
-    """Raise IllegalTransitionError unless the table allows the move."""
-    if not allowed(current, to):
-        raise IllegalTransitionError(job_id, current, to)
