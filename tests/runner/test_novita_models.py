@@ -243,3 +243,23 @@ async def test_a_glm_task_in_flight_when_the_model_is_switched_to_seedream_is_st
         done = await finished(app, job.id)
     assert done.state is JobState.SUCCEEDED and len(done.outputs) == 1, done.error_message
     assert len(novita.calls("POST", GLM)) == 1 and novita.calls("POST", SEEDREAM) == []
+
+
+async def test_a_job_cancelled_during_the_synchronous_call_stays_cancelled_refunded_and_is_not_sent_on(
+        tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
+    novita.hold_paths = [SEEDREAM]
+    async with app_for(tmp_path, fal, novita) as app:
+        job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a fox"))
+        deadline = time.monotonic() + 5
+        while not novita.calls("POST", SEEDREAM):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        cancelled = await app.runner.cancel(job.id, ALICE)
+        await asyncio.wait_for(app.runner.wait(job.id), 2)  # nothing waits for the call's answer any more
+        novita.release.set()
+        await asyncio.sleep(0.3)  # an answer (or anything sent on) would be acted on now
+        done = await app.store.get_job(job.id)
+        usage = await app.runner.usage(ALICE)
+    assert cancelled.state is JobState.CANCELLED and done is not None and done.state is JobState.CANCELLED
+    assert done.refunded and usage.used_today == 0 and done.outputs == ()
+    assert len(novita.calls("POST", SEEDREAM)) == 1 and fal.requests == []
