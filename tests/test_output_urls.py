@@ -117,6 +117,10 @@ async def files() -> AsyncIterator[str]:
     ("http://[::1]:9/x.png", "private address"),
     ("http://localhost:9/x.png", "private address"),
     ("http://10.1.2.3/x.png", "private address"),
+    # RFC 6598 shared address space (carrier-grade NAT, Tailscale's tailnet, Alibaba Cloud's metadata service):
+    # not "private" to Python's ipaddress, and no more public than 10/8.
+    ("http://100.100.100.200/latest/meta-data", "private address"),
+    ("http://100.64.0.1/x.png", "private address"),
 ])
 async def test_output_urls_are_checked_for_scheme_and_address_before_connecting(url: str, words: str) -> None:
     async with aiohttp.ClientSession() as session:
