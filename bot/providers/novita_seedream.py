@@ -129,10 +129,14 @@ class NovitaSeedreamProvider(Provider):
             if exc.sent and exc.status is None:  # sent, and no answer came: a timeout or a dropped connection
                 raise SynchronousCallInterrupted(self.name, exc.detail.removeprefix("POST ")) from exc
             raise
-        images = response.json_object().get("images")
-        if not isinstance(images, list):
-            raise ProviderProtocolError(self.name, "answered without an images list")
-        outputs = [OutputImage(url=url) for url in images if isinstance(url, str) and url.startswith("http")]
+        try:
+            images = response.json_object().get("images")
+        except ProviderProtocolError:
+            images = None
+        # An answer, even a garbled one, means the call ran and may have been billed: it settles as "answered with
+        # no image" (charged unknown, the member refunded), never as a call that cost nothing.
+        outputs = [OutputImage(url=url) for url in images or [] if isinstance(url, str) and url.startswith("http")] \
+            if isinstance(images, list) else []
         return answered(self.name, f"call-{uuid.uuid4()}", request.operation.value, outputs)
 
     @property

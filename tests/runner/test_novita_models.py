@@ -117,6 +117,20 @@ async def test_fewer_images_than_asked_is_charged_for_what_came_back(tmp_path: P
     assert usage.used_today == 2
 
 
+async def test_a_garbled_answer_is_a_call_that_ran_refunded_to_the_member_never_counted_as_free(
+        tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
+    novita.seedream_garbled = True
+    async with app_for(tmp_path, fal, novita) as app:
+        job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a fox"))
+        done = await finished(app, job.id)
+        usage = await app.runner.usage(ALICE)
+    # The call was answered, so it may have been billed: "charged" stays unknown, it is not moved to fal (that
+    # could pay twice), and the member, who got nothing, is refunded.
+    assert done.state is JobState.FAILED and done.charged is None and done.refunded
+    assert usage.used_today == 0
+    assert len(novita.calls("POST", SEEDREAM)) == 1 and fal.requests == []
+
+
 async def test_a_call_that_times_out_is_interrupted_refunded_and_never_moved(
         tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
     novita.call_s = 3.0
