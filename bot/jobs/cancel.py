@@ -6,6 +6,7 @@ from __future__ import annotations
 from bot.errors import AtelierError, InputError
 from bot.jobs.outbox import Outbox
 from bot.providers.polling import cancel_quietly
+from bot.providers.synchronous import is_synchronous
 from bot.store.models import Job, JobState, Subject
 
 
@@ -32,6 +33,9 @@ class Cancelling(Outbox):
             # A submit already on the wire is shielded: it finishes, finds the job cancelled, and cancels it
             # at the provider.
             live.task.cancel()
+            if live.send is not None and is_synchronous(done.handle):
+                # A synchronous call cannot be cancelled there and its answer is not wanted: stop waiting for it.
+                live.send.cancel()
         if done.handle is not None and done.handle.provider in self.providers:
             await cancel_quietly(self.providers.get(done.handle.provider), done.handle)
         done = await self._finish(done)

@@ -52,6 +52,7 @@ class LiveJob:
     task: asyncio.Task[None]
     handle: RemoteHandle | None = None
     provider: Provider | None = None
+    send: asyncio.Future[Job | None] | None = None  # its submit, while on the wire (see Sending._send_shielded)
 
 
 class RunnerCore:

@@ -24,6 +24,8 @@ class Sending(Concluding):
         request may be on the wire, losing its handle would leave a billed job nobody follows."""
         send = asyncio.ensure_future(self._send(job_id, provider, request))
         self._submits.add(send)
+        if (live := self._live.get(job_id)) is not None:
+            live.send = send
 
         def settled(task: asyncio.Future[Job | None]) -> None:
             self._submits.discard(task)
