@@ -39,6 +39,10 @@ from bot.errors import (
     StoreBusyError,
 )
 from bot.fairqueue import FairGate
+from bot.money.caps import CapState
+from bot.money.estimate import settle as settle_spend
+from bot.money.estimate import worst_case_micro
+from bot.money.prices import Price
 from bot.operations import EditRequest, ImagineRequest, Request, image_count
 from bot.providers.base import Provider
 from bot.providers.durations import DurationBook
@@ -60,6 +64,7 @@ from bot.store.models import (
     Origin,
     QuotaLimits,
     QuotaUsage,
+    SpendReservation,
     StoredOutput,
     Subject,
 )
@@ -156,6 +161,7 @@ class Runner:
         self._following: dict[str, int] = {}
         # Jobs whose submit this process sent: their durations are honest samples (a resumed job's are not).
         self._submitted_here: set[int] = set()
+        self.prices = settings.price_book  # issue 17
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -261,7 +267,8 @@ class Runner:
                      channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline,
                      seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},
                      lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
-                     delivery_target=origin.value, withhold_nsfw=withhold_nsfw)
+                     delivery_target=origin.value, withhold_nsfw=withhold_nsfw,
+                     spend=self.spend_reservation(request, [chosen.name, *fallbacks]))  # issue 17: money caps
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
         try:
             if prepare is not None:
@@ -846,7 +853,33 @@ class Runner:
         """Charge the finished job what its member got (bot.store.refunds); idempotent."""
         if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
             job = await self._reload(job)
+        await self._settle_spend(job)  # issue 17: its money reservation, by the same rule
         return job
+
+    # --- money (issue 17): prices, the reservation against the spend caps, and its settlement ----------------
+
+    def price(self, provider: str, operation: str) -> Price:
+        model = self.providers.get(provider).model if provider in self.providers else None
+        return self.prices.price(provider, model, operation)
+
+    def spend_reservation(self, request: Request, providers: Sequence[str]) -> SpendReservation:
+        """The job's worst case: at the dearest of the providers it may run on (the chosen one and fallbacks)."""
+        prices = [self.price(name, request.operation.value) for name in providers]
+        return SpendReservation(worst_micro=worst_case_micro(prices, request),
+                                install_daily_micro=self.settings.spend_daily_micro)
+
+    async def _settle_spend(self, job: Job) -> None:
+        spend = await self.store.job_spend(job.id)
+        if spend is None or spend.settled_at is not None or not job.state.terminal:
+            return
+        settled = settle_spend(job, self.price(job.provider, job.operation), reserved_micro=spend.reserved_micro)
+        await self.store.settle_spend(job.id, images=settled.images, reserved_micro=settled.reserved_micro,
+                                      member_micro=settled.member_micro, provider=job.provider, now=self.clock())
+
+    async def spend_caps(self, subject: Subject) -> list[CapState]:
+        """Every spend cap on `subject`'s jobs as it stands now (what is spent, what is left, when it resets)."""
+        return await self.store.spend_caps(subject.scope, subject.user_id,
+                                           install_daily_micro=self.settings.spend_daily_micro, now=self.clock())
 
     async def _cancel_quietly(self, provider: Provider, handle: RemoteHandle) -> None:
         try:
