@@ -872,7 +872,8 @@ class Runner:
         spend = await self.store.job_spend(job.id)
         if spend is None or spend.settled_at is not None or not job.state.terminal:
             return
-        settled = settle_spend(job, self.price(job.provider, job.operation), reserved_micro=spend.reserved_micro)
+        settled = settle_spend(job, self.price(job.provider, job.operation), asked_images=spend.images,
+                               reserved_micro=spend.reserved_micro)
         await self.store.settle_spend(job.id, images=settled.images, reserved_micro=settled.reserved_micro,
                                       member_micro=settled.member_micro, provider=job.provider, now=self.clock())
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.money.prices import Price, PriceBook
-from bot.operations import EditRequest, ImagineRequest, Request, image_count
+from bot.money.prices import Price
+from bot.operations import EditRequest, ImagineRequest, Request, Size, image_count
 from bot.store.models import Job
 from bot.store.refunds import images_charged
 
@@ -38,16 +38,22 @@ class Settlement:
     member_micro: int  # counted against the member's daily cap
 
 
-def settle(job: Job, price: Price, *, reserved_micro: int) -> Settlement:
+def _asked_pixels(job: Job) -> int | None:
+    size = job.request.get("size")
+    if not isinstance(size, str):
+        return None
+    parsed = Size.parse(size)
+    return parsed.width * parsed.height if parsed.width is not None and parsed.height is not None else None
+
+
+def settle(job: Job, price: Price, *, asked_images: int, reserved_micro: int) -> Settlement:
     """What an ended job cost: its delivered images (per-megapixel prices on their real size), never more than
-    was reserved."""
+    was reserved. `price` is that of the provider that ran it (the reservation was for the dearest it might have
+    gone to); an interrupted paid call keeps that provider's worst case for every image asked for."""
     delivered = images_charged(job)
     cost = sum(price.image_micro(o.width * o.height) for o in job.outputs[:delivered])
     member = min(cost, reserved_micro)
-    may_be_billed = delivered == 0 and job.charged is None and job.error_code == "interrupted"
-    return Settlement(images=delivered, reserved_micro=reserved_micro if may_be_billed else member,
-                      member_micro=member)
-
-
-def price_of(book: PriceBook, provider: str, model: str | None, operation: str) -> Price:
-    return book.price(provider, model, operation)
+    if delivered == 0 and job.charged is None and job.error_code == "interrupted":
+        worst = min(reserved_micro, price.image_micro(_asked_pixels(job)) * asked_images)
+        return Settlement(images=0, reserved_micro=worst, member_micro=0)
+    return Settlement(images=delivered, reserved_micro=member, member_micro=member)
