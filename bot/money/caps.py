@@ -22,6 +22,7 @@ CAP_LABELS: dict[CapName, str] = {
     "member_daily": "this server's daily budget per member",
 }
 BUDGET_KEY = "budget"  # the guild setting that holds a guild's caps
+CHEAPEST = "cheapest"  # a guild's provider order that follows price (/atelier providers)
 NOTICE_SHARE = Decimal("0.8")  # a guild's admins hear once when its spend passes this share of a cap
 
 
@@ -150,7 +151,6 @@ def first_exceeded(caps: list[CapState], cost: int, *, now: datetime) -> SpendCa
     return None
 
 
-def passed_notice_share(cap: CapState, cost: int) -> bool:
-    """Whether this job's reservation took a guild cap from under 80% to 80% or more."""
-    threshold = Decimal(cap.limit) * NOTICE_SHARE
-    return cap.limit > 0 and cap.spent < threshold <= cap.spent + cost
+def reached_notice_share(cap: CapState) -> bool:
+    """Whether a cap's period has spent 80% of it or more (its admins are told once per period)."""
+    return cap.limit > 0 and Decimal(cap.spent) >= Decimal(cap.limit) * NOTICE_SHARE
