@@ -90,8 +90,9 @@ async def tell_budget_admins(bot: AtelierBot, ctx: GuildContext) -> None:
         user = bot.get_user(int(budget.set_by)) or await bot.fetch_user(int(budget.set_by))
         for cap in due:
             period = "monthly" if cap.name == "guild_monthly" else "daily"
-            await user.send(f"Atelier: the server {ctx.member.guild.name} has used {usd(cap.spent)} of its {period} "
-                            f"budget of {usd(cap.limit)} ({cap.spent * 100 // cap.limit}%). Jobs that would go over it are "
-                            f"refused; `/atelier budget` changes it.", allowed_mentions=discord.AllowedMentions.none())
+            text = (f"Atelier: the server {ctx.member.guild.name} has used {usd(cap.spent)} of its {period} budget "
+                    f"of {usd(cap.limit)} ({cap.spent * 100 // cap.limit}%). Jobs that would go over it are "
+                    f"refused; `/atelier budget` changes it.")
+            await user.send(text, allowed_mentions=discord.AllowedMentions.none())
     except discord.HTTPException as exc:  # DMs closed, or the member left: the budget still holds
         log.warning("guild %s: could not tell its budget's owner it passed 80%%: %s", ctx.guild_id, exc)

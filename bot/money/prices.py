@@ -40,6 +40,8 @@ class Price:
         return int((usd * MICRO_PER_USD).to_integral_value(rounding=ROUND_CEILING))
 
     def __str__(self) -> str:
+        if not self.usd:
+            return "free"
         return f"${self.usd}/MP" if self.per_mp else f"${self.usd}/image"
 
 
@@ -91,7 +93,7 @@ _HIGHEST_KNOWN = Decimal("0.052")
 
 
 def _unverified(note: str) -> Price:
-    return Price(usd=_HIGHEST_KNOWN, verified=False, source=f"unverified: {note}; the highest known image price")
+    return Price(usd=_HIGHEST_KNOWN, verified=False, source=f"{note}; the highest known image price stands in")
 
 
 DEFAULTS: dict[str, Price] = {

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.pixazo import FakePixazo
-from tests.test_cli import atelier, clean_env
+from tests.test_cli import ATELIER, SAMPLE, atelier, clean_env
 
 
 @pytest.fixture
@@ -44,6 +45,31 @@ async def test_the_third_job_over_the_daily_cap_is_refused_before_anything_is_se
     assert "SPEND_DAILY_USD" in result["error"] and "$0.00 of $0.10 left" in result["error"]
     assert "resets at 00:00 UTC" in result["error"]
     assert len(pixazo.jobs) == 2  # the refused one never reached the provider
+    today = datetime.now(UTC).date().isoformat()
+    code, _, _ = await atelier("job", "filter", "--image", str(SAMPLE), "--name", "noir", "--provider", "local",
+                               "--out", str(tmp_path / "o"), cwd=tmp_path, env=env)
+    assert code == 0  # the cap is reached, but a free job still runs
+    report = await run_text(tmp_path, env, "usage", "--since", today, "--csv")
+    header, *lines = report.splitlines()
+    assert header == "date,guild_id,user_id,operation,provider,jobs,images,usd"
+    assert sorted(line.split(",", 3)[3] for line in lines) == ["filter,local,1,1,0", "imagine,pixazo,2,2,0.1"]
+    assert all(line.startswith(f"{today},,") for line in lines)
+    assert "$0.10 for 3 job(s)" in await run_text(tmp_path, env, "usage", "--since", today)
+    assert await run_text(tmp_path, env, "usage", "--guild", "42", "--since", today, "--csv") == header + "\n"
+
+
+async def test_doctor_marks_the_prices_no_source_backs(tmp_path: Path, pixazo: FakePixazo) -> None:
+    lines = (await run_text(tmp_path, capped_env(pixazo, tmp_path), "doctor")).splitlines()
+    assert any("pixazo.imagine" in ln and "$0.05/image" in ln and "PRICES" in ln for ln in lines)
+    assert any("glam.tryon" in ln and "UNVERIFIED" in ln for ln in lines)
+    assert any("fal.imagine" in ln and "$0.15/MP" in ln and "UNVERIFIED" not in ln for ln in lines)
+    assert "spend   SPEND_DAILY_USD: $0.10 per UTC day" in lines
+
+
+async def run_text(cwd: Path, env: dict[str, str], *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(ATELIER, *args, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return out.decode()
 
 
 async def test_eight_processes_at_once_admit_exactly_two(tmp_path: Path, pixazo: FakePixazo) -> None:
@@ -62,8 +88,7 @@ async def test_zero_means_no_paid_job_but_local_filters_still_run(tmp_path: Path
     env = capped_env(pixazo, tmp_path, SPEND_DAILY_USD="0")
     code, result, _ = await atelier(*IMAGINE, cwd=tmp_path, env=env)
     assert code == 2 and result is not None and "Paid jobs are off" in result["error"]
-    sample = Path(__file__).resolve().parents[2] / "samples" / "portrait.jpg"
-    code, result, _ = await atelier("job", "filter", "--image", str(sample), "--name", "noir", "--provider", "local",
+    code, result, _ = await atelier("job", "filter", "--image", str(SAMPLE), "--name", "noir", "--provider", "local",
                                     "--out", str(tmp_path / "o"), cwd=tmp_path, env=env)
     assert code == 0, result
     assert not pixazo.jobs
