@@ -108,3 +108,26 @@ async def test_a_per_megapixel_price_settles_on_the_size_delivered(tmp_path: Pat
     assert reserved["install_daily"] == 629_146  # 0.15 x 4.194304 MP, rounded up to a micro-dollar
     assert settled["install_daily"] == Price(Decimal("0.15"), per_mp=True).image_micro(image.width * image.height)
     assert settled["install_daily"] < reserved["install_daily"]
+
+
+async def test_a_glam_filter_costs_its_catalogue_credits_at_the_operators_rate(tmp_path: Path, fal: FakeFal) -> None:
+    from bot.operations import FilterRequest
+    from tests.conftest import image_input
+    from tests.fakes.glam import FakeGlam
+
+    glam = FakeGlam(key="glam-money-key")
+    glam.filter_credits = {"real_sunset": 3}
+    await glam.start()
+    try:
+        settings = settings_for(tmp_path, fal, glam_api_key=glam.key, glam_base_url=glam.base_url,
+                                glam_usd_per_credit=Decimal("0.015"), spend_daily_usd=Decimal("1"))
+        async with open_app(settings, deliverers={"discord": RecordingDelivery()},
+                            config=RunnerConfig(origins=frozenset({Origin.DISCORD}))) as app:
+            job = await app.runner.create(ALICE, Origin.DISCORD, FilterRequest(image=image_input(),
+                                                                               name="real_sunset"))
+            assert job.provider == "glam"
+            assert await spent(app) == {"install_daily": 45_000}  # 3 credits x $0.015
+            await finished(app, job.id)
+            assert await spent(app) == {"install_daily": 45_000}
+    finally:
+        await glam.stop()
