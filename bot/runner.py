@@ -880,7 +880,8 @@ class Runner:
 
     async def _settle_spend(self, job: Job) -> None:
         spend = await self.store.job_spend(job.id)
-        if spend is None or spend.settled_at is not None or not job.state.terminal:
+        # Settled again when a delivery is given up later (the member then got nothing): only ever lowers it.
+        if spend is None or not job.state.terminal:
             return
         name = job.request.get("name") if job.operation == "filter" else None
         price = await self._price_of(job.provider, job.operation, name if isinstance(name, str) else None)

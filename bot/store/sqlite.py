@@ -1224,13 +1224,15 @@ class SqliteJobStore:
         if min(images, reserved_micro, member_micro) < 0:
             raise ValueError("a settlement is 0 or more")
         async with self._transaction() as db:
-            # Only ever lowers the reservation, so settling again (after a crash, by two paths) changes nothing.
+            # Only ever lowers the figures, so settling again (after a crash, by two paths, or when a delivery is
+            # given up after the job was settled) never charges more.
             changed = await self._changes(
                 db,
                 "UPDATE job_spend SET images = MIN(images, ?), reserved_micro = MIN(reserved_micro, ?),"
                 " member_micro = MIN(member_micro, ?), provider = ?, settled_at = COALESCE(settled_at, ?)"
-                " WHERE job_id = ? AND settled_at IS NULL",
-                (images, reserved_micro, member_micro, provider, _ts(now), job_id))
+                " WHERE job_id = ? AND (settled_at IS NULL OR images > ? OR reserved_micro > ? OR member_micro > ?)",
+                (images, reserved_micro, member_micro, provider, _ts(now), job_id, images, reserved_micro,
+                 member_micro))
         return changed == 1
 
     async def claim_spend_notice(self, scope: str, cap: str, *, period_start: datetime, now: datetime) -> bool:

@@ -131,3 +131,24 @@ async def test_a_glam_filter_costs_its_catalogue_credits_at_the_operators_rate(t
             assert await spent(app) == {"install_daily": 45_000}
     finally:
         await glam.stop()
+
+
+async def test_a_result_never_delivered_costs_nothing_even_after_it_was_settled(
+        tmp_path: Path, fal: FakeFal, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.runner
+
+    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 0.05)
+    monkeypatch.setattr(bot.runner, "DELIVERY_BACKOFF_S", (0.05,))
+    settings = settings_for(tmp_path, fal, delivery_max_attempts=2, spend_daily_usd=Decimal("1"),
+                            prices='{"fal.imagine": "0.05"}')
+    config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
+    async with open_app(settings, deliverers={"discord": RecordingDelivery(fail_times=1_000)},
+                        config=config) as app:
+        job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x", count=2), provider="fal")
+        assert await spent(app) == {"install_daily": 100_000}
+        deadline = time.monotonic() + 10
+        while not (latest := await app.store.get_job(job.id)) or not latest.undeliverable:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert latest.state.value == "succeeded" and len(latest.outputs) == 2
+        assert await spent(app) == {"install_daily": 0}
