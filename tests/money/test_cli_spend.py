@@ -108,3 +108,14 @@ async def test_a_malformed_prices_stops_with_one_line_naming_the_entry(
     assert result is not None and "PRICES" in result["error"] and named in result["error"]
     assert len(err.strip().splitlines()) == 1, err
     assert not pixazo.jobs
+
+
+async def test_the_bot_does_not_start_with_a_malformed_prices(tmp_path: Path, pixazo: FakePixazo) -> None:
+    env = capped_env(pixazo, tmp_path, PRICES='{"novita:seedream-5.0-lite.edit": "3 dollars"}',
+                     DISCORD_TOKEN="not-used", DISCORD_API_BASE="http://127.0.0.1:9/api/v10")
+    proc = await asyncio.create_subprocess_exec(ATELIER, "run", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and out == b""
+    (line,) = err.decode().strip().splitlines()
+    assert "PRICES" in line and "novita:seedream-5.0-lite.edit" in line
