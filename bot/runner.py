@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from bot import codec
@@ -39,7 +40,11 @@ from bot.errors import (
     StoreBusyError,
 )
 from bot.fairqueue import FairGate
-from bot.operations import EditRequest, ImagineRequest, Request, image_count
+from bot.money.caps import CapState
+from bot.money.estimate import settle as settle_spend
+from bot.money.estimate import worst_case_micro
+from bot.money.prices import Price
+from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, image_count
 from bot.providers.base import Provider
 from bot.providers.durations import DurationBook
 from bot.providers.hints import CompletionHint
@@ -60,6 +65,7 @@ from bot.store.models import (
     Origin,
     QuotaLimits,
     QuotaUsage,
+    SpendReservation,
     StoredOutput,
     Subject,
 )
@@ -157,6 +163,7 @@ class Runner:
         self._following: dict[str, int] = {}
         # Jobs whose submit this process sent: their durations are honest samples (a resumed job's are not).
         self._submitted_here: set[int] = set()
+        self.prices = settings.price_book  # issue 17
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -262,7 +269,8 @@ class Runner:
                      channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline,
                      seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},
                      lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
-                     delivery_target=origin.value, withhold_nsfw=withhold_nsfw)
+                     delivery_target=origin.value, withhold_nsfw=withhold_nsfw,
+                     spend=await self.spend_reservation(request, [chosen.name, *fallbacks]))  # issue 17: caps
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
         try:
             if prepare is not None:
@@ -852,7 +860,46 @@ class Runner:
         """Charge the finished job what its member got (bot.store.refunds); idempotent."""
         if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
             job = await self._reload(job)
+        await self._settle_spend(job)  # issue 17: its money reservation, by the same rule
         return job
+
+    # --- money (issue 17): prices, the reservation against the spend caps, and its settlement ----------------
+
+    def price(self, provider: str, operation: str, *, credits: Decimal | None = None) -> Price:
+        model = self.providers.get(provider).model if provider in self.providers else None
+        return self.prices.price(provider, model, operation, credits=credits)
+
+    async def _price_of(self, provider: str, operation: str, filter_name: str | None) -> Price:
+        """The price of one job's images: a filter's own catalogue credits where the provider lists them."""
+        credits = None
+        if filter_name is not None and provider in self.providers and self.prices.glam_usd_per_credit is not None:
+            listed = await self.providers.get(provider).list_filters()
+            credits = next((f.credits for f in listed if f.name == filter_name), None)
+        return self.price(provider, operation, credits=credits)
+
+    async def spend_reservation(self, request: Request, providers: Sequence[str]) -> SpendReservation:
+        """The job's worst case: at the dearest of the providers it may run on (the chosen one and fallbacks)."""
+        name = request.name if isinstance(request, FilterRequest) else None
+        prices = [await self._price_of(p, request.operation.value, name) for p in providers]
+        return SpendReservation(worst_micro=worst_case_micro(prices, request),
+                                install_daily_micro=self.settings.spend_daily_micro)
+
+    async def _settle_spend(self, job: Job) -> None:
+        spend = await self.store.job_spend(job.id)
+        # Settled again when a delivery is given up later (the member then got nothing): only ever lowers it.
+        if spend is None or not job.state.terminal:
+            return
+        name = job.request.get("name") if job.operation == "filter" else None
+        price = await self._price_of(job.provider, job.operation, name if isinstance(name, str) else None)
+        settled = settle_spend(job, price, asked_images=spend.images,
+                               reserved_micro=spend.reserved_micro)
+        await self.store.settle_spend(job.id, images=settled.images, reserved_micro=settled.reserved_micro,
+                                      member_micro=settled.member_micro, provider=job.provider, now=self.clock())
+
+    async def spend_caps(self, subject: Subject) -> list[CapState]:
+        """Every spend cap on `subject`'s jobs as it stands now (what is spent, what is left, when it resets)."""
+        return await self.store.spend_caps(subject.scope, subject.user_id,
+                                           install_daily_micro=self.settings.spend_daily_micro, now=self.clock())
 
     async def _cancel_quietly(self, provider: Provider, handle: RemoteHandle) -> None:
         try:

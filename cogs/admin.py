@@ -8,6 +8,8 @@ from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import handled
+from bot.money.caps import CHEAPEST, GuildBudget, month_bounds, parse_budget_amount, usd
+from bot.money.usage import totals_by
 from bot.operations import Operation
 from bot.providers.registry import DEFAULT_ORDER, KNOWN
 from cogs._common import COMMANDS, Interaction, acknowledge, answer
@@ -75,7 +77,8 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
             await answer(interaction, f"/{name.value} is now {'on' if enabled else 'off'} in this server.")
 
     @app_commands.command(name="providers", description="Choose the provider order for an operation")
-    @app_commands.describe(operation="The operation", order="Provider names in order, comma-separated, or 'default'")
+    @app_commands.describe(operation="The operation",
+                           order="Provider names in order, comma-separated, 'cheapest' or 'default'")
     @app_commands.choices(operation=OPERATIONS)
     async def providers(self, interaction: Interaction, operation: app_commands.Choice[str],
                         order: app_commands.Range[str, 1, 100]) -> None:
@@ -88,6 +91,12 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
             if order.strip().lower() == "default":
                 chosen.pop(op.value, None)
                 names = list(DEFAULT_ORDER[op])
+            elif order.strip().lower() == CHEAPEST:  # issue 17: follows the prices, whatever they become
+                chosen[op.value] = [CHEAPEST]
+                await self._set(interaction, "provider_order", chosen)
+                cheapest = ", ".join(self.bot.engine.cheapest_order(op)) or "nothing configured"
+                await answer(interaction, f"{op.value} now runs on the cheapest provider first (today: {cheapest}).")
+                return
             else:
                 names = [n.strip().lower() for n in order.split(",") if n.strip()]
                 unknown = [n for n in names if n not in KNOWN]
@@ -120,7 +129,63 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
                 return
             total = sum(r[1] for r in rows)
             lines = [f"<@{user}>: {images} image(s), {jobs} job(s)" for user, images, jobs in rows[:25]]
-            await answer(interaction, f"Today: {total} image(s) by {len(rows)} member(s)\n" + "\n".join(lines))
+            await answer(interaction, f"Today: {total} image(s) by {len(rows)} member(s)\n" + "\n".join(lines)
+                         + await self._spend_summary(interaction))
+
+    async def _spend_summary(self, interaction: Interaction) -> str:
+        """Issue 17: this month's spend in dollars, by day, member, command and provider."""
+        assert interaction.guild is not None
+        now = interaction.created_at
+        rows = await self.bot.engine.spend_report(interaction.guild.id, since=month_bounds(now)[0])
+        if not rows:
+            return ""
+        total = sum(r.micro for r in rows)
+        parts = [f"\n\n**Spend this month: {usd(total)}**"]
+        for title, field, show in (("by day", "date", str), ("by member", "user_id", lambda u: f"<@{u}>"),
+                                   ("by command", "operation", lambda o: f"/{o}"), ("by provider", "provider", str)):
+            entries = totals_by(rows, field)[:10]
+            parts.append(f"{title}: " + ", ".join(f"{show(key)} {usd(micro)} ({images} img)"
+                                                  for key, _, images, micro in entries))
+        return "\n".join(parts)
+
+    @app_commands.command(name="budget", description="Cap what this server's jobs may cost (US dollars)")
+    @app_commands.describe(daily="Dollars per UTC day for the whole server, or 'off'",
+                           monthly="Dollars per calendar month (UTC), or 'off'",
+                           member_daily="Dollars per member per UTC day, or 'off'")
+    async def budget(self, interaction: Interaction, daily: app_commands.Range[str, 1, 20] | None = None,
+                     monthly: app_commands.Range[str, 1, 20] | None = None,
+                     member_daily: app_commands.Range[str, 1, 20] | None = None) -> None:
+        async with handled(interaction, "/atelier budget"):
+            await acknowledge(interaction)
+            assert interaction.guild is not None
+            current = await self.bot.engine.budget(interaction.guild.id)
+            given = {"daily": daily, "monthly": monthly, "member_daily": member_daily}
+            if all(v is None for v in given.values()):
+                await answer(interaction, describe_budget(current))
+                return
+            amounts: dict[str, int | None] = {}
+            for name, text in given.items():
+                if text is None:
+                    amounts[name] = getattr(current, name)
+                    continue
+                try:
+                    amounts[name] = parse_budget_amount(text)
+                except ValueError as exc:
+                    await answer(interaction, f"Nothing changed: {name.replace('_', ' ')} {exc}.")
+                    return
+            budget = GuildBudget(daily=amounts["daily"], monthly=amounts["monthly"],
+                                 member_daily=amounts["member_daily"], set_by=str(interaction.user.id))
+            await self.bot.engine.set_budget(interaction.guild.id, budget)
+            await answer(interaction, describe_budget(budget) + " You will get a DM when the server passes 80% "
+                                                                "of its daily or monthly budget.")
+
+
+def describe_budget(budget: GuildBudget) -> str:
+    def show(micro: int | None) -> str:
+        return "no cap" if micro is None else usd(micro)
+
+    return (f"Budget: {show(budget.daily)} a day, {show(budget.monthly)} a month for the server; "
+            f"{show(budget.member_daily)} a day per member.")
 
 
 async def setup(bot: AtelierBot) -> None:
