@@ -8,6 +8,7 @@ what it gives the cogs is exactly what they may do, so nothing Discord-side writ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bot.app import App
@@ -16,6 +17,7 @@ from bot.images import ImageLimits
 from bot.operations import Operation, Request
 from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
+from bot.rules.blocklist import Blocklist, load_file
 from bot.runner import Deliverer, Listener, Prepare
 from bot.store.models import DiscordPost, Job, JobState, Origin, PostKind, QuotaLimits, QuotaUsage, Subject
 
@@ -23,6 +25,9 @@ from bot.store.models import DiscordPost, Job, JobState, Origin, PostKind, Quota
 class Engine:
     def __init__(self, app: App) -> None:
         self._app = app
+        path = app.settings.prompt_blocklist_file.strip()
+        # Read once at start: a bad entry stops the start (ConfigError), never silently shortens the list.
+        self._install_blocklist = load_file(Path(path)) if path else Blocklist()
 
     # --- what the cogs need to know ---------------------------------------------------------------------------
 
@@ -112,3 +117,22 @@ class Engine:
     def unserve(self, listener: Listener) -> None:
         self._app.runner.deliverers.pop(Origin.DISCORD.value, None)
         self._app.runner.remove_listener(listener)
+
+    # --- owners' rules (issue 18) ------------------------------------------------------------------------------
+
+    @property
+    def allowed_guilds(self) -> frozenset[int]:
+        """DISCORD_ALLOWED_GUILDS: the guilds this install serves (empty: every guild)."""
+        return self._app.settings.allowed_guilds
+
+    @property
+    def leave_other_guilds(self) -> bool:
+        return self._app.settings.discord_leave_other_guilds
+
+    @property
+    def install_blocklist(self) -> Blocklist:
+        """PROMPT_BLOCKLIST_FILE's entries, for every guild."""
+        return self._install_blocklist
+
+    async def clear_guild_setting(self, guild_id: int, key: str) -> bool:
+        return await self._app.store.clear_guild_setting(guild_id, key)

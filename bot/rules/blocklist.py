@@ -126,9 +126,9 @@ class Blocklist:
                     return Hit(self._by_word.get(found.group(), found.group()))
             # Inside a run of joined single letters ("a n u d e") no word boundary can be known.
             for run in text.joined:
-                for word, entry in self._by_word.items():
+                for word, written in self._by_word.items():
                     if word.replace(" ", "") in run:
-                        return Hit(entry)
+                        return Hit(written)
         for entry in self.entries:
             if entry.pattern is None:
                 continue
