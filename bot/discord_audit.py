@@ -44,15 +44,16 @@ class AuditLog:
         self._queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._tasks = TaskSet("audit")
         self._drainer: asyncio.Task[None] | None = None
+        self._open = False
         self.dropped = 0
 
     def start(self) -> None:
-        if self._drainer is None:
-            self._drainer = self._tasks.spawn(self._drain(), name="drain")
+        """Lines are taken from now on (before, and after close, they are dropped: there is no bot to post them)."""
+        self._open = True
 
     def note(self, guild_id: int | None, text: str) -> None:
         """Queue one line for the guild's audit channel (if it has one). Never blocks, never raises."""
-        if guild_id is None:
+        if guild_id is None or not self._open:
             return
         try:
             self._queue.put_nowait((guild_id, text[:MAX_LINE]))
@@ -60,15 +61,20 @@ class AuditLog:
             self.dropped += 1
             log.warning("audit log queue full: a line for guild %s was dropped (%d dropped so far)", guild_id,
                         self.dropped)
+            return
+        # One drainer at a time, alive only while there are lines: an idle bot has no audit task waiting.
+        if self._drainer is None or self._drainer.done():
+            self._drainer = self._tasks.spawn(self._drain(), name="drain")
 
     async def _drain(self) -> None:
-        while True:
-            guild_id, text = await self._queue.get()
+        while not self._queue.empty():
+            guild_id, text = self._queue.get_nowait()
             try:
                 channel_id = await self._channel_of(guild_id)
                 if channel_id is not None:
                     await self._send(channel_id, text)
-                    await asyncio.sleep(GAP_S)
+                    if not self._queue.empty():
+                        await asyncio.sleep(GAP_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -76,11 +82,8 @@ class AuditLog:
             finally:
                 self._queue.task_done()
 
-    async def flush(self) -> None:
-        """Wait until every queued line was posted or given up (tests, shutdown)."""
-        await self._queue.join()
-
     async def close(self) -> None:
+        self._open = False
         with contextlib.suppress(Exception):
             await self._tasks.close()
         self._drainer = None

@@ -85,7 +85,7 @@ def parse_entry(text: str) -> Entry:
     if text.lower().startswith(REGEX_PREFIX):
         return Entry(text, pattern=compile_pattern(text[len(REGEX_PREFIX):]))
     word = normalise_entry(text)
-    if not word:
+    if not any(c.isalnum() for c in word):
         raise EntryRefused("That entry has no letters or digits left once normalised, so it cannot match anything.")
     return Entry(text, word=word)
 

@@ -28,7 +28,7 @@ ONE_READINGS = ("i", "l")
 WORD_CHAR = r"[^\W_]|[@$]"
 _TOKEN = re.compile(rf"(?:{WORD_CHAR})+")
 # Two or more single characters, each separated by 1-3 characters of spaces or punctuation (not a line break).
-_SPACED = re.compile(rf"(?<![^\W_@$])(?:{WORD_CHAR})(?:[^\w@$\n]{{1,3}}(?:{WORD_CHAR}))+(?![^\W_@$])")
+_SPACED = re.compile(rf"(?<![^\W_@$])(?:{WORD_CHAR})(?:(?:[^\w@$\n]|_){{1,3}}(?:{WORD_CHAR}))+(?![^\W_@$])")
 _SPACE_RUN = re.compile(r"\s+")
 
 
