@@ -2,6 +2,7 @@
 
 Every refusal is private, reaches no provider and charges nothing: each test asserts all three."""
 
+# ruff: noqa: F811 - the fixtures are imported from test_bot and named again as parameters
 from __future__ import annotations
 
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import discord
 
 from bot.app import App
+from bot.discord_bot import AtelierBot
+from bot.store.models import Subject
 from tests.discord.conftest import World, settle_until
 from tests.discord.test_bot import (  # noqa: F401 - fixtures
     admin,
@@ -23,13 +26,7 @@ from tests.discord.test_bot import (  # noqa: F401 - fixtures
 from tests.fakes.fal import FakeFal
 
 
-async def charged(app: App, member: Any) -> int:
-    jobs = await app.store.list_jobs(member_subject(member), limit=50)
-    return sum(j.cost for j in jobs if not j.refunded)
-
-
-def member_subject(member: Any) -> Any:
-    from bot.store.models import Subject
+def member_subject(member: Any) -> Subject:
     return Subject.member(member.guild.id, member.id, ())
 
 
@@ -52,7 +49,6 @@ async def test_an_allowlisted_install_syncs_commands_to_its_guilds_only_and_leav
         atelier: World, app: App, late_wait: Any) -> None:
     app.settings.discord_allowed_guilds = str(atelier.guild.id)
     app.settings.discord_leave_other_guilds = True
-    from bot.discord_bot import AtelierBot
     fresh = AtelierBot(app)
     old = atelier.env.bot
     await atelier.env.restart_bot(fresh)
@@ -82,6 +78,7 @@ async def test_channel_rules_point_to_the_allowed_channel_and_deny_where_told(
     await admin.slash(atelier.channel, "atelier channels", command="*", rule="clear")
     ok = await atelier.alice.slash(art, "imagine", prompt="a fox")
     assert ok.response is not None and ok.response.content.startswith("Started job #1")
+    assert len(await app.store.list_jobs(member_subject(atelier.alice), limit=5)) == 1  # the helper sees jobs
 
 
 async def test_a_blocked_member_or_role_is_refused_privately_and_for_free(
@@ -93,10 +90,10 @@ async def test_a_blocked_member_or_role_is_refused_privately_and_for_free(
     assert listing.response is not None and atelier.alice.mention in listing.response.content
     await admin.slash(atelier.channel, "atelier block remove", target=atelier.alice)
     muted = atelier.guild.create_role("muted")
-    bob = atelier.guild.add_member(atelier.env.create_user("dave"), roles=[muted])
+    dave = atelier.guild.add_member(atelier.env.create_user("dave"), roles=[muted])
     await admin.slash(atelier.channel, "atelier block add", target=muted)
-    refused = await bob.slash(atelier.channel, "imagine", prompt="a fox")
-    await assert_refused_for_free(refused, fal, app, bob, "cannot use Atelier in this server")
+    refused = await dave.slash(atelier.channel, "imagine", prompt="a fox")
+    await assert_refused_for_free(refused, fal, app, dave, "cannot use Atelier in this server")
     ok = await atelier.alice.slash(atelier.channel, "imagine", prompt="a fox")
     assert ok.response is not None and ok.response.content.startswith("Started job #1")
 
