@@ -41,7 +41,7 @@ class AuditLog:
         """`send(channel_id, text)` posts; `channel_of(guild_id)` is the guild's audit channel, or None."""
         self._send = send
         self._channel_of = channel_of
-        self._queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self._queue: asyncio.Queue[tuple[int, int | None, str]] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._tasks = TaskSet("audit")
         self._drainer: asyncio.Task[None] | None = None
         self._open = False
@@ -51,12 +51,13 @@ class AuditLog:
         """Lines are taken from now on (before, and after close, they are dropped: there is no bot to post them)."""
         self._open = True
 
-    def note(self, guild_id: int | None, text: str) -> None:
-        """Queue one line for the guild's audit channel (if it has one). Never blocks, never raises."""
+    def note(self, guild_id: int | None, text: str, *, channel_id: int | None = None) -> None:
+        """Queue one line for the guild's audit channel (if it has one; `channel_id`: that one, e.g. the channel
+        being turned off). Never blocks, never raises."""
         if guild_id is None or not self._open:
             return
         try:
-            self._queue.put_nowait((guild_id, text[:MAX_LINE]))
+            self._queue.put_nowait((guild_id, channel_id, text[:MAX_LINE]))
         except asyncio.QueueFull:
             self.dropped += 1
             log.warning("audit log queue full: a line for guild %s was dropped (%d dropped so far)", guild_id,
@@ -68,9 +69,10 @@ class AuditLog:
 
     async def _drain(self) -> None:
         while not self._queue.empty():
-            guild_id, text = self._queue.get_nowait()
+            guild_id, channel_id, text = self._queue.get_nowait()
             try:
-                channel_id = await self._channel_of(guild_id)
+                # Looked up here, not by the caller: a member's job never waits for the settings read.
+                channel_id = channel_id or await self._channel_of(guild_id)
                 if channel_id is not None:
                     await self._send(channel_id, text)
                     if not self._queue.empty():

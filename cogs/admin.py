@@ -44,9 +44,10 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
         assert interaction.guild is not None
         return await self.bot.engine.guild_settings(interaction.guild.id)
 
-    def _audit(self, interaction: Interaction, change: str) -> None:
+    def _audit(self, interaction: Interaction, change: str, *, channel_id: int | None = None) -> None:
         """Every settings change by an admin gets a line in the audit log."""
-        self.bot.audit.note(interaction.guild_id, f"{interaction.user.mention} changed a setting: {change}")
+        self.bot.audit.note(interaction.guild_id, f"{interaction.user.mention} changed a setting: {change}",
+                            channel_id=channel_id)
 
     # --- where and who ---------------------------------------------------------------------------------------
 
@@ -164,8 +165,10 @@ class Admin(commands.GroupCog, group_name="atelier", group_description="Atelier 
             await acknowledge(interaction)
             assert interaction.guild is not None
             if channel is None:
-                self._audit(interaction, "the audit log is turned off")  # the last line it gets
+                current = (await self._settings(interaction)).get(AUDIT_SETTING)
                 await self.bot.engine.clear_guild_setting(interaction.guild.id, AUDIT_SETTING)
+                if current:  # the last line the old channel gets
+                    self._audit(interaction, "the audit log is turned off", channel_id=int(current))
                 await answer(interaction, "The audit log is off.")
                 return
             await self._set(interaction, AUDIT_SETTING, channel.id)

@@ -156,6 +156,11 @@ async def test_the_audit_log_gets_jobs_refusals_deletions_and_settings_and_pings
     await atelier.alice.slash(atelier.channel, "imagine", prompt="so much gore")
     await atelier.alice.slash(atelier.channel, "imagine", prompt="a fox for @everyone and <@&1>")
     result = await wait_for_result(atelier, 1)
+    await admin.slash(atelier.channel, "atelier limits", daily=1)
+    capped = await atelier.alice.slash(atelier.channel, "imagine", prompt="one more")
+    assert capped.response is not None and "used 1 of your 1" in capped.response.content
+    await admin.slash(atelier.channel, "atelier block add", target=atelier.bob)
+    await atelier.bob.slash(atelier.channel, "imagine", prompt="a fox")
     await atelier.alice.click(result, label="Delete")
 
     def lines() -> list[discord.Message]:
@@ -165,10 +170,17 @@ async def test_the_audit_log_gets_jobs_refusals_deletions_and_settings_and_pings
                        timeout=10, what="the audit line for the deletion")
     text = "\n".join(m.content for m in lines())
     assert "the audit log now goes to" in text and "blocklist entry added" in text
-    assert "refused /imagine" in text and "the blocklist" in text
+    assert "refused /imagine" in text and "the blocklist" in text and "daily cap reached (1 of 1)" in text
+    assert f"refused /imagine for {atelier.bob.mention}: the member is blocked" in text
     assert "job #1 by" in text and "/imagine" in text and "fal" in text and "1 image(s)" in text
     assert result.jump_url in text
     # Nothing in the audit channel may ping: every post there tells Discord to parse no mention at all.
     posts = [r for r in atelier.env.http_requests if r.method == "POST" and r.path == f"/channels/{audit.id}/messages"]
     assert len(posts) == len(lines()) >= 5
     assert all(r.json["allowed_mentions"] == {"parse": []} for r in posts), [r.json for r in posts]
+    await admin.slash(atelier.channel, "atelier auditlog")
+    await settle_until(atelier.env, lambda: "audit log is turned off" in lines()[-1].content, timeout=10,
+                       what="the last line in the audit channel")
+    await admin.slash(atelier.channel, "atelier cooldown", seconds=5)  # would be audited, were the log on
+    await atelier.env.settle()
+    assert "audit log is turned off" in lines()[-1].content
