@@ -132,8 +132,9 @@ class AtelierTree(app_commands.CommandTree[Any]):
         allowed: frozenset[int] = interaction.client.engine.allowed_guilds
         if not allowed or interaction.guild_id in allowed:
             return True
-        with contextlib.suppress(discord.HTTPException):
-            await interaction.response.send_message(OTHER_GUILD, ephemeral=True, allowed_mentions=NOBODY)
+        if interaction.type is discord.InteractionType.application_command:  # autocomplete gets no choices
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.response.send_message(OTHER_GUILD, ephemeral=True, allowed_mentions=NOBODY)
         return False
 
     async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:

@@ -184,3 +184,22 @@ async def test_the_audit_log_gets_jobs_refusals_deletions_and_settings_and_pings
     await admin.slash(atelier.channel, "atelier cooldown", seconds=5)  # would be audited, were the log on
     await atelier.env.settle()
     assert "audit log is turned off" in lines()[-1].content
+
+
+async def test_a_reaction_rerun_where_the_bot_lost_attach_files_is_refused_and_costs_nothing(
+        atelier: World, app: App, fal: FakeFal) -> None:
+    await atelier.alice.slash(atelier.channel, "imagine", prompt="a fox")
+    first = await wait_for_result(atelier, 1)
+    asked = len(fal.requests)
+    # A moderator takes Attach Files from the bot in this channel (through Discord, so the bot hears of it).
+    bot_ = atelier.env.bot
+    channel = bot_.get_channel(atelier.channel.id)
+    assert isinstance(channel, discord.TextChannel) and channel.guild.me is not None
+    await channel.set_permissions(channel.guild.me, attach_files=False)
+    await atelier.env.settle()
+    await atelier.bob.react(first, "🔄")
+    await settle_until(atelier.env, lambda: any("Attach Files" in m.content
+                                                for m in atelier.bob.user.dm_channel.history()),
+                       timeout=10, what="bob told privately which permission is missing")
+    assert len(fal.requests) == asked
+    assert await app.store.list_jobs(member_subject(atelier.bob), limit=10) == []

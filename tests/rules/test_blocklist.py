@@ -75,13 +75,18 @@ def test_the_install_file_reads_one_entry_a_line_and_names_a_bad_line(tmp_path: 
 
 ZERO_WIDTH = st.sampled_from(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"])
 ACCENTS = st.sampled_from(["\u0301", "\u0300", "\u0308", "\u0302", "\u0327"])
+# Look-alikes of Latin letters (Cyrillic, Greek, fullwidth) and digits written for letters.
+LOOKALIKES = {"a": "аα4@ａ", "e": "еε3ｅ", "o": "оο0ｏ", "s": "ѕ5$ｓ", "d": "ԁｄ", "u": "υｕ", "n": "ｎ", "g": "9ｇ",
+              "r": "ｒ"}
 
 
 @st.composite
 def disguised(draw: st.DrawFn, word: str) -> str:
-    """`word` with random case changes, accents and zero-width characters inserted."""
+    """`word` with random look-alikes, case changes, accents and zero-width characters inserted."""
     out = []
     for c in word:
+        if c in LOOKALIKES and draw(st.booleans()):
+            c = draw(st.sampled_from(LOOKALIKES[c]))
         out.append(c.upper() if draw(st.booleans()) else c)
         if draw(st.booleans()):
             out.append(draw(ACCENTS))
@@ -93,7 +98,7 @@ def disguised(draw: st.DrawFn, word: str) -> str:
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), word=st.sampled_from(BLOCKED),
        before=st.lists(st.sampled_from(INNOCENT), max_size=4), after=st.lists(st.sampled_from(INNOCENT), max_size=4))
-def test_case_accents_and_zero_width_characters_never_let_a_blocked_word_through(
+def test_look_alikes_case_accents_and_zero_width_characters_never_let_a_blocked_word_through(
         data: st.DataObject, word: str, before: list[str], after: list[str]) -> None:
     prompt = " ".join([*before, data.draw(disguised(word)), *after])
     assert blocklist(*BLOCKED).check(prompt) is not None, prompt
