@@ -84,9 +84,8 @@ LOOKALIKES = {"a": "аα4@ａ", "e": "еε3ｅ", "o": "оο0ｏ", "s": "ѕ5$ｓ"
 def disguised(draw: st.DrawFn, word: str) -> str:
     """`word` with random look-alikes, case changes, accents and zero-width characters inserted."""
     out = []
-    for c in word:
-        if c in LOOKALIKES and draw(st.booleans()):
-            c = draw(st.sampled_from(LOOKALIKES[c]))
+    for letter in word:
+        c = draw(st.sampled_from(LOOKALIKES[letter])) if letter in LOOKALIKES and draw(st.booleans()) else letter
         out.append(c.upper() if draw(st.booleans()) else c)
         if draw(st.booleans()):
             out.append(draw(ACCENTS))
