@@ -73,7 +73,8 @@ def check_blocked(settings: dict[str, Any], member: discord.Member, command: str
 
 
 def missing_permissions(perms: discord.Permissions, *, in_thread: bool) -> list[str]:
-    """What the bot lacks to post a result here: the status message, then the images as attachments."""
+    """What the bot lacks to post a result here: the status message, the images as attachments, and the reply to
+    the status message (a reply needs Read Message History; so does looking for a result already posted)."""
     missing = []
     if not perms.view_channel:
         missing.append("View Channel")
@@ -83,6 +84,8 @@ def missing_permissions(perms: discord.Permissions, *, in_thread: bool) -> list[
         missing.append("Send Messages")
     if not perms.attach_files:
         missing.append("Attach Files")
+    if not perms.read_message_history:
+        missing.append("Read Message History")
     return missing
 
 

@@ -132,16 +132,20 @@ async def test_a_resumed_session_gets_the_reaction_made_while_disconnected(e2e: 
     assert not lost.delivered and lost.response is None
 
 
-async def test_without_attach_files_the_job_is_refused_up_front_and_costs_nothing(e2e: E2E) -> None:
+@pytest.mark.parametrize(("denied", "named"), [(Perm.ATTACH_FILES, "Attach Files"),
+                                               (Perm.READ_MESSAGE_HISTORY, "Read Message History"),
+                                               (Perm.SEND_MESSAGES, "Send Messages")])
+async def test_without_a_permission_the_result_needs_the_job_is_refused_up_front_and_costs_nothing(
+        e2e: E2E, denied: Perm, named: str) -> None:
     # Before issue 18 the job ran and its result went by DM; now the missing permission is named before anything
     # is sent or charged.
     await e2e.quiesce()
-    await e2e.guild.set_bot_permissions(e2e.channel, deny=Perm.ATTACH_FILES)
+    await e2e.guild.set_bot_permissions(e2e.channel, deny=denied)
     alice = await e2e.member("alice")
     before = await e2e.providers.requests()
     run = await alice.run_command(e2e.channel, "imagine", prompt="a fox")
     reply = await run.reply()
-    assert reply.ephemeral and "missing permission: Attach Files" in reply.content
+    assert reply.ephemeral and f"missing permission: {named}" in reply.content
     assert e2e.db.jobs_of(alice.id) == [] and e2e.db.images_charged(alice.id) == 0
     assert await e2e.providers.requests() == before
     assert [m for m in e2e.channel.live() if not m.ephemeral and "a fox" in m.content] == []
