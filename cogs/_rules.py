@@ -112,10 +112,14 @@ async def check_prompt(install: Blocklist, settings: dict[str, Any], prompt: str
     the owner sees which rule fired and a short quote, the bot's log holds no member's text."""
     if not prompt:
         return
-    blocklist = install + _guild_blocklist(tuple(settings.get("blocklist", [])))
-    if not len(blocklist):
+    entries = tuple(settings.get("blocklist", []))
+    if not len(install) and not entries:
         return
-    hit: Hit | None = await asyncio.to_thread(blocklist.check, prompt)
+
+    def check() -> Hit | None:  # compiling a changed list and matching are CPU work: off the event loop
+        return (install + _guild_blocklist(entries)).check(prompt)
+
+    hit = await asyncio.to_thread(check)
     if hit is None:
         return
     log.info("prompt refused by the blocklist for member %s (/%s, entry %r%s)", member.id, command, hit.entry,
