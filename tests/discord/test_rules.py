@@ -54,14 +54,16 @@ async def test_an_allowlisted_install_syncs_commands_to_its_guilds_only_and_leav
     await atelier.env.restart_bot(fresh)
     await old.close()
     puts = [r for r in atelier.env.http_requests if r.method == "PUT" and r.path.endswith("/commands")]
-    assert any(f"/guilds/{atelier.guild.id}/commands" in r.path for r in puts)
+    [guild_put] = [r for r in puts if f"/guilds/{atelier.guild.id}/commands" in r.path]
+    assert "imagine" in {c["name"] for c in guild_put.json}
     global_puts = [r for r in puts if "/guilds/" not in r.path]
-    assert global_puts, "the global commands must be cleared"
+    assert global_puts[-1].json == [], "the global commands must be cleared"
     assert "imagine" in atelier.alice.available_commands(atelier.channel)
     other = atelier.env.create_guild("Somebody else's")
     await atelier.env.settle()
     assert any(r.method == "DELETE" and r.path.endswith(f"/users/@me/guilds/{other.id}")
                for r in atelier.env.http_requests), "the bot must leave a guild it does not serve"
+    assert fresh.get_guild(other.id) is None and fresh.get_guild(atelier.guild.id) is not None
     await app.runner.stop()
 
 
