@@ -205,3 +205,19 @@ async def test_a_reaction_rerun_where_the_bot_lost_attach_files_is_refused_and_c
                        timeout=10, what="bob told privately which permission is missing")
     assert len(fal.requests) == asked
     assert await app.store.list_jobs(member_subject(atelier.bob), limit=10) == []
+
+
+async def test_a_thread_follows_its_parent_channels_rules(atelier: World, admin: Any, app: App, fal: FakeFal) -> None:
+    art = atelier.guild.create_text_channel("art")
+    await admin.slash(atelier.channel, "atelier channels", command="imagine", rule="allow", channel=art)
+    parent = atelier.env.bot.get_channel(art.id)
+    assert isinstance(parent, discord.TextChannel)
+    await parent.create_thread(name="sketches", type=discord.ChannelType.public_thread)
+    await atelier.env.settle()
+    [thread] = art.threads
+    ok = await atelier.alice.slash(thread, "imagine", prompt="a fox")
+    assert ok.response is not None and ok.response.content.startswith("Started job #1"), ok.response
+    await admin.slash(atelier.channel, "atelier channels", command="imagine", rule="deny", channel=art)
+    refused = await atelier.alice.slash(thread, "imagine", prompt="a fox")
+    assert refused.ephemeral and refused.response is not None
+    assert "cannot be used in this channel" in refused.response.content
