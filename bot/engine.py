@@ -93,6 +93,11 @@ class Engine:
     async def posts_of(self, job_id: int) -> list[DiscordPost]:
         return await self._app.store.posts_of(job_id)
 
+    async def received_nothing(self, job: Job) -> None:
+        """The receiver could show none of the job's images (withheld as NSFW where they went, or no channel and
+        no DM would take them): the member is charged nothing for it (bot.store.refunds)."""
+        await self._app.store.settle_cost(job.id, images=0, now=self._app.store.clock())
+
     # --- a guild's own settings --------------------------------------------------------------------------------
 
     async def guild_settings(self, guild_id: int) -> dict[str, Any]:

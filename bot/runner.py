@@ -113,6 +113,7 @@ class _Live:
     task: asyncio.Task[None]
     handle: RemoteHandle | None = None
     provider: Provider | None = None
+    send: asyncio.Future[Job | None] | None = None  # its submit, while on the wire (see _send_shielded)
 
 
 @dataclass
@@ -369,6 +370,9 @@ class Runner:
             # A submit already on the wire is shielded: it finishes, finds the job cancelled, and cancels it
             # at the provider.
             live.task.cancel()
+            if live.send is not None and is_synchronous(done.handle):
+                # A synchronous call cannot be cancelled there and its answer is not wanted: stop waiting for it.
+                live.send.cancel()
         if done.handle:
             handle = RemoteHandle.model_validate(done.handle)
             if handle.provider in self.providers:
@@ -626,6 +630,8 @@ class Runner:
         request may be on the wire, losing its handle would leave a billed job nobody follows."""
         send = asyncio.ensure_future(self._send(job_id, provider, request))
         self._submits.add(send)
+        if (live := self._live.get(job_id)) is not None:
+            live.send = send
 
         def settled(task: asyncio.Future[Job | None]) -> None:
             self._submits.discard(task)

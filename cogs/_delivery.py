@@ -152,6 +152,7 @@ class DiscordDelivery:
                     else "could not be posted: no permission and DMs closed")
             if message is None:
                 log.warning("job %s: direct messages are closed too; the result stays in /jobs", job.id)
+                await store.received_nothing(job)
             if result is None:
                 result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
             await store.record_post(result.id, message_id=None, note=note)
@@ -215,6 +216,7 @@ class DiscordDelivery:
                                       reference=reference, allowed_mentions=mentions)  # type: ignore[arg-type]
         nsfw = any(o.nsfw for o in job.outputs)
         if nsfw and not bool(getattr(channel, "nsfw", False)):
+            await self.bot.engine.received_nothing(job)  # before the post: a crash after it must not charge
             return await channel.send(nsfw_caption(job), view=result_view(job), nonce=post.nonce,
                                       reference=reference, allowed_mentions=mentions)  # type: ignore[arg-type]
         files = await result_files(job, self.bot.engine.blobs, limit=await self.upload_limit(job), spoiler=nsfw)
@@ -231,6 +233,8 @@ class DiscordDelivery:
                 message = await user.send(result_caption(job), files=files, nonce=post.nonce,
                                           allowed_mentions=NOBODY)
             else:
+                if job.state is JobState.SUCCEEDED:
+                    await store.received_nothing(job)  # its images are flagged NSFW: none goes by DM
                 message = await user.send(failure_caption(job) if job.state is not JobState.SUCCEEDED else
                                           f"Job #{job.id} finished; its image was flagged NSFW and is not sent by DM.",
                                           nonce=post.nonce, allowed_mentions=NOBODY)

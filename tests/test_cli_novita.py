@@ -177,3 +177,24 @@ async def test_a_bad_novita_setting_is_refused_with_exit_2_and_nothing_is_sent(
                                       env=novita_env(novita, **{name: value}))
     assert code == 2 and result is not None and message in result["error"] and "configuration error" in err
     assert novita.requests == [] and not (tmp_path / "data").exists()
+
+
+async def test_ctrl_c_during_the_synchronous_call_exits_130_promptly_and_refunds(
+        tmp_path: Path, novita: FakeNovita) -> None:
+    # The call cannot be cancelled at Novita and its answer is no longer wanted: nothing is left to wait for.
+    novita.hold_paths = [SEEDREAM]
+    env = novita_env(novita)
+    started = time.monotonic()
+    code, result, _ = await atelier("job", "imagine", "--prompt", "x", "--provider", "novita", cwd=tmp_path,
+                                    env=env, interrupt_after=2.0)
+    took = time.monotonic() - started
+    assert code == 130 and result is not None and result["state"] == "cancelled", result
+    assert took < 8, f"Ctrl-C took {took - 2.0:.1f} s to end the command"
+    novita.release.set()
+    store = await open_store(f"sqlite:///{tmp_path}/data/atelier.db")
+    try:
+        job = await store.get_job(result["job_id"])
+    finally:
+        await store.close()
+    assert job is not None and job.state is JobState.CANCELLED and job.refunded
+    assert len(novita.calls("POST", SEEDREAM)) == 1

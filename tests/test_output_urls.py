@@ -4,8 +4,11 @@ is not the provider's configured host."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -117,6 +120,10 @@ async def files() -> AsyncIterator[str]:
     ("http://[::1]:9/x.png", "private address"),
     ("http://localhost:9/x.png", "private address"),
     ("http://10.1.2.3/x.png", "private address"),
+    # RFC 6598 shared address space (carrier-grade NAT, Tailscale's tailnet, Alibaba Cloud's metadata service):
+    # not "private" to Python's ipaddress, and no more public than 10/8.
+    ("http://100.100.100.200/latest/meta-data", "private address"),
+    ("http://100.64.0.1/x.png", "private address"),
 ])
 async def test_output_urls_are_checked_for_scheme_and_address_before_connecting(url: str, words: str) -> None:
     async with aiohttp.ClientSession() as session:
@@ -143,3 +150,51 @@ async def test_the_key_goes_only_to_the_configured_host(files: str) -> None:
         with pytest.raises(Exception, match="refused to send the API key"):
             await http.request("GET", f"{files}/image.png", idempotent=True)
         assert http.request_count == 0
+
+
+async def _serve(host: str, port: int, body: bytes, seen: list[str]) -> web.AppRunner:
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Host", ""))
+        return web.Response(body=body, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/{name}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def test_a_name_that_resolves_elsewhere_when_connecting_is_fetched_from_the_address_that_was_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name's answer changes between the check and the connection. Here 127.0.0.2 stands for
+    the public address the check approved, and 127.0.0.1 on the same port for a service of this machine that a
+    second lookup would reach. Both are loopback: nothing leaves the machine."""
+    import bot.providers.http as http_module
+
+    public_seen: list[str] = []
+    private_seen: list[str] = []
+    private = await _serve("127.0.0.1", 0, b"secret of this machine", private_seen)
+    port = private.addresses[0][1]
+    public = await _serve("127.0.0.2", port, png_bytes(), public_seen)
+    loop = asyncio.get_running_loop()
+    real_getaddrinfo = loop.getaddrinfo
+    answers = iter(["127.0.0.2"])
+
+    async def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "files.rebind.test":
+            return await real_getaddrinfo(host, *args, **kwargs)
+        address = next(answers, "127.0.0.1")  # the first answer is approved; every later one is private
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    monkeypatch.setattr(http_module, "_public", lambda address: str(address) == "127.0.0.2")
+    try:
+        async with aiohttp.ClientSession() as session:
+            http = ProviderHttp(session, "acme", policy=STRICT, base_url="https://api.acme.example")
+            data = await http.download(f"http://files.rebind.test:{port}/out.png", max_bytes=1_000_000)
+    finally:
+        await public.cleanup()
+        await private.cleanup()
+    assert data == png_bytes() and private_seen == []
+    assert public_seen == [f"files.rebind.test:{port}"]  # the named host's request, at the checked address

@@ -304,13 +304,15 @@ class ProviderHttp:
         try:
             async with asyncio.timeout(self.policy.download_timeout_s):
                 for _ in range(MAX_REDIRECTS + 1):
-                    await self._check_output_url(url)
+                    pinned = await self._check_output_url(url)
+                    target, options = _pinned_request(url, pinned)
                     self.request_count += 1
                     # Output URLs are pre-signed: they must not receive the provider's API key.
-                    async with self.session.get(url, timeout=timeout, allow_redirects=False) as resp:
+                    async with self.session.get(target, timeout=timeout, allow_redirects=False, **options) as resp:
                         location = resp.headers.get("Location")
                         if resp.status in REDIRECTS and location:
-                            url = str(resp.url.join(yarl.URL(location)))
+                            # Against the URL as named, not the address it was pinned to.
+                            url = str(yarl.URL(url).join(yarl.URL(location)))
                             continue
                         return await self._read_output(resp, max_bytes)
                 raise OutputError(self.provider, f"the output URL redirected more than {MAX_REDIRECTS} times")
@@ -340,25 +342,42 @@ class ProviderHttp:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _check_output_url(self, url: str) -> None:
+    async def _check_output_url(self, url: str) -> str | None:
         """Refuse an output URL (or redirect target) that is not http(s), or that resolves to an address of this
-        machine or its network, unless it is the provider's own host or private outputs are allowed."""
+        machine or its network, unless it is the provider's own host or private outputs are allowed. Returns the
+        checked address the download must connect to (None where no check applies): resolving the name again
+        when connecting would let a DNS answer that changes in between (rebinding) reach a private address."""
         parsed = yarl.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise OutputError(self.provider, f"refused an output URL that is not http(s): {_where(url)}")
         if self.policy.allow_private_outputs or (self.origin is not None and url_origin(url) == self.origin):
-            return
+            return None
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise _Retry(OutputError(self.provider, f"cannot resolve the output host {parsed.host[:80]}"),
                          None) from exc
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+        for address in addresses:
             if not _public(address):
                 raise OutputError(self.provider, f"refused an output URL on a private address ({_where(url)} is "
                                   f"{address}); set ALLOW_PRIVATE_OUTPUT_URLS=true to allow it")
+        if not addresses:
+            raise _Retry(OutputError(self.provider, f"cannot resolve the output host {parsed.host[:80]}"), None)
+        return str(addresses[0])
+
+
+def _pinned_request(url: str, address: str | None) -> tuple[str, dict[str, Any]]:
+    """The URL to connect to and the request options that keep it the named host's request: the same Host header
+    and, over TLS, the certificate checked against the name."""
+    if address is None:
+        return url, {}
+    parsed = yarl.URL(url)
+    options: dict[str, Any] = {"headers": {"Host": parsed.host_port_subcomponent or parsed.host or ""}}
+    if parsed.scheme == "https":
+        options["server_hostname"] = parsed.host
+    return str(parsed.with_host(address)), options
 
 
 def url_origin(url: str) -> tuple[str, str, int | None]:
@@ -376,5 +395,6 @@ def _where(url: str) -> str:
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    return not (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
-                or address.is_reserved or address.is_unspecified)
+    # is_global also rules out what is neither private nor public, e.g. 100.64.0.0/10 (shared address space).
+    return address.is_global and not (address.is_private or address.is_loopback or address.is_link_local
+                                      or address.is_multicast or address.is_reserved or address.is_unspecified)

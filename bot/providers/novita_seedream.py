@@ -19,9 +19,10 @@ from bot.errors import InputError, ProviderProtocolError, ProviderUnavailableErr
 from bot.operations import EditRequest, ImagineRequest, Operation, Request, Size, SizePreset
 from bot.providers.base import KeyCheck, Provider, ProviderLimits
 from bot.providers.http import ProviderHttp
+from bot.providers.novita import NovitaProvider
 from bot.providers.retirement import ModelCheck, probe_endpoint, submit_checking_retirement
 from bot.providers.status import JobStatus, OutputImage, RemoteHandle
-from bot.providers.synchronous import SynchronousCallInterrupted, answered, settle
+from bot.providers.synchronous import SYNCHRONOUS, SynchronousCallInterrupted, answered, settle
 
 MODEL = "seedream-5.0-lite"
 PATH = "/v3/seedream-5.0-lite"
@@ -128,10 +129,14 @@ class NovitaSeedreamProvider(Provider):
             if exc.sent and exc.status is None:  # sent, and no answer came: a timeout or a dropped connection
                 raise SynchronousCallInterrupted(self.name, exc.detail.removeprefix("POST ")) from exc
             raise
-        images = response.json_object().get("images")
-        if not isinstance(images, list):
-            raise ProviderProtocolError(self.name, "answered without an images list")
-        outputs = [OutputImage(url=url) for url in images if isinstance(url, str) and url.startswith("http")]
+        try:
+            images = response.json_object().get("images")
+        except ProviderProtocolError:
+            images = None
+        # An answer, even a garbled one, means the call ran and may have been billed: it settles as "answered with
+        # no image" (charged unknown, the member refunded), never as a call that cost nothing.
+        outputs = [OutputImage(url=url) for url in images or [] if isinstance(url, str) and url.startswith("http")] \
+            if isinstance(images, list) else []
         return answered(self.name, f"call-{uuid.uuid4()}", request.operation.value, outputs)
 
     @property
@@ -139,6 +144,9 @@ class NovitaSeedreamProvider(Provider):
         return "NOVITA_MODEL to another model Novita offers (see .env.example)"
 
     async def poll(self, handle: RemoteHandle) -> JobStatus:
+        if handle.extra.get(SYNCHRONOUS) is not True:
+            # A task of Novita's task API (GLM Image), sent before NOVITA_MODEL was switched: Novita has its result.
+            return await NovitaProvider(self.http, self.limits, base_url=self.base_url).poll(handle)
         # Nothing to ask Novita: the call's answer (or its absence) is in the stored handle.
         return settle(handle, interrupted_because="Atelier stopped during the call to novita")
 

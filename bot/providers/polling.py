@@ -187,21 +187,31 @@ async def _cancel_quietly(provider: Provider, handle: RemoteHandle) -> bool:
 async def _expire(provider: Provider, handle: RemoteHandle, *, look: bool = False,
                   on_status: StatusCallback | None = None, external_wait: ExternalWait = passthrough) -> Terminal:
     """The deadline passed: cancel and fail the job. `look`: it was never polled here (resumed after downtime
-    longer than its deadline), so ask once first: a job that finished meanwhile is paid for and is delivered."""
-    if look:
-        try:
-            status = await external_wait(provider.poll(handle), reason=f"{provider.name} status")
-        except ProviderError as exc:
-            log.warning("last look at %s job %s failed: %s", provider.name, handle.remote_id, exc)
-        else:
-            if is_terminal(status):
-                assert isinstance(status, Terminal)
-                if on_status is not None:
-                    await on_status(status)
-                return status
+    longer than its deadline), so ask once first: a job that finished meanwhile is paid for and is delivered.
+    A cancel the provider refuses gets that look too: the job may have finished since the last poll."""
+    if look and (status := await _last_look(provider, handle, on_status, external_wait)) is not None:
+        return status
     cancelled = await _cancel_quietly(provider, handle)
+    if not cancelled and not look and (status := await _last_look(provider, handle, on_status,
+                                                                   external_wait)) is not None:
+        return status
     reason = "it did not finish before its deadline"
     if cancelled:
         reason += "; it was cancelled at the provider"
     return Failed(reason=reason, retryable=True, charged=None if not cancelled else False, code="deadline")
 
+
+async def _last_look(provider: Provider, handle: RemoteHandle, on_status: StatusCallback | None,
+                     external_wait: ExternalWait) -> Terminal | None:
+    """One poll at the deadline: the job's end if it has ended there, else None."""
+    try:
+        status = await external_wait(provider.poll(handle), reason=f"{provider.name} status")
+    except ProviderError as exc:
+        log.warning("last look at %s job %s failed: %s", provider.name, handle.remote_id, exc)
+        return None
+    if not is_terminal(status):
+        return None
+    assert isinstance(status, Terminal)
+    if on_status is not None:
+        await on_status(status)
+    return status

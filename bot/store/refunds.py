@@ -14,7 +14,10 @@ def images_charged(job: Job) -> int:
     - a job that returned fewer images than asked (count 4, one image) charges the images it returned;
     - a job marked `withhold_nsfw` (started in a channel that is not age-restricted) whose result has an image
       flagged NSFW charges nothing: the whole result is withheld there, so the member gets none of it;
-    - a job whose delivery was given up (`undeliverable`) charges nothing: the member never got it.
+    - a job whose delivery was given up (`undeliverable`) charges nothing: the member never got it;
+    - a job whose receiver could show none of its images when it delivered (withheld as NSFW in a channel whose
+      age restriction was lifted meanwhile or by DM, or no channel and no DM would take it) charges nothing: the
+      receiver settles it to 0 (`JobStore.settle_cost`), since only it knows.
 
     Whether the provider charged us (`job.charged`) does not matter here: that is the operator's account with
     the provider, not the member's quota. A member is never charged for an image they did not get.

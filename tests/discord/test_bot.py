@@ -567,6 +567,8 @@ async def test_no_channel_and_closed_dms_keep_the_job_visible_in_jobs(atelier: W
     listing = await world.alice.slash(world.channel, "jobs")
     assert listing.response is not None and "succeeded" in listing.response.content
     assert "DMs closed" in listing.response.content
+    quota = await world.alice.slash(world.channel, "quota")  # the member got no image, so it cost nothing
+    assert quota.response is not None and "You have used **0** of" in quota.response.content
 
 
 async def test_a_result_posted_just_before_a_crash_is_not_posted_again(atelier: World, app: App) -> None:

@@ -56,3 +56,21 @@ async def test_a_retry_of_a_withheld_result_is_not_charged_either(e2e: E2E) -> N
         assert "NSFW" in (await e2e.result(job_id)).content
         assert (await e2e.job(job_id))["refunded"] == 1
     assert "You have used **0** of **25** images today" in await quota_text(carol, e2e.channel)
+
+
+async def test_a_result_withheld_because_the_channel_is_no_longer_age_restricted_costs_nothing(e2e: E2E) -> None:
+    # Started after dark, so it was meant to be shown; the channel's age restriction is lifted while it runs.
+    await e2e.providers.script("novita", queue_polls=1, running_polls=1, nsfw=True)
+    dave = await e2e.member("dave")
+    adult = await e2e.guild.create_channel(f"after-dark-{dave.id}", nsfw=True)
+    await e2e.providers.hold("novita", "/v3/async/task-result")
+    job_id = started_job((await (await dave.run_command(adult, "imagine", prompt="x")).reply()).content)
+    await e2e.job(job_id, state="queued")
+    adult.nsfw = False
+    await e2e.providers.release("novita")
+    await e2e.job(job_id)
+    withheld = await e2e.discord.wait_for(lambda: next(iter(e2e.results_of(job_id, adult)), None),
+                                          what="the withheld result")
+    assert "NSFW" in withheld.content and withheld.attachments == []
+    assert (await e2e.job(job_id))["refunded"] == 1
+    assert "You have used **0** of **25** images today" in await quota_text(dave, e2e.channel)

@@ -94,6 +94,7 @@ class FakeNovita(SendsWebhooks, FakeServer):
         self.fewer_seed = 11
         self._fewer = random.Random(self.fewer_seed)
         self.call_s = 0.0  # how long a Seedream call takes before it answers
+        self.seedream_garbled = False  # answer a call with a 200 that is not the documented JSON
         self.glm_retired: int | None = None  # the status the GLM endpoint answers when retired
 
     def retire_glm(self, status: int = 410) -> None:
@@ -299,6 +300,9 @@ class FakeNovita(SendsWebhooks, FakeServer):
         job = self.new_job("edit" if body.get("image") else "imagine", body, count=count)
         if self.call_s:
             await asyncio.sleep(self.call_s)
+        if self.seedream_garbled:
+            # The generation ran (and would be billed), but the answer is not the documented shape.
+            return web.Response(status=200, text="<html>upstream error</html>", content_type="text/html")
         return json_response({"images": self.output_urls(job)})
 
     @staticmethod

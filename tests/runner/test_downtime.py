@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import open_app
+from bot.operations import ImagineRequest
+from bot.runner import RunnerConfig
 from bot.store import open_store
-from bot.store.models import JobState
+from bot.store.models import JobState, Origin, Subject
 from tests.fakes.base import JobScript
 from tests.fakes.fal import FakeFal
+from tests.runner.conftest import RecordingDelivery, settings_for
 from tests.runner.test_crash import wait_until
 from tests.test_cli import ATELIER, atelier, clean_env
 
@@ -96,3 +100,20 @@ async def test_resume_delivers_a_cli_job_that_finished_during_downtime_past_its_
     (output,) = next(iter(fal.jobs.values())).outputs
     assert (tmp_path / "later").exists() and Path(result["files"][0]).read_bytes() == fal.files[output]
     assert fal.calls("PUT", "/cancel") == [] and len(fal.calls("POST")) == 1
+
+
+async def test_a_job_that_finished_after_its_last_poll_is_delivered_not_failed_at_its_deadline(
+        tmp_path: Path, fal: FakeFal) -> None:
+    # Polled once a second: the last poll before the 1.6 s deadline still says running, the job finishes at 1.2 s,
+    # and at the deadline fal refuses the cancel ("already completed"). The result exists and is paid for.
+    fal.script = JobScript(duration_s=1.2)
+    settings = settings_for(tmp_path, fal, poll_min_s=1.0, poll_max_s=1.0, job_deadline_s=1.6)
+    async with open_app(settings, deliverers={"discord": RecordingDelivery()},
+                        config=RunnerConfig(origins=frozenset({Origin.DISCORD}))) as app:
+        job = await app.runner.create(Subject.member(1, "alice"), Origin.DISCORD, ImagineRequest(prompt="a fox"))
+        await app.runner.wait(job.id)
+        done = await app.store.get_job(job.id)
+    assert fal.calls("GET", "/status"), "the job was polled while it ran"
+    assert done is not None
+    assert done.state is JobState.SUCCEEDED, done.error_message
+    assert len(done.outputs) == 1 and fal.file_downloads == 1

@@ -117,6 +117,20 @@ async def test_fewer_images_than_asked_is_charged_for_what_came_back(tmp_path: P
     assert usage.used_today == 2
 
 
+async def test_a_garbled_answer_is_a_call_that_ran_refunded_to_the_member_never_counted_as_free(
+        tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
+    novita.seedream_garbled = True
+    async with app_for(tmp_path, fal, novita) as app:
+        job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a fox"))
+        done = await finished(app, job.id)
+        usage = await app.runner.usage(ALICE)
+    # The call was answered, so it may have been billed: "charged" stays unknown, it is not moved to fal (that
+    # could pay twice), and the member, who got nothing, is refunded.
+    assert done.state is JobState.FAILED and done.charged is None and done.refunded
+    assert usage.used_today == 0
+    assert len(novita.calls("POST", SEEDREAM)) == 1 and fal.requests == []
+
+
 async def test_a_call_that_times_out_is_interrupted_refunded_and_never_moved(
         tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
     novita.call_s = 3.0
@@ -220,3 +234,46 @@ async def test_retrying_a_job_whose_model_was_retired_since_goes_to_the_next_pro
         retry = await finished(app, (await app.runner.rerun(original.id, ALICE, vary=False)).id)
     assert retry.state is JobState.SUCCEEDED and retry.provider == "fal" and retry.attempts == 1
     assert len(novita.calls("POST", GLM)) == 2  # the first job, and the one that found it retired
+
+
+async def test_a_glm_task_in_flight_when_the_model_is_switched_to_seedream_is_still_followed(
+        tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
+    # A GLM task submitted (and paid) before the operator switched NOVITA_MODEL, or before the upgrade that made
+    # Seedream the default: after the restart it is asked for at Novita's task API, not taken for a Seedream call
+    # cut short.
+    async with app_for(tmp_path, fal, novita, novita_model="glm-image") as app:
+        handle = await app.providers.get("novita").submit(ImagineRequest(prompt="a fox"))
+    async with app_for(tmp_path, fal, novita) as app:
+        runner = app.runner
+        lease = Lease(runner.owner, runner.host, runner.pid, app.settings.lease_seconds)
+        job = await app.store.create_job(
+            NewJob(subject=ALICE, origin=Origin.DISCORD, operation="imagine", provider="novita", cost=1,
+                   request=codec.encode(ImagineRequest(prompt="a fox")), lease=lease, delivery_target="discord"),
+            defaults=runner.defaults, now=runner.clock())
+        await app.store.update_job(job.id, now=runner.clock(), state=JobState.QUEUED,
+                                   handle=handle.model_dump(mode="json"))
+        await app.store.release(job.id, runner.owner)
+        await runner.adopt()
+        done = await finished(app, job.id)
+    assert done.state is JobState.SUCCEEDED and len(done.outputs) == 1, done.error_message
+    assert len(novita.calls("POST", GLM)) == 1 and novita.calls("POST", SEEDREAM) == []
+
+
+async def test_a_job_cancelled_during_the_synchronous_call_stays_cancelled_refunded_and_is_not_sent_on(
+        tmp_path: Path, fal: FakeFal, novita: FakeNovita) -> None:
+    novita.hold_paths = [SEEDREAM]
+    async with app_for(tmp_path, fal, novita) as app:
+        job = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a fox"))
+        deadline = time.monotonic() + 5
+        while not novita.calls("POST", SEEDREAM):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        cancelled = await app.runner.cancel(job.id, ALICE)
+        await asyncio.wait_for(app.runner.wait(job.id), 2)  # nothing waits for the call's answer any more
+        novita.release.set()
+        await asyncio.sleep(0.3)  # an answer (or anything sent on) would be acted on now
+        done = await app.store.get_job(job.id)
+        usage = await app.runner.usage(ALICE)
+    assert cancelled.state is JobState.CANCELLED and done is not None and done.state is JobState.CANCELLED
+    assert done.refunded and usage.used_today == 0 and done.outputs == ()
+    assert len(novita.calls("POST", SEEDREAM)) == 1 and fal.requests == []
