@@ -166,7 +166,7 @@ class DiscordDelivery:
     def _audit(self, job: Job, message: discord.Message) -> None:
         """One line per job in the guild's audit log (queued: the delivery never waits on it)."""
         prompt = job.request.get("prompt") or job.request.get("name")
-        images = len(job.outputs) if job.state is JobState.SUCCEEDED else 0
+        images = len(message.attachments)  # what the member got: none when withheld as NSFW or failed
         link = message.jump_url if message.guild is not None else "sent by direct message"
         self.bot.audit.note(guild_of(job), " · ".join(filter(None, [
             f"job #{job.id} by <@{job.subject.user_id}>: /{job.operation}", quote(prompt) if prompt else None,
