@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(i)
 
     _add_job_control(ops)
-    add_usage_parser(sub)  # issue 17: `atelier usage`
+    add_usage_parser(sub)
 
     jobs = sub.add_parser("jobs", help="recent jobs")
     jobs.add_argument("--user", help="whose jobs (default: the OS user)")
@@ -207,7 +207,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _filters(settings)
     if args.command == "doctor":
         return await _doctor(settings)
-    if args.command == "usage":  # issue 17
+    if args.command == "usage":
         return await _usage_main(args, settings)
     return await _run_bot(settings)
 
@@ -646,7 +646,7 @@ async def _doctor(settings: Settings) -> int:
             order = [p.name for p in providers.order(op)]
             print(f"{op.value:<8} runs on: {', '.join(order) if order else 'nothing configured'}")
         problems += await _doctor_webhooks(settings, session, providers)
-    for line in price_lines(settings):  # issue 17: which prices are sourced, which are stand-ins
+    for line in price_lines(settings):  # which prices are sourced, which are stand-ins
         print(line)
     return EXIT_FAILED if problems else EXIT_OK
 

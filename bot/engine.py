@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bot.app import App
@@ -18,6 +19,7 @@ from bot.money.caps import BUDGET_KEY, CHEAPEST, CapState, GuildBudget, day_boun
 from bot.operations import Operation, Request
 from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
+from bot.rules.blocklist import Blocklist, load_file
 from bot.runner import Deliverer, Listener, Prepare
 from bot.store.models import (
     DiscordPost,
@@ -35,6 +37,9 @@ from bot.store.models import (
 class Engine:
     def __init__(self, app: App) -> None:
         self._app = app
+        path = app.settings.prompt_blocklist_file.strip()
+        # Read once at start: a bad entry stops the start (ConfigError), never silently shortens the list.
+        self._install_blocklist = load_file(Path(path)) if path else Blocklist()
 
     # --- what the cogs need to know ---------------------------------------------------------------------------
 
@@ -63,13 +68,13 @@ class Engine:
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
         """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
         `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged."""
-        preferred = self._resolve_order(request.operation.value, preferred)  # issue 17: "cheapest first"
+        preferred = self._resolve_order(request.operation.value, preferred)  # "cheapest first"
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
                                              channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
-        preferred = self._resolve_order(original.operation, preferred)  # issue 17: "cheapest first"
+        preferred = self._resolve_order(original.operation, preferred)  # "cheapest first"
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
                                             preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw)
 
@@ -132,7 +137,7 @@ class Engine:
         self._app.runner.deliverers.pop(Origin.DISCORD.value, None)
         self._app.runner.remove_listener(listener)
 
-    # --- money (issue 17): prices, budgets, spend ---------------------------------------------------------------
+    # --- money: prices, budgets, spend -------------------------------------------------------------------------
 
     async def spend_caps(self, subject: Subject) -> list[CapState]:
         return await self._app.runner.spend_caps(subject)
@@ -176,3 +181,22 @@ class Engine:
         if preferred is not None and list(preferred) == [CHEAPEST]:
             return self.cheapest_order(Operation(operation))
         return preferred
+
+    # --- owners' rules -----------------------------------------------------------------------------------------
+
+    @property
+    def allowed_guilds(self) -> frozenset[int]:
+        """DISCORD_ALLOWED_GUILDS: the guilds this install serves (empty: every guild)."""
+        return self._app.settings.allowed_guilds
+
+    @property
+    def leave_other_guilds(self) -> bool:
+        return self._app.settings.discord_leave_other_guilds
+
+    @property
+    def install_blocklist(self) -> Blocklist:
+        """PROMPT_BLOCKLIST_FILE's entries, for every guild."""
+        return self._install_blocklist
+
+    async def clear_guild_setting(self, guild_id: int, key: str) -> bool:
+        return await self._app.store.clear_guild_setting(guild_id, key)

@@ -163,7 +163,7 @@ class Runner:
         self._following: dict[str, int] = {}
         # Jobs whose submit this process sent: their durations are honest samples (a resumed job's are not).
         self._submitted_here: set[int] = set()
-        self.prices = settings.price_book  # issue 17
+        self.prices = settings.price_book
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ class Runner:
                      seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},
                      lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
                      delivery_target=origin.value, withhold_nsfw=withhold_nsfw,
-                     spend=await self.spend_reservation(request, [chosen.name, *fallbacks]))  # issue 17: caps
+                     spend=await self.spend_reservation(request, [chosen.name, *fallbacks]))  # the spend caps
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
         try:
             if prepare is not None:
@@ -860,10 +860,10 @@ class Runner:
         """Charge the finished job what its member got (bot.store.refunds); idempotent."""
         if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
             job = await self._reload(job)
-        await self._settle_spend(job)  # issue 17: its money reservation, by the same rule
+        await self._settle_spend(job)  # its money reservation, by the same rule
         return job
 
-    # --- money (issue 17): prices, the reservation against the spend caps, and its settlement ----------------
+    # --- money: prices, the reservation against the spend caps, and its settlement ----------------
 
     def price(self, provider: str, operation: str, *, credits: Decimal | None = None) -> Price:
         model = self.providers.get(provider).model if provider in self.providers else None

@@ -62,7 +62,7 @@ async def tell_started(interaction: Interaction, job: Job, shown: StatusPost, *,
     await answer(interaction, f"Started job #{job.id}" + (f": {link}" if link else ".") + cost)
 
 
-# --- money (issue 17) -------------------------------------------------------------------------------------------
+# --- money ---------------------------------------------------------------------------------------------------
 
 LEFT_LABELS = {"member_daily": "you today", "guild_daily": "this server today", "guild_monthly": "this server "
                "this month", "install_daily": "this bot today"}

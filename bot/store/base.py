@@ -150,7 +150,7 @@ class JobStore(Protocol):
     async def retired_until(self, provider: str, model: str, *, now: datetime) -> datetime | None:
         """When the live mark of this model expires; None when it is not marked."""
 
-    # --- money (issue 17): spend caps and usage in dollars, in integer micro-dollars --------------------------
+    # --- money: spend caps and usage in dollars, in integer micro-dollars --------------------------
     async def spend_caps(self, scope: str, user_id: str, *, install_daily_micro: int | None,
                          now: datetime) -> list[CapState]:
         """Every spend cap on a job of `user_id` in `scope` (the install's, the guild's daily and monthly, the

@@ -209,7 +209,7 @@ class Delivery:
     last_error: str | None = None
 
 
-# --- money (issue 17): amounts are integer micro-dollars, see bot.money.prices ------------------------------------
+# --- money: amounts are integer micro-dollars, see bot.money.prices ------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class SpendReservation:

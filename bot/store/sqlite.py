@@ -1167,7 +1167,7 @@ class SqliteJobStore:
                                               " AND model = ? AND expires_at > ?", (provider, model, _ts(now)))
         return _dt(rows[0]["expires_at"]) if rows else None
 
-    # --- money (issue 17): spend caps and usage in dollars; amounts in integer micro-dollars ----------------
+    # --- money: spend caps and usage in dollars; amounts in integer micro-dollars ----------------
 
     async def _spend_caps(self, db: aiosqlite.Connection, scope: str, user_id: str, *,
                           install_daily_micro: int | None, now: datetime) -> list[CapState]:
