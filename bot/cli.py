@@ -28,6 +28,7 @@ from bot.errors import AtelierError, ConfigError, InputError, ProviderError, Quo
 from bot.images import extension_for
 from bot.inputs import read_image
 from bot.jobs import JobNotFoundError, RunnerConfig
+from bot.money.cli import add_usage_parser, price_lines, print_usage
 from bot.operations import (
     MASKS,
     EditRequest,
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(i)
 
     _add_job_control(ops)
+    add_usage_parser(sub)
 
     jobs = sub.add_parser("jobs", help="recent jobs")
     jobs.add_argument("--user", help="whose jobs (default: the OS user)")
@@ -205,6 +207,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _filters(settings)
     if args.command == "doctor":
         return await _doctor(settings)
+    if args.command == "usage":
+        return await _usage_main(args, settings)
     return await _run_bot(settings)
 
 
@@ -544,6 +548,16 @@ async def _quota_main(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def _usage_main(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        try:
+            await print_usage(app.store, args, now=app.runner.clock())
+        except ValueError as exc:
+            print(f"atelier: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+    return EXIT_OK
+
+
 # --- atelier run ---------------------------------------------------------------------------------------------
 
 
@@ -637,6 +651,8 @@ async def _doctor(settings: Settings) -> int:
             order = [p.name for p in providers.order(op)]
             print(f"{op.value:<8} runs on: {', '.join(order) if order else 'nothing configured'}")
         problems += await _doctor_webhooks(settings, session, providers)
+    for line in price_lines(settings):  # which prices are sourced, which are stand-ins
+        print(line)
     return EXIT_FAILED if problems else EXIT_OK
 
 

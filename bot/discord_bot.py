@@ -17,6 +17,8 @@ from discord.ext import commands
 
 from bot.app import App
 from bot.cooldowns import Cooldowns
+from bot.discord_audit import SETTING as AUDIT_SETTING
+from bot.discord_audit import AuditLog, discord_sender
 from bot.discord_errors import AtelierTree
 from bot.discord_mentions import NOBODY
 from bot.engine import Engine
@@ -54,6 +56,11 @@ class AtelierBot(commands.Bot):
         self.engine = Engine(app)  # the cogs' only way into the engine
         self.cooldowns = Cooldowns()
         self.start_runner = start_runner
+        self.audit = AuditLog(discord_sender(self), self._audit_channel)
+
+    async def _audit_channel(self, guild_id: int) -> int | None:
+        channel = (await self.engine.guild_settings(guild_id)).get(AUDIT_SETTING)
+        return int(channel) if channel else None
 
     async def setup_hook(self) -> None:
         # Found by path, not imported: the cogs import this module, and it must not import them back.
@@ -62,8 +69,20 @@ class AtelierBot(commands.Bot):
         for module in pkgutil.iter_modules(spec.submodule_search_locations):
             if not module.name.startswith("_"):
                 await self.load_extension(f"cogs.{module.name}")
+        self.audit.start()
         guild_ids = self.app.settings.guild_ids
-        if guild_ids:
+        allowed = self.engine.allowed_guilds
+        if allowed:
+            # Serving listed guilds only: commands exist there and nowhere else (stale global ones are cleared).
+            targets = sorted(allowed & set(guild_ids)) if guild_ids else sorted(allowed)
+            for guild_id in targets:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+            self.tree.clear_commands(guild=None)
+            await self.tree.sync()
+            guild_ids = targets
+        elif guild_ids:
             for guild_id in guild_ids:
                 guild = discord.Object(id=guild_id)
                 self.tree.copy_global_to(guild=guild)
@@ -78,3 +97,28 @@ class AtelierBot(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("READY as %s (%s)", self.user, self.user.id)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._leave_if_not_served(guild)
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self._leave_if_not_served(guild)
+
+    async def _leave_if_not_served(self, guild: discord.Guild) -> None:
+        allowed = self.engine.allowed_guilds
+        if not allowed or guild.id in allowed:
+            return
+        if not self.engine.leave_other_guilds:
+            log.info("guild %s (%s) is not in DISCORD_ALLOWED_GUILDS: its members are told so", guild.id,
+                     guild.name)
+            return
+        log.warning("leaving guild %s (%s): not in DISCORD_ALLOWED_GUILDS", guild.id, guild.name)
+        try:
+            await guild.leave()
+        except discord.HTTPException as exc:
+            log.warning("could not leave guild %s: %s", guild.id, exc)
+
+    async def close(self) -> None:
+        await self.audit.close()
+        await super().close()
+

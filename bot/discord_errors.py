@@ -23,6 +23,7 @@ from bot.errors import AtelierError
 
 log = logging.getLogger(__name__)
 
+OTHER_GUILD = "This install of Atelier serves listed servers only, so it does nothing here."
 MENTION_LIFETIME_S = 30.0  # long enough to read, short enough not to clutter the channel
 MAX_ANSWER = 1900
 
@@ -125,6 +126,16 @@ async def handled(interaction: discord.Interaction[Any], where: str) -> AsyncIte
 
 class AtelierTree(app_commands.CommandTree[Any]):
     """The command tree whose on_error is the one handler (discord.py's default only logs)."""
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        """DISCORD_ALLOWED_GUILDS: a command from any other guild is answered privately, and nothing runs."""
+        allowed: frozenset[int] = interaction.client.engine.allowed_guilds
+        if not allowed or interaction.guild_id in allowed:
+            return True
+        if interaction.type is discord.InteractionType.application_command:  # autocomplete gets no choices
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.response.send_message(OTHER_GUILD, ephemeral=True, allowed_mentions=NOBODY)
+        return False
 
     async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
         command = interaction.command

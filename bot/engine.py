@@ -8,21 +8,38 @@ what it gives the cogs is exactly what they may do, so nothing Discord-side writ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bot.app import App
 from bot.blobs import BlobStore
 from bot.images import ImageLimits
 from bot.jobs import Deliverer, Listener, Prepare
+from bot.money.caps import BUDGET_KEY, CHEAPEST, CapState, GuildBudget, day_bounds, month_bounds, reached_notice_share
 from bot.operations import Operation, Request
 from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
-from bot.store.models import DiscordPost, Job, JobState, Origin, PostKind, QuotaLimits, QuotaUsage, Subject
+from bot.rules.blocklist import Blocklist, load_file
+from bot.store.models import (
+    DiscordPost,
+    Job,
+    JobState,
+    Origin,
+    PostKind,
+    QuotaLimits,
+    QuotaUsage,
+    SpendRow,
+    Subject,
+)
 
 
 class Engine:
     def __init__(self, app: App) -> None:
         self._app = app
+        path = app.settings.prompt_blocklist_file.strip()
+        # Read once at start: a bad entry stops the start (ConfigError), never silently shortens the list.
+        self._install_blocklist = load_file(Path(path)) if path else Blocklist()
 
     # --- what the cogs need to know ---------------------------------------------------------------------------
 
@@ -51,11 +68,13 @@ class Engine:
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
         """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
         `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged."""
+        preferred = self._resolve_order(request.operation.value, preferred)  # "cheapest first"
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
                                              channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
+        preferred = self._resolve_order(original.operation, preferred)  # "cheapest first"
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
                                             preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw)
 
@@ -117,3 +136,67 @@ class Engine:
     def unserve(self, listener: Listener) -> None:
         self._app.runner.deliverers.pop(Origin.DISCORD.value, None)
         self._app.runner.remove_listener(listener)
+
+    # --- money: prices, budgets, spend -------------------------------------------------------------------------
+
+    async def spend_caps(self, subject: Subject) -> list[CapState]:
+        return await self._app.runner.spend_caps(subject)
+
+    async def reserved_cost(self, job_id: int) -> int:
+        """The job's worst-case cost in micro-dollars, as reserved against the caps (0: a free or unpriced job)."""
+        spend = await self._app.store.job_spend(job_id)
+        return spend.reserved_micro if spend is not None else 0
+
+    async def budget(self, guild_id: int) -> GuildBudget:
+        return GuildBudget.from_setting((await self._app.store.guild_settings(guild_id)).get(BUDGET_KEY))
+
+    async def set_budget(self, guild_id: int, budget: GuildBudget) -> None:
+        await self._app.store.set_guild_setting(guild_id, BUDGET_KEY, budget.to_setting())
+
+    async def due_budget_notices(self, subject: Subject) -> list[CapState]:
+        """The guild caps that stand at 80% or more and whose admins have not been told yet in this period; each
+        is returned to one caller only (across processes), who tells them."""
+        due: list[CapState] = []
+        now = self._app.runner.clock()
+        for cap in await self.spend_caps(subject):
+            if cap.name not in ("guild_daily", "guild_monthly") or not reached_notice_share(cap):
+                continue
+            period = month_bounds(now)[0] if cap.name == "guild_monthly" else day_bounds(now)[0]
+            if await self._app.store.claim_spend_notice(subject.scope, cap.name, period_start=period, now=now):
+                due.append(cap)
+        return due
+
+    async def spend_report(self, guild_id: int, *, since: datetime) -> list[SpendRow]:
+        until = day_bounds(self._app.runner.clock())[1]
+        return await self._app.store.spend_report(f"guild:{guild_id}", since=since, until=until)
+
+    def cheapest_order(self, operation: Operation) -> list[str]:
+        """The configured providers of `operation`, cheapest first (by one image's worst case; ties keep the
+        default order)."""
+        able = self._app.providers.order(operation)
+        return [p.name for p in sorted(able, key=lambda p: self._app.runner.price(p.name, operation.value)
+                                       .image_micro(None))]
+
+    def _resolve_order(self, operation: str, preferred: Sequence[str] | None) -> Sequence[str] | None:
+        if preferred is not None and list(preferred) == [CHEAPEST]:
+            return self.cheapest_order(Operation(operation))
+        return preferred
+
+    # --- owners' rules -----------------------------------------------------------------------------------------
+
+    @property
+    def allowed_guilds(self) -> frozenset[int]:
+        """DISCORD_ALLOWED_GUILDS: the guilds this install serves (empty: every guild)."""
+        return self._app.settings.allowed_guilds
+
+    @property
+    def leave_other_guilds(self) -> bool:
+        return self._app.settings.discord_leave_other_guilds
+
+    @property
+    def install_blocklist(self) -> Blocklist:
+        """PROMPT_BLOCKLIST_FILE's entries, for every guild."""
+        return self._install_blocklist
+
+    async def clear_guild_setting(self, guild_id: int, key: str) -> bool:
+        return await self._app.store.clear_guild_setting(guild_id, key)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import discord
 
 from bot.discord_bot import AtelierBot
-from bot.errors import Refusal
+from bot.errors import QuotaError, Refusal
 from bot.images import load_image
 from bot.operations import ImageInput, Operation
 from bot.store.models import Subject
+from cogs._rules import OTHER_GUILD, RuleRefusal, check_blocked, check_channel, check_permissions, check_prompt, serves
 
 # What every handler receives: `interaction.client` is the bot; `.engine` is its one door into the engine.
 Interaction: TypeAlias = discord.Interaction[AtelierBot]
@@ -62,11 +64,47 @@ async def guild_context(interaction: Interaction, command: str) -> GuildContext:
             or interaction.channel_id is None:
         raise Refusal("Atelier works in servers: use this command in a server channel.")
     bot = interaction.client
+    if not serves(bot.engine.allowed_guilds, interaction.guild_id):
+        raise Refusal(OTHER_GUILD)
     settings = await bot.engine.guild_settings(interaction.guild_id)
+    channel_obj = interaction.channel
+    in_thread = isinstance(channel_obj, discord.Thread)
+    parent_id = getattr(channel_obj, "parent_id", None) if in_thread else None
+    check_rules(settings, command, interaction.channel_id, parent_id, interaction.user)
+    if command in COMMANDS:
+        # What the bot may do in this very channel, as Discord computed it for this interaction.
+        check_permissions(interaction.app_permissions, in_thread=in_thread)
     check_allowed(bot, interaction.guild_id, interaction.user.id, settings, command)
     # Posting needs only the channel's id: REST does the rest, whatever the gateway's cache holds.
     channel = bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
     return GuildContext(interaction.guild_id, channel, interaction.channel_id, interaction.user, settings)
+
+
+def check_rules(settings: dict[str, Any], command: str, channel_id: int, parent_id: int | None,
+                member: discord.Member) -> None:
+    """An owner's rules for who may start `command` where: channel rules, then blocked members and roles."""
+    check_channel(settings, command, channel_id, parent_id)
+    check_blocked(settings, member, command)
+
+
+async def check_job_prompt(bot: AtelierBot, ctx: GuildContext, command: str, prompt: str | None) -> None:
+    """The install's and the guild's prompt blocklists, before anything is sent or charged."""
+    await check_prompt(bot.engine.install_blocklist, ctx.settings, prompt, command=command, member=ctx.member)
+
+
+@contextlib.asynccontextmanager
+async def audited_refusals(bot: AtelierBot, guild_id: int | None, member: discord.abc.User,
+                           command: str) -> AsyncIterator[None]:
+    """Refusals an owner wants to see (a block, the blocklist, a cap) go to the audit log, then on to the member."""
+    try:
+        yield
+    except RuleRefusal as exc:
+        bot.audit.note(guild_id, exc.audit)
+        raise
+    except QuotaError as exc:
+        bot.audit.note(guild_id, f"refused /{command} for {member.mention}: {exc.kind} cap reached "
+                                 f"({exc.used} of {exc.limit})")
+        raise
 
 
 def check_allowed(bot: AtelierBot, guild_id: int, user_id: int, settings: dict[str, Any], command: str) -> None:

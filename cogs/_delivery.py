@@ -21,6 +21,7 @@ from collections.abc import Callable
 import discord
 
 from bot.codec import takes_seed
+from bot.discord_audit import quote
 from bot.discord_bot import AtelierBot
 from bot.discord_mentions import NOBODY, only
 from bot.jobs import JobEvent
@@ -130,6 +131,7 @@ class DiscordDelivery:
             if message is None:
                 return
         await self._finish_status(job)
+        self._audit(job, message)
         if job.state is JobState.SUCCEEDED and message.guild is not None:
             await self._add_reactions(message, job)
 
@@ -174,6 +176,15 @@ class DiscordDelivery:
             result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
         await store.record_post(result.id, message_id=None, note=note)
         return message
+
+    def _audit(self, job: Job, message: discord.Message) -> None:
+        """One line per job in the guild's audit log (queued: the delivery never waits on it)."""
+        prompt = job.request.get("prompt") or job.request.get("name")
+        images = len(message.attachments)  # what the member got: none when withheld as NSFW or failed
+        link = message.jump_url if message.guild is not None else "sent by direct message"
+        self.bot.audit.note(guild_of(job), " · ".join(filter(None, [
+            f"job #{job.id} by <@{job.subject.user_id}>: /{job.operation}", quote(prompt) if prompt else None,
+            job.provider, f"{job.state.value}, {images} image(s)", link])))
 
     async def _already_posted(self, channel: discord.abc.Messageable, job: Job, post: DiscordPost,
                               status_id: int | None) -> discord.Message | None:

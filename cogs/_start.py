@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import discord
 
 from bot.codec import takes_seed
 from bot.discord_bot import AtelierBot
+from bot.money.caps import usd
 from bot.operations import Request
 from bot.store.models import Job
 from cogs._common import GuildContext, Interaction, answer
 from cogs._delivery import StatusPost
 from cogs._render import jump_url
+
+log = logging.getLogger(__name__)
 
 
 async def start_job(interaction: Interaction, ctx: GuildContext, request: Request) -> Job:
@@ -19,7 +24,8 @@ async def start_job(interaction: Interaction, ctx: GuildContext, request: Reques
     job = await interaction.client.engine.start(ctx.subject, request, channel_id=str(ctx.channel_id),
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
                                                 withhold_nsfw=not await shows_nsfw(interaction.client, ctx))
-    await tell_started(interaction, job, shown)
+    await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
+    await tell_budget_admins(interaction.client, ctx)
     return job
 
 
@@ -31,6 +37,7 @@ async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: 
                                  channel_id=str(ctx.channel_id), prepare=shown,
                                  preferred=ctx.provider_order_for(original.operation),
                                  withhold_nsfw=not await shows_nsfw(bot, ctx))
+    await tell_budget_admins(bot, ctx)
     return job, shown
 
 
@@ -50,6 +57,42 @@ async def shows_nsfw(bot: AtelierBot, ctx: GuildContext) -> bool:
     return bool(getattr(channel, "nsfw", False))
 
 
-async def tell_started(interaction: Interaction, job: Job, shown: StatusPost) -> None:
+async def tell_started(interaction: Interaction, job: Job, shown: StatusPost, *, cost: str = "") -> None:
     link = jump_url(job.subject.scope.removeprefix("guild:"), job.channel_id, shown.message_id)
-    await answer(interaction, f"Started job #{job.id}" + (f": {link}" if link else "."))
+    await answer(interaction, f"Started job #{job.id}" + (f": {link}" if link else ".") + cost)
+
+
+# --- money ---------------------------------------------------------------------------------------------------
+
+LEFT_LABELS = {"member_daily": "you today", "guild_daily": "this server today", "guild_monthly": "this server "
+               "this month", "install_daily": "this bot today"}
+
+
+async def price_line(bot: AtelierBot, ctx: GuildContext, job: Job) -> str:
+    """For a paid job: its estimated (worst-case) price and what is left of the member's and the server's budget."""
+    cost = await bot.engine.reserved_cost(job.id)
+    if cost == 0:
+        return ""
+    caps = await bot.engine.spend_caps(ctx.subject)
+    left = [f"{LEFT_LABELS[c.name]} {usd(c.left)} of {usd(c.limit)}" for c in caps]
+    return f"\nEstimated cost: up to {usd(cost)}" + (f"; left: {', '.join(left)}." if left else ".")
+
+
+async def tell_budget_admins(bot: AtelierBot, ctx: GuildContext) -> None:
+    """Once per period, the member who set the server's budget hears (by DM) that it passed 80% of a cap."""
+    try:
+        due = await bot.engine.due_budget_notices(ctx.subject)
+        if not due:
+            return
+        budget = await bot.engine.budget(ctx.guild_id)
+        if budget.set_by is None:
+            return
+        user = bot.get_user(int(budget.set_by)) or await bot.fetch_user(int(budget.set_by))
+        for cap in due:
+            period = "monthly" if cap.name == "guild_monthly" else "daily"
+            text = (f"Atelier: the server {ctx.member.guild.name} has used {usd(cap.spent)} of its {period} budget "
+                    f"of {usd(cap.limit)} ({cap.spent * 100 // cap.limit}%). Jobs that would go over it are "
+                    f"refused; `/atelier budget` changes it.")
+            await user.send(text, allowed_mentions=discord.AllowedMentions.none())
+    except discord.HTTPException as exc:  # DMs closed, or the member left: the budget still holds
+        log.warning("guild %s: could not tell its budget's owner it passed 80%%: %s", ctx.guild_id, exc)

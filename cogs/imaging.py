@@ -13,7 +13,15 @@ from bot.discord_bot import AtelierBot
 from bot.discord_errors import handled
 from bot.errors import AtelierError
 from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, Size, TryonRequest
-from cogs._common import GuildContext, Interaction, acknowledge, guild_context, read_attachment
+from cogs._common import (
+    GuildContext,
+    Interaction,
+    acknowledge,
+    audited_refusals,
+    check_job_prompt,
+    guild_context,
+    read_attachment,
+)
 from cogs._render import SIZE_CHOICES
 from cogs._start import start_job
 
@@ -36,9 +44,11 @@ class Imaging(commands.Cog):
         """Refusals and failures alike go to the one error handler (bot.discord_errors)."""
         async with handled(interaction, f"/{command}"):
             await acknowledge(interaction)
-            ctx = await guild_context(interaction, command)
-            request = await build(ctx)
-            await start_job(interaction, ctx, request)
+            async with audited_refusals(self.bot, interaction.guild_id, interaction.user, command):
+                ctx = await guild_context(interaction, command)
+                request = await build(ctx)
+                await check_job_prompt(self.bot, ctx, command, getattr(request, "prompt", None))
+                await start_job(interaction, ctx, request)
 
     @app_commands.command(name="tryon", description="Put the garment from one photo onto the person in another")
     @app_commands.describe(person="A photo of the person", garment="A photo of the garment",

@@ -13,9 +13,19 @@ from bot.discord_mentions import NOBODY
 from bot.errors import Refusal
 from bot.store.models import Job, JobState
 from cogs._buttons import DELETE, MAIL, RETRY, VARY, JobButton, LegacyJobButton
-from cogs._common import GuildContext, Interaction, answer, check_allowed, guild_context
+from cogs._common import (
+    GuildContext,
+    Interaction,
+    answer,
+    audited_refusals,
+    check_allowed,
+    check_job_prompt,
+    check_rules,
+    guild_context,
+)
 from cogs._delivery import DEFAULT_UPLOAD_LIMIT, DiscordDelivery, ProgressEditor
 from cogs._render import result_caption, result_files
+from cogs._rules import check_permissions, serves
 from cogs._start import rerun_job, tell_started
 
 log = logging.getLogger(__name__)
@@ -62,6 +72,8 @@ class Results(commands.Cog):
             elif emoji == DELETE and str(payload.user_id) == job.subject.user_id:
                 channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
                 await channel.get_partial_message(payload.message_id).delete()
+                self.bot.audit.note(payload.guild_id, f"<@{payload.user_id}> deleted the result of job #{job.id} "
+                                                      "(❌ reaction)")
             elif emoji == MAIL and job.state is JobState.SUCCEEDED:
                 await self._mail(payload.user_id, job)
         except Exception as exc:
@@ -70,14 +82,30 @@ class Results(commands.Cog):
 
     async def _rerun(self, payload: discord.RawReactionActionEvent, original: Job, *, vary: bool) -> None:
         member = payload.member
-        if payload.guild_id is None or member is None:
+        if payload.guild_id is None or member is None or not serves(self.bot.engine.allowed_guilds, payload.guild_id):
             return
-        settings = await self.bot.engine.guild_settings(payload.guild_id)
-        # The same rules as the Retry and Vary buttons: a reaction is no way around a cooldown.
-        check_allowed(self.bot, payload.guild_id, member.id, settings, original.operation)
-        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
-        ctx = GuildContext(payload.guild_id, channel, payload.channel_id, member, settings)
-        await rerun_job(self.bot, ctx, original, vary=vary)
+        command = original.operation
+        async with audited_refusals(self.bot, payload.guild_id, member, command):
+            settings = await self.bot.engine.guild_settings(payload.guild_id)
+            # The same rules as the Retry and Vary buttons: a reaction is no way around a rule or a cooldown.
+            cached = self.bot.get_channel(payload.channel_id)
+            in_thread = isinstance(cached, discord.Thread)
+            check_rules(settings, command, payload.channel_id, getattr(cached, "parent_id", None) if in_thread
+                        else None, member)
+            check_permissions(self._permissions_in(cached), in_thread=in_thread)
+            check_allowed(self.bot, payload.guild_id, member.id, settings, command)
+            channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
+            ctx = GuildContext(payload.guild_id, channel, payload.channel_id, member, settings)
+            await check_job_prompt(self.bot, ctx, command, original.request.get("prompt"))
+            await rerun_job(self.bot, ctx, original, vary=vary)
+
+    @staticmethod
+    def _permissions_in(channel: object) -> discord.Permissions | None:
+        """What the deliverer will face in the channel, from the gateway's cache (a reaction has no app_permissions);
+        None when the cache does not know the channel or the bot's member."""
+        if isinstance(channel, discord.abc.GuildChannel | discord.Thread) and channel.guild.me is not None:
+            return channel.permissions_for(channel.guild.me)
+        return None
 
     async def _mail(self, user_id: int, job: Job) -> None:
         if any(o.nsfw for o in job.outputs):
@@ -89,8 +117,11 @@ class Results(commands.Cog):
 
 async def rerun_by_button(interaction: Interaction, original: Job, *, vary: bool) -> None:
     """Anyone may retry or vary a result: the new job is theirs and counts against their quota."""
-    ctx = await guild_context(interaction, original.operation)
-    job, shown = await rerun_job(interaction.client, ctx, original, vary=vary)
+    bot = interaction.client
+    async with audited_refusals(bot, interaction.guild_id, interaction.user, original.operation):
+        ctx = await guild_context(interaction, original.operation)
+        await check_job_prompt(bot, ctx, original.operation, original.request.get("prompt"))
+        job, shown = await rerun_job(bot, ctx, original, vary=vary)
     await tell_started(interaction, job, shown)
 
 
@@ -99,6 +130,8 @@ async def delete_result(interaction: Interaction, job: Job) -> None:
         raise Refusal("Only the member who made this can delete it.")
     if interaction.message is not None:
         await interaction.message.delete()
+    interaction.client.audit.note(interaction.guild_id, f"{interaction.user.mention} deleted the result of job "
+                                                        f"#{job.id}")
     await answer(interaction, f"Deleted the result of job #{job.id}.")
 
 

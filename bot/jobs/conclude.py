@@ -8,8 +8,8 @@ import asyncio
 from typing import assert_never
 
 from bot.errors import OutputError
-from bot.jobs.core import RunnerCore
 from bot.jobs.events import JobEvent
+from bot.jobs.money import Spending
 from bot.providers.base import Provider
 from bot.providers.status import Cancelled, Failed, Succeeded
 from bot.redaction import redact
@@ -20,7 +20,7 @@ from bot.store.refunds import images_charged, refund_due
 FETCH_MIN_S = 60.0
 
 
-class Concluding(RunnerCore):
+class Concluding(Spending):
     async def _conclude(self, job: Job, provider: Provider, result: Succeeded | Failed | Cancelled) -> Job:
         match result:
             case Failed():
@@ -83,4 +83,5 @@ class Concluding(RunnerCore):
         """Charge the finished job what its member got (bot.store.refunds); idempotent."""
         if refund_due(job) and await self.store.settle_cost(job.id, images=images_charged(job), now=self.clock()):
             job = await self._reload(job)
+        await self._settle_spend(job)  # its money reservation, by the same rule
         return job

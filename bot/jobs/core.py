@@ -89,6 +89,7 @@ class RunnerCore:
         self._following: dict[str, int] = {}
         # Jobs whose submit this process sent: their durations are honest samples (a resumed job's are not).
         self._submitted_here: set[int] = set()
+        self.prices = settings.price_book
 
     @property
     def defaults(self) -> QuotaLimits:

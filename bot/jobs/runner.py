@@ -81,7 +81,8 @@ class Runner(Recovering, Walking, Upkeep):
                      channel_id=channel_id, parent_job_id=parent_job_id, deadline_s=deadline,
                      seed=getattr(request, "seed", None), extra={**(extra or {}), "fallbacks": fallbacks},
                      lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
-                     delivery_target=origin.value, withhold_nsfw=withhold_nsfw)
+                     delivery_target=origin.value, withhold_nsfw=withhold_nsfw,
+                     spend=await self.spend_reservation(request, [chosen.name, *fallbacks]))  # the spend caps
         job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
         try:
             if prepare is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from bot.errors import ConfigError, InputError, OutputError, ProviderAuthError
@@ -26,6 +27,7 @@ class FilterInfo:
     name: str
     provider: str
     description: str = ""
+    credits: Decimal | None = None  # what the provider's catalogue says one image costs, in its own credits
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -255,7 +256,7 @@ class GlamProvider(Provider):
                 description = _describe(item)
             if isinstance(name, str) and name.strip():
                 found.setdefault(name.strip(), FilterInfo(name=name.strip(), provider=self.name,
-                                                          description=description))
+                                                          description=description, credits=_credits(item)))
         if items and not found:
             raise ProviderProtocolError(self.name, "the filter list holds no filter names")
         return list(found.values())
@@ -283,3 +284,11 @@ def _describe(item: dict[str, Any]) -> str:
     if isinstance(price, int | float) and not isinstance(price, bool):
         parts.append(f"{price:g} credits")
     return "; ".join(parts)
+
+
+def _credits(item: Any) -> Decimal | None:
+    """A filter's generation_price (credits), exactly as the catalogue wrote it; None when it names none."""
+    price = item.get("generation_price") if isinstance(item, dict) else None
+    if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+        return None
+    return Decimal(str(price))  # the JSON text of the number, not its binary float

@@ -6,16 +6,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.money.caps import CapState
 from bot.store.models import (
     Delivery,
     DiscordPost,
     Job,
+    JobSpend,
     JobState,
     NewJob,
     Origin,
     PostKind,
     QuotaLimits,
     QuotaUsage,
+    SpendRow,
     StoredOutput,
     Subject,
 )
@@ -146,6 +149,24 @@ class JobStore(Protocol):
 
     async def retired_until(self, provider: str, model: str, *, now: datetime) -> datetime | None:
         """When the live mark of this model expires; None when it is not marked."""
+
+    # --- money: spend caps and usage in dollars, in integer micro-dollars --------------------------
+    async def spend_caps(self, scope: str, user_id: str, *, install_daily_micro: int | None,
+                         now: datetime) -> list[CapState]:
+        """Every spend cap on a job of `user_id` in `scope` (the install's, the guild's daily and monthly, the
+        member's daily), with what its period has spent so far. `create_job` checks the same figures."""
+
+    async def job_spend(self, job_id: int) -> JobSpend | None: ...
+
+    async def settle_spend(self, job_id: int, *, images: int, reserved_micro: int, member_micro: int,
+                           provider: str, now: datetime) -> bool:
+        """Settle a job's money (bot.money.estimate.settle): only ever lowers it, once. True when this call did."""
+
+    async def claim_spend_notice(self, scope: str, cap: str, *, period_start: datetime, now: datetime) -> bool:
+        """True for the first caller only, per scope, cap and period: who tells the admins about 80%."""
+
+    async def spend_report(self, scope: str | None, *, since: datetime, until: datetime) -> list[SpendRow]:
+        """Spend by UTC day, scope, member, operation and provider (scope None: every scope)."""
 
 
 __all__ = ["Delivery", "DiscordPost", "Job", "JobState", "JobStore", "NewJob", "Origin", "PostKind", "QuotaLimits",

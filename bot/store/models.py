@@ -96,6 +96,8 @@ class NewJob:
     # The result will be withheld if the provider flags an image NSFW (a Discord channel that is not
     # age-restricted), so such a result is not charged. Kept in `extra` (WITHHOLD_NSFW_KEY): see Job.
     withhold_nsfw: bool = False
+    # Its worst-case cost in money, checked against the spend caps with the quota (bot.money); None: not priced.
+    spend: SpendReservation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,3 +209,41 @@ class Delivery:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None = None
+
+
+# --- money: amounts are integer micro-dollars, see bot.money.prices ------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SpendReservation:
+    """What a new job may cost at worst, reserved against the spend caps in the transaction that records it."""
+
+    worst_micro: int
+    install_daily_micro: int | None = None  # SPEND_DAILY_USD; None: no install-wide cap
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpend:
+    job_id: int
+    scope: str
+    user_id: str
+    operation: str
+    provider: str
+    created_at: datetime
+    images: int
+    reserved_micro: int  # counted against the install's and the guild's caps
+    member_micro: int  # counted against the member's daily cap
+    settled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """One line of a usage report: a UTC day, guild, member, operation and provider."""
+
+    date: str  # YYYY-MM-DD, UTC
+    guild_id: str  # "" for command-line jobs
+    user_id: str
+    operation: str
+    provider: str
+    jobs: int
+    images: int
+    micro: int

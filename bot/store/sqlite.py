@@ -44,6 +44,8 @@ from typing import Any
 import aiosqlite
 
 from bot.errors import ConfigError, QuotaError
+from bot.money.caps import BUDGET_KEY, CapState, GuildBudget, first_exceeded, month_bounds
+from bot.money.caps import day_bounds as _utc_day
 from bot.operations import Operation
 from bot.store import busy, leases, quota, states
 from bot.store.migrate import load_migrations, to_apply
@@ -55,12 +57,14 @@ from bot.store.models import (
     DeliveryState,
     DiscordPost,
     Job,
+    JobSpend,
     JobState,
     NewJob,
     Origin,
     PostKind,
     QuotaLimits,
     QuotaUsage,
+    SpendRow,
     StoredOutput,
     Subject,
 )
@@ -70,6 +74,7 @@ from bot.store.rows import (
     decode_outputs,
     delivery_from_row,
     dt,
+    dt_or_none,
     encode_extra,
     encode_outputs,
     job_from_row,
@@ -316,6 +321,12 @@ class SqliteJobStore:
                     quota.concurrent_message(in_flight=usage.in_flight, limit=usage.limits.concurrent,
                                         scope=new.subject.scope),
                     kind="concurrent", limit=usage.limits.concurrent, used=usage.in_flight)
+            # Spend caps (bot.money.caps): against every process's reservations, in this same transaction.
+            if new.spend is not None:
+                caps = await self._spend_caps(db, new.subject.scope, new.subject.user_id,
+                                              install_daily_micro=new.spend.install_daily_micro, now=now)
+                if (refused := first_exceeded(caps, new.spend.worst_micro, now=now)) is not None:
+                    raise refused
             lease = new.lease
             cursor = await db.execute(
                 "INSERT INTO jobs (scope, user_id, origin, operation, request, provider, state, cost,"
@@ -336,6 +347,12 @@ class SqliteJobStore:
                     "INSERT INTO deliveries (job_id, target, state, attempts, next_attempt_at, created_at)"
                     " VALUES (?, ?, ?, 0, ?, ?)",
                     (job_id, new.delivery_target, DeliveryState.PENDING.value, created, created))
+            if new.spend is not None:
+                await db.execute(
+                    "INSERT INTO job_spend (job_id, scope, user_id, operation, provider, created_at, images,"
+                    " reserved_micro, member_micro) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (job_id, new.subject.scope, new.subject.user_id, new.operation, new.provider, created,
+                     new.cost, new.spend.worst_micro, new.spend.worst_micro))
             job = await self._job(db, job_id)
         assert job is not None
         return job
@@ -797,3 +814,91 @@ class SqliteJobStore:
             rows = await self._rows(self._db, "SELECT expires_at FROM retired_models WHERE provider = ?"
                                               " AND model = ? AND expires_at > ?", (provider, model, ts(now)))
         return dt(rows[0]["expires_at"]) if rows else None
+
+    # --- money: spend caps and usage in dollars; amounts in integer micro-dollars ----------------
+
+    async def _spend_caps(self, db: aiosqlite.Connection, scope: str, user_id: str, *,
+                          install_daily_micro: int | None, now: datetime) -> list[CapState]:
+        """Every cap that applies to a job of `user_id` in `scope`, with what is spent in its period so far."""
+        day_start, day_end = _utc_day(now)
+        caps: list[CapState] = []
+
+        async def spent(sql: str, params: Sequence[Any]) -> int:
+            rows = await self._rows(db, sql, params)
+            return int(rows[0][0])
+
+        if install_daily_micro is not None:
+            caps.append(CapState("install_daily", install_daily_micro, await spent(
+                "SELECT COALESCE(SUM(reserved_micro), 0) FROM job_spend WHERE created_at >= ? AND created_at < ?",
+                (ts(day_start), ts(day_end))), day_end))
+        if scope.startswith("guild:"):
+            rows = await self._rows(db, "SELECT value_json FROM guild_settings WHERE guild_id = ? AND key = ?",
+                                    (scope.removeprefix("guild:"), BUDGET_KEY))
+            budget = GuildBudget.from_setting(json.loads(rows[0][0])) if rows else GuildBudget()
+            month_start, month_end = month_bounds(now)
+            in_scope = ("SELECT COALESCE(SUM(reserved_micro), 0) FROM job_spend WHERE scope = ?"
+                        " AND created_at >= ? AND created_at < ?")
+            if budget.daily is not None:
+                caps.append(CapState("guild_daily", budget.daily,
+                                     await spent(in_scope, (scope, ts(day_start), ts(day_end))), day_end))
+            if budget.monthly is not None:
+                caps.append(CapState("guild_monthly", budget.monthly,
+                                     await spent(in_scope, (scope, ts(month_start), ts(month_end))), month_end))
+            if budget.member_daily is not None:
+                caps.append(CapState("member_daily", budget.member_daily, await spent(
+                    "SELECT COALESCE(SUM(member_micro), 0) FROM job_spend WHERE scope = ? AND user_id = ?"
+                    " AND created_at >= ? AND created_at < ?", (scope, user_id, ts(day_start), ts(day_end))),
+                    day_end))
+        return caps
+
+    async def spend_caps(self, scope: str, user_id: str, *, install_daily_micro: int | None,
+                         now: datetime) -> list[CapState]:
+        async with self._transaction(write=False) as db:
+            return await self._spend_caps(db, scope, user_id, install_daily_micro=install_daily_micro, now=now)
+
+    async def job_spend(self, job_id: int) -> JobSpend | None:
+        async with self._lock:
+            rows = await self._rows(self._db, "SELECT * FROM job_spend WHERE job_id = ?", (job_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return JobSpend(job_id=int(r["job_id"]), scope=r["scope"], user_id=r["user_id"], operation=r["operation"],
+                        provider=r["provider"], created_at=dt(r["created_at"]), images=int(r["images"]),
+                        reserved_micro=int(r["reserved_micro"]), member_micro=int(r["member_micro"]),
+                        settled_at=dt_or_none(r["settled_at"]))
+
+    async def settle_spend(self, job_id: int, *, images: int, reserved_micro: int, member_micro: int,
+                           provider: str, now: datetime) -> bool:
+        if min(images, reserved_micro, member_micro) < 0:
+            raise ValueError("a settlement is 0 or more")
+        async with self._transaction() as db:
+            # Only ever lowers the figures, so settling again (after a crash, by two paths, or when a delivery is
+            # given up after the job was settled) never charges more.
+            changed = await self._changes(
+                db,
+                "UPDATE job_spend SET images = MIN(images, ?), reserved_micro = MIN(reserved_micro, ?),"
+                " member_micro = MIN(member_micro, ?), provider = ?, settled_at = COALESCE(settled_at, ?)"
+                " WHERE job_id = ? AND (settled_at IS NULL OR images > ? OR reserved_micro > ? OR member_micro > ?)",
+                (images, reserved_micro, member_micro, provider, ts(now), job_id, images, reserved_micro,
+                 member_micro))
+        return changed == 1
+
+    async def claim_spend_notice(self, scope: str, cap: str, *, period_start: datetime, now: datetime) -> bool:
+        async with self._transaction() as db:
+            changed = await self._changes(
+                db, "INSERT OR IGNORE INTO spend_notices (scope, cap, period_start, sent_at) VALUES (?, ?, ?, ?)",
+                (scope, cap, ts(period_start), ts(now)))
+        return changed == 1
+
+    async def spend_report(self, scope: str | None, *, since: datetime, until: datetime) -> list[SpendRow]:
+        async with self._lock:
+            rows = await self._rows(
+                self._db,
+                "SELECT substr(created_at, 1, 10) AS day, scope, user_id, operation, provider, COUNT(*),"
+                " COALESCE(SUM(images), 0), COALESCE(SUM(reserved_micro), 0) FROM job_spend"
+                " WHERE (? IS NULL OR scope = ?) AND created_at >= ? AND created_at < ?"
+                " GROUP BY day, scope, user_id, operation, provider ORDER BY day, scope, user_id, operation, provider",
+                (scope, scope, ts(since), ts(until)))
+        return [SpendRow(date=str(r[0]), guild_id=str(r[1]).removeprefix("guild:") if r[1] != "cli" else "",
+                         user_id=str(r[2]), operation=str(r[3]), provider=str(r[4]), jobs=int(r[5]),
+                         images=int(r[6]), micro=int(r[7])) for r in rows]

@@ -323,7 +323,8 @@ async def test_the_command_tree_has_exactly_the_contracted_commands(atelier: Wor
         "edit": ["image", "prompt", "image2", "image3", "image4", "size", "seed", "count"],
         "imagine": ["prompt", "size", "seed", "count"],
         "jobs": [], "quota": [], "cancel": ["job"],
-        "atelier": ["limits", "allowance", "command", "providers", "cooldown", "usage"],
+        "atelier": ["channels", "block", "blocklist", "auditlog", "limits", "allowance", "command", "providers",
+                    "cooldown", "usage", "budget"],
     }
 
 

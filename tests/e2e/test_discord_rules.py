@@ -132,24 +132,24 @@ async def test_a_resumed_session_gets_the_reaction_made_while_disconnected(e2e: 
     assert not lost.delivered and lost.response is None
 
 
-async def test_without_attach_files_the_result_goes_by_dm(e2e: E2E) -> None:
-    await e2e.guild.set_bot_permissions(e2e.channel, deny=Perm.ATTACH_FILES)
+@pytest.mark.parametrize(("denied", "named"), [(Perm.ATTACH_FILES, "Attach Files"),
+                                               (Perm.READ_MESSAGE_HISTORY, "Read Message History"),
+                                               (Perm.SEND_MESSAGES, "Send Messages")])
+async def test_without_a_permission_the_result_needs_the_job_is_refused_up_front_and_costs_nothing(
+        e2e: E2E, denied: Perm, named: str) -> None:
+    # Before issue 18 the job ran and its result went by DM; now the missing permission is named before anything
+    # is sent or charged.
+    await e2e.quiesce()
+    await e2e.guild.set_bot_permissions(e2e.channel, deny=denied)
     alice = await e2e.member("alice")
-    since = time.monotonic()
-    job_id = await start(e2e, alice, "a fox")
-    dm = await e2e.discord.wait_for(lambda: next((m for m in alice.dms() if m.attachments), None),
-                                    what="the result by DM")
-    assert f"job #{job_id}" in dm.content
-    job = await e2e.job(job_id)
-    made = await e2e.providers.output_bytes("novita", job["handle"]["remote_id"])
-    assert [a.data for a in dm.attachments] == made
-    refused = [c for c in e2e.discord.calls("POST", MESSAGES, since=since)
-               if c.files and c.path == f"/channels/{e2e.channel.id}/messages"]
-    assert refused and all(c.status == 403 and c.code == 50013 for c in refused)
-    status = e2e.status_message(job_id)
-    assert status is not None
-    await e2e.discord.wait_for(lambda: "✅ done" in status.content, what="the status message to say done")
-    assert e2e.results_of(job_id) == []
+    before = await e2e.providers.requests()
+    run = await alice.run_command(e2e.channel, "imagine", prompt="a fox")
+    reply = await run.reply()
+    assert reply.ephemeral and f"missing permission: {named}" in reply.content
+    assert e2e.db.jobs_of(alice.id) == [] and e2e.db.images_charged(alice.id) == 0
+    assert await e2e.providers.requests() == before
+    assert [m for m in e2e.channel.live() if not m.ephemeral and "a fox" in m.content] == []
+    assert [m for m in alice.dms() if m.attachments] == []
 
 
 async def test_a_job_that_outlives_its_interaction_token_is_still_delivered(e2e: E2E) -> None:

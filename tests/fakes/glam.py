@@ -64,6 +64,8 @@ class FakeGlam(FakeServer):
 
     def __init__(self, *, key: str = "test-key") -> None:
         self.filters: list[str] = list(DEFAULT_FILTERS)
+        # Credits per filter as the catalogue lists them (generation_price); 1 for any not named.
+        self.filter_credits: dict[str, int] = {}
         self.filters_envelope = "list"  # list | filters | data | items | results
         self.filter_name_key = "name"
         self.pending_media_urls: list[str] | None = []
@@ -193,7 +195,8 @@ class FakeGlam(FakeServer):
     async def _filters(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._auth(request)) is not None:
             return denied
-        items = [{self.filter_name_key: name, "filter_id": i + 1, "generation_price": 1,
+        items = [{self.filter_name_key: name, "filter_id": i + 1,
+                  "generation_price": self.filter_credits.get(name, 1),
                   "example_image": f"https://static.example.invalid/examples/{name}.jpg",
                   "example_video": None}
                  for i, name in enumerate(self.filters)]

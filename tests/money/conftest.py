@@ -1,0 +1,3 @@
+from tests.runner.conftest import fal
+
+__all__ = ["fal"]
