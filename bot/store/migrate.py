@@ -27,8 +27,13 @@ class Migration:
 def load_migrations(store: str = "sqlite") -> tuple[Migration, ...]:
     """The numbered SQL files shipped for this store, in order. They must run 0001, 0002, ... without gaps, so
     that a file added on two branches with the same number fails loudly here."""
+    root = resources.files(_MIGRATIONS_PACKAGE)
+    stray = sorted(e.name for e in root.iterdir() if _MIGRATION_FILE.match(e.name))
+    if stray:
+        # A file left beside the folders (a branch from before they existed) would never run: say so.
+        raise RuntimeError(f"migration files belong in bot/store/migrations/<store>/, not beside them: {stray}")
     found = []
-    for entry in resources.files(_MIGRATIONS_PACKAGE).joinpath(store).iterdir():
+    for entry in root.joinpath(store).iterdir():
         match = _MIGRATION_FILE.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8")))

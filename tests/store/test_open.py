@@ -201,3 +201,11 @@ async def test_upgrade_to_schema_4_moves_discord_state_into_posts_and_gives_ever
         assert await store.job_by_message(999) is None
     finally:
         await store.close()
+
+
+def test_no_migration_file_is_left_beside_the_store_folders() -> None:
+    from importlib import resources
+
+    root = resources.files("bot.store.migrations")
+    assert not [e.name for e in root.iterdir() if e.name.endswith(".sql")]
+    assert [e.name for e in root.joinpath("sqlite").iterdir() if e.name.endswith(".sql")]
