@@ -37,8 +37,8 @@ import aiohttp
 
 from bench.common import ROOT, LoopLag, admin, cpu_seconds, emit, fake_providers, free_port, machine, pct
 from bot.app import open_app
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
 
@@ -83,7 +83,7 @@ class TimedDelivery:
 
     async def deliver(self, job: Job) -> None:
         now = time.time()
-        remote = str((job.handle or {}).get("remote_id") or f"atelier-{job.id}")
+        remote = (job.handle.remote_id if job.handle is not None else "") or f"atelier-{job.id}"
         if job.state == JobState.SUCCEEDED:
             self.outcome.done_at[remote] = now
         else:

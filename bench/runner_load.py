@@ -28,8 +28,8 @@ from bench.common import (
     print_fields,
 )
 from bot.app import open_app
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, Origin, Subject
 
@@ -113,7 +113,7 @@ async def run(jobs: int, low: float, high: float, provider: str = "fal", webhook
             stats = await admin(url, "/_admin/stats")
         added = []
         for _job_id, (delivered_at, job) in delivery.delivered.items():
-            remote = (job.handle or {}).get("remote_id")
+            remote = job.handle.remote_id if job.handle is not None else None
             done = stats["jobs"].get(remote, {}).get("done")
             if done:
                 added.append(delivered_at - done)

@@ -12,8 +12,8 @@ import aiohttp
 
 from bot.blobs import BlobStore
 from bot.fd_limit import raise_fd_limit
+from bot.jobs import Deliverer, Runner, RunnerConfig
 from bot.providers.registry import Providers, build_providers
-from bot.runner import Deliverer, Runner, RunnerConfig
 from bot.settings import Settings
 from bot.store import open_store
 from bot.store.base import JobStore

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, assert_never
 
 import aiohttp
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ from bot.blobs import BlobStore
 from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError, StoreBusyError
 from bot.images import extension_for
 from bot.inputs import read_image
+from bot.jobs import JobNotFoundError, RunnerConfig
 from bot.money.cli import add_usage_parser, price_lines, print_usage
 from bot.operations import (
     MASKS,
@@ -43,7 +44,6 @@ from bot.progress import ProgressLine
 from bot.providers.base import MAX_COUNT
 from bot.providers.registry import Providers, build_providers
 from bot.providers.retirement import ModelProbe
-from bot.runner import JobNotFoundError, RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
 from bot.webhooks.fal_signature import FalSignatureVerifier
@@ -230,22 +230,27 @@ def _emit(result: dict[str, Any]) -> None:
 async def build_request(args: argparse.Namespace, settings: Settings, session: aiohttp.ClientSession) -> Request:
     limits = settings.image_limits
     op = Operation(args.operation)
-    if op is Operation.FILTER:
-        image = await read_image(args.image, limits=limits, session=session)
-        return FilterRequest(image=image, name=args.name.strip())
-    if op is Operation.TRYON:
-        person = await read_image(args.person, limits=limits, session=session, label="person image")
-        garment = await read_image(args.garment, limits=limits, session=session, label="garment image")
-        mask: Mask = args.mask
-        return TryonRequest(person=person, garment=garment, mask=mask)
-    size = Size.parse(args.size) if args.size else None
-    if op is Operation.EDIT:
-        if len(args.image) > 4:
-            raise InputError("edit takes at most 4 images.")
-        images = tuple([await read_image(src, limits=limits, session=session) for src in args.image])
-        return EditRequest(images=images, prompt=args.prompt, size=size, seed=args.seed, count=args.count,
-                           steps=args.steps, guidance=args.guidance, output_format=args.output_format)
-    return ImagineRequest(prompt=args.prompt, size=size, seed=args.seed, count=args.count)
+    match op:
+        case Operation.FILTER:
+            image = await read_image(args.image, limits=limits, session=session)
+            return FilterRequest(image=image, name=args.name.strip())
+        case Operation.TRYON:
+            person = await read_image(args.person, limits=limits, session=session, label="person image")
+            garment = await read_image(args.garment, limits=limits, session=session, label="garment image")
+            mask: Mask = args.mask
+            return TryonRequest(person=person, garment=garment, mask=mask)
+        case Operation.EDIT:
+            size = Size.parse(args.size) if args.size else None
+            if len(args.image) > 4:
+                raise InputError("edit takes at most 4 images.")
+            images = tuple([await read_image(src, limits=limits, session=session) for src in args.image])
+            return EditRequest(images=images, prompt=args.prompt, size=size, seed=args.seed, count=args.count,
+                               steps=args.steps, guidance=args.guidance, output_format=args.output_format)
+        case Operation.IMAGINE:
+            return ImagineRequest(prompt=args.prompt, size=Size.parse(args.size) if args.size else None,
+                                  seed=args.seed, count=args.count)
+        case _:
+            assert_never(op)
 
 
 class CliDelivery:

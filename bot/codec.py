@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_never
 
 from bot.blobs import BlobStore
 from bot.operations import (
@@ -28,13 +28,17 @@ async def _image(ref: dict[str, Any], blobs: BlobStore) -> ImageInput:
 
 
 def images_of(request: Request) -> list[ImageInput]:
-    if isinstance(request, TryonRequest):
-        return [request.person, request.garment]
-    if isinstance(request, FilterRequest):
-        return [request.image]
-    if isinstance(request, EditRequest):
-        return list(request.images)
-    return []
+    match request:
+        case TryonRequest():
+            return [request.person, request.garment]
+        case FilterRequest():
+            return [request.image]
+        case EditRequest():
+            return list(request.images)
+        case ImagineRequest():
+            return []
+        case _:
+            assert_never(request)
 
 
 def encode(request: Request) -> dict[str, Any]:
@@ -53,18 +57,23 @@ def encode(request: Request) -> dict[str, Any]:
 
 async def decode(data: dict[str, Any], blobs: BlobStore) -> Request:
     op = Operation(data["operation"])
-    if op is Operation.TRYON:
-        return TryonRequest(person=await _image(data["person"], blobs), garment=await _image(data["garment"], blobs),
-                            mask=data["mask"])
-    if op is Operation.FILTER:
-        return FilterRequest(image=await _image(data["image"], blobs), name=data["name"])
     size = Size.parse(data["size"]) if data.get("size") else None
-    if op is Operation.EDIT:
-        images = tuple([await _image(ref, blobs) for ref in data["images"]])
-        return EditRequest(images=images, prompt=data["prompt"], size=size, seed=data.get("seed"),
-                           count=data.get("count", 1), steps=data.get("steps"), guidance=data.get("guidance"),
-                           output_format=data.get("output_format"))
-    return ImagineRequest(prompt=data["prompt"], size=size, seed=data.get("seed"), count=data.get("count", 1))
+    match op:
+        case Operation.TRYON:
+            return TryonRequest(person=await _image(data["person"], blobs),
+                                garment=await _image(data["garment"], blobs), mask=data["mask"])
+        case Operation.FILTER:
+            return FilterRequest(image=await _image(data["image"], blobs), name=data["name"])
+        case Operation.EDIT:
+            images = tuple([await _image(ref, blobs) for ref in data["images"]])
+            return EditRequest(images=images, prompt=data["prompt"], size=size, seed=data.get("seed"),
+                               count=data.get("count", 1), steps=data.get("steps"), guidance=data.get("guidance"),
+                               output_format=data.get("output_format"))
+        case Operation.IMAGINE:
+            return ImagineRequest(prompt=data["prompt"], size=size, seed=data.get("seed"),
+                                  count=data.get("count", 1))
+        case _:
+            assert_never(op)
 
 
 def takes_seed(operation: str) -> bool:

@@ -122,7 +122,3 @@ class AtelierBot(commands.Bot):
         await self.audit.close()
         await super().close()
 
-
-def invite_url(application_id: int) -> str:
-    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS,
-                                   scopes=("bot", "applications.commands"))

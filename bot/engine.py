@@ -15,12 +15,12 @@ from typing import Any
 from bot.app import App
 from bot.blobs import BlobStore
 from bot.images import ImageLimits
+from bot.jobs import Deliverer, Listener, Prepare
 from bot.money.caps import BUDGET_KEY, CHEAPEST, CapState, GuildBudget, day_bounds, month_bounds, reached_notice_share
 from bot.operations import Operation, Request
 from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
 from bot.rules.blocklist import Blocklist, load_file
-from bot.runner import Deliverer, Listener, Prepare
 from bot.store.models import (
     DiscordPost,
     Job,

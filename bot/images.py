@@ -110,14 +110,6 @@ def check_image(data: bytes, *, label: str = "image", max_megapixels: float | No
     return CheckedImage(data=data, mime=ACCEPTED_FORMATS[fmt], width=width, height=height)
 
 
-def inspect_image(
-    data: bytes, *, label: str = "image", max_megapixels: float | None = None
-) -> tuple[str, int, int]:
-    """(mime, width, height) of a readable image, or InputError. Blocking: run in a thread."""
-    checked = check_image(data, label=label, max_megapixels=max_megapixels)
-    return checked.mime, checked.width, checked.height
-
-
 def _verify_pixels(img: Image.Image, fmt: str) -> None:
     """Decode the pixels (catches truncated or corrupt files) at the smallest cost that proves the same."""
     if fmt in JPEG_FAMILY:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TextIO
 from bot.providers.status import Cancelled, Failed, JobStatus, Queued, Running, Succeeded
 
 if TYPE_CHECKING:
-    from bot.runner import JobEvent
+    from bot.jobs import JobEvent
 
 
 def describe(status: JobStatus) -> str:

@@ -24,7 +24,7 @@ from bot.codec import takes_seed
 from bot.discord_audit import quote
 from bot.discord_bot import AtelierBot
 from bot.discord_mentions import NOBODY, only
-from bot.runner import JobEvent
+from bot.jobs import JobEvent
 from bot.store.models import DiscordPost, Job, JobState, PostKind
 from bot.tasks import TaskSet
 from cogs._buttons import (
@@ -125,43 +125,57 @@ class DiscordDelivery:
         posts = await store.posts_of(job.id)
         if job.message_id or any(delivered(p) for p in posts):
             return  # already delivered and recorded
-        channel = await self.channel_for(job)
-        message: discord.Message | None = None
-        problem = "the channel is gone"
-        result: DiscordPost | None = None
-        if channel is not None:
-            try:
-                status = next((p for p in reversed(posts) if p.kind is PostKind.STATUS), None)
-                if status is not None and not status.settled:
-                    await self._recover_status(channel, job, status)
-                result, new = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
-                if not new:
-                    # An earlier attempt may have posted and died (or lost Discord's answer): look first.
-                    message = await self._already_posted(channel, job, result,
-                                                          status_message_id(await store.posts_of(job.id)))
-                message = message or await self._post(channel, job, result)
-                await store.record_post(result.id, message_id=message.id, in_guild=message.guild is not None)
-            except (discord.Forbidden, discord.NotFound) as exc:
-                problem = f"{type(exc).__name__} {exc.code}"
+        message, problem, result = await self._post_in_channel(job, posts)
         if message is None:
-            # No permission to post or attach there, or the channel was deleted: try the member's DMs instead.
-            log.warning("job %s: cannot post in channel %s (%s); trying a direct message", job.id, job.channel_id,
-                        problem)
-            message = await self._dm(job)
-            note = (f"sent by direct message: could not be posted in the channel ({problem})" if message is not None
-                    else "could not be posted: no permission and DMs closed")
-            if message is None:
-                log.warning("job %s: direct messages are closed too; the result stays in /jobs", job.id)
-                await store.received_nothing(job)
-            if result is None:
-                result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
-            await store.record_post(result.id, message_id=None, note=note)
+            message = await self._dm_instead(job, problem, result)
             if message is None:
                 return
         await self._finish_status(job)
         self._audit(job, message)
         if job.state is JobState.SUCCEEDED and message.guild is not None:
             await self._add_reactions(message, job)
+
+    async def _post_in_channel(self, job: Job, posts: list[DiscordPost]
+                               ) -> tuple[discord.Message | None, str, DiscordPost | None]:
+        """The result posted (or found already posted) in the job's channel; else None and why not, with the
+        result's post row when one was opened."""
+        store = self.bot.engine
+        channel = await self.channel_for(job)
+        if channel is None:
+            return None, "the channel is gone", None
+        result: DiscordPost | None = None
+        try:
+            status = next((p for p in reversed(posts) if p.kind is PostKind.STATUS), None)
+            if status is not None and not status.settled:
+                await self._recover_status(channel, job, status)
+            result, new = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
+            message: discord.Message | None = None
+            if not new:
+                # An earlier attempt may have posted and died (or lost Discord's answer): look first.
+                message = await self._already_posted(channel, job, result,
+                                                      status_message_id(await store.posts_of(job.id)))
+            message = message or await self._post(channel, job, result)
+            await store.record_post(result.id, message_id=message.id, in_guild=message.guild is not None)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            return None, f"{type(exc).__name__} {exc.code}", result
+        return message, "", result
+
+    async def _dm_instead(self, job: Job, problem: str, result: DiscordPost | None) -> discord.Message | None:
+        """No permission to post or attach there, or the channel was deleted: try the member's DMs instead, and
+        record what became of the result either way."""
+        store = self.bot.engine
+        log.warning("job %s: cannot post in channel %s (%s); trying a direct message", job.id, job.channel_id,
+                    problem)
+        message = await self._dm(job)
+        note = (f"sent by direct message: could not be posted in the channel ({problem})" if message is not None
+                else "could not be posted: no permission and DMs closed")
+        if message is None:
+            log.warning("job %s: direct messages are closed too; the result stays in /jobs", job.id)
+            await store.received_nothing(job)
+        if result is None:
+            result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
+        await store.record_post(result.id, message_id=None, note=note)
+        return message
 
     def _audit(self, job: Job, message: discord.Message) -> None:
         """One line per job in the guild's audit log (queued: the delivery never waits on it)."""

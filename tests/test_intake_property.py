@@ -23,8 +23,8 @@ from PIL import Image
 from bot.app import App, open_app
 from bot.errors import InputError
 from bot.inputs import read_image
+from bot.jobs import RunnerConfig
 from bot.operations import FilterRequest
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import JobState, Origin, Subject
 

@@ -14,7 +14,7 @@ def imported_after(statement: str) -> set[str]:
 
 
 def test_the_engine_imports_no_discord() -> None:
-    modules = imported_after("import bot.app, bot.engine, bot.runner, bot.store, bot.cli")
+    modules = imported_after("import bot.app, bot.engine, bot.jobs, bot.runner, bot.store, bot.cli")
     assert not {m for m in modules if m == "discord" or m.startswith(("discord.", "cogs"))}
 
 

@@ -75,8 +75,6 @@ class Provider(ABC):
     def __init__(self, http: ProviderHttp | None, limits: ProviderLimits) -> None:
         self.http = http
         self.limits = limits
-        # Caps jobs running at once at this provider (plans cap parallel generations); shared by all users.
-        self.slots = asyncio.Semaphore(limits.max_parallel)
 
     def supports(self, operation: Operation) -> bool:
         return operation in self.operations

@@ -13,13 +13,24 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import assert_never
 
 from bot.errors import MalformedResponseError, ProviderError
 from bot.providers.base import Provider
 from bot.providers.durations import DurationEstimate
 from bot.providers.hints import CompletionHint
-from bot.providers.status import Failed, JobStatus, Queued, RemoteHandle, Running, Terminal, is_terminal
+from bot.providers.status import (
+    Cancelled,
+    Failed,
+    JobStatus,
+    Queued,
+    RemoteHandle,
+    Running,
+    Succeeded,
+    Terminal,
+    is_terminal,
+)
 from bot.waits import ExternalWait, passthrough
 
 log = logging.getLogger(__name__)
@@ -97,63 +108,108 @@ async def wait_for_result(
     cannot get better (a rejected key, an unknown status) end it as failed. `min_interval` spreads the
     provider's request budget over every job being followed; `hint` is set by a webhook.
     """
-    schedule = schedule or PollSchedule()
-    # Looked up now, not at import: the deadline was computed with the same clock by the caller.
-    clock = clock or time.monotonic
-    started = clock()
-    last_poll = float("-inf")  # a webhook that came before the first poll is acted on at once
+    # The clock is looked up now, not at import: the deadline was computed with the same clock by the caller.
+    loop = _PollLoop(provider=provider, handle=handle, deadline=deadline, schedule=schedule or PollSchedule(),
+                     on_status=on_status, clock=clock or time.monotonic, external_wait=external_wait,
+                     learned=learned, min_interval=min_interval, hint=hint)
+    return await loop.run()
+
+
+@dataclass
+class _PollLoop:
+    provider: Provider
+    handle: RemoteHandle
+    deadline: float
+    schedule: PollSchedule
+    on_status: StatusCallback | None
+    clock: Callable[[], float]
+    external_wait: ExternalWait
+    learned: DurationEstimate | None
+    min_interval: Callable[[], float] | None
+    hint: CompletionHint | None
     status: JobStatus | None = None
-    polls = 0
-    malformed = 0
-    woken = False
-    while True:
-        if hint is not None and hint.status is not None:
-            # A verified webhook carried the outcome itself: nothing left to ask the provider.
-            if on_status is not None:
-                await on_status(hint.status)
-            return hint.status
-        if hint is not None and hint.expected() and not woken:
-            delay = schedule.safety_delay()
+    polls: int = 0
+    malformed: int = 0
+    woken: bool = False
+    spacing: float = 0.0
+    last_poll: float = float("-inf")  # a webhook that came before the first poll is acted on at once
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    async def run(self) -> Terminal:
+        while True:
+            if (carried := self._carried()) is not None:
+                # A verified webhook carried the outcome itself: nothing left to ask the provider.
+                if self.on_status is not None:
+                    await self.on_status(carried)
+                return carried
+            delay = self._delay()
+            remaining = self.deadline - self.clock()
+            if remaining <= 0:
+                return await self._expire()
+            await self._pause(min(delay, remaining))
+            if self._carried() is not None:
+                continue
+            if self.deadline - self.clock() <= 0:
+                return await self._expire()
+            ended = await self._poll()
+            if ended is not None:
+                return ended
+
+    def _carried(self) -> Terminal | None:
+        return self.hint.status if self.hint is not None else None
+
+    def _delay(self) -> float:
+        if self.hint is not None and self.hint.expected() and not self.woken:
+            delay = self.schedule.safety_delay()
         else:
             # Also right after a call whose job the provider did not yet report ended: its result endpoint may
             # lag the call by a moment, so look again on the normal schedule rather than the safety net's.
-            delay = schedule.delay(status, polls, clock() - started, provider.typical_duration_s, learned)
-        spacing = min_interval() if min_interval is not None else 0.0
-        delay = max(delay, spacing)
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return await _expire(provider, handle, look=polls == 0, on_status=on_status,
-                                 external_wait=external_wait)
-        woken = await _pause(min(delay, remaining), hint)
-        if woken and hint is not None and hint.status is None:
+            delay = self.schedule.delay(self.status, self.polls, self.clock() - self.started,
+                                        self.provider.typical_duration_s, self.learned)
+        self.spacing = self.min_interval() if self.min_interval is not None else 0.0
+        return max(delay, self.spacing)
+
+    async def _pause(self, seconds: float) -> None:
+        self.woken = await _pause(seconds, self.hint)
+        if self.woken and self._carried() is None:
             # An unverified call only says "look now"; a flood of them must become neither a flood of polls
             # nor a breach of the provider's request budget.
-            gap = max(HINT_MIN_GAP_S, spacing) - (clock() - last_poll)
+            gap = max(HINT_MIN_GAP_S, self.spacing) - (self.clock() - self.last_poll)
             if gap > 0:
-                await asyncio.sleep(min(gap, max(0.0, deadline - clock())))
-        if hint is not None and hint.status is not None:
-            continue
-        if deadline - clock() <= 0:
-            return await _expire(provider, handle, look=polls == 0, on_status=on_status,
-                                 external_wait=external_wait)
-        polls += 1
-        last_poll = clock()
+                await asyncio.sleep(min(gap, max(0.0, self.deadline - self.clock())))
+
+    async def _poll(self) -> Terminal | None:
+        """One look at the provider: the outcome when the job ended (or cannot be followed), else None."""
+        self.polls += 1
+        self.last_poll = self.clock()
         try:
-            status = await external_wait(provider.poll(handle), reason=f"{provider.name} status")
+            status = await self.external_wait(self.provider.poll(self.handle), reason=f"{self.provider.name} status")
         except ProviderError as exc:
-            malformed = malformed + 1 if isinstance(exc, MalformedResponseError) else 0
-            ending = _ending_after(exc, malformed, provider, handle)
-            if ending is None or (hint is not None and hint.status is not None):
-                continue  # look again; or the verified outcome came in meanwhile, and it wins
+            self.malformed = self.malformed + 1 if isinstance(exc, MalformedResponseError) else 0
+            ending = _ending_after(exc, self.malformed, self.provider, self.handle)
+            if ending is None or self._carried() is not None:
+                return None  # look again; or the verified outcome came in meanwhile, and it wins
             # We stop following it, so stop it running (and billing) at the provider too, where we can.
-            await _cancel_quietly(provider, handle)
+            await cancel_quietly(self.provider, self.handle)
             return ending
-        malformed = 0
-        if on_status is not None:
-            await on_status(status)
-        if is_terminal(status):
-            assert isinstance(status, Terminal)
-            return status
+        self.malformed = 0
+        self.status = status
+        if self.on_status is not None:
+            await self.on_status(status)
+        match status:
+            case Succeeded() | Failed() | Cancelled():
+                return status
+            case Queued() | Running():
+                return None
+            case _:
+                assert_never(status)
+
+    async def _expire(self) -> Terminal:
+        return await _expire(self.provider, self.handle, look=self.polls == 0, on_status=self.on_status,
+                             external_wait=self.external_wait)
 
 
 def _ending_after(exc: ProviderError, malformed: int, provider: Provider, handle: RemoteHandle) -> Failed | None:
@@ -176,7 +232,9 @@ async def _pause(seconds: float, hint: CompletionHint | None) -> bool:
     return await hint.wait(seconds)
 
 
-async def _cancel_quietly(provider: Provider, handle: RemoteHandle) -> bool:
+async def cancel_quietly(provider: Provider, handle: RemoteHandle) -> bool:
+    """Cancel at the provider where its API allows; a failure is logged, never raised (the job ends anyway).
+    True when the provider accepted the cancel."""
     try:
         return await provider.cancel(handle)
     except ProviderError as exc:
@@ -191,7 +249,7 @@ async def _expire(provider: Provider, handle: RemoteHandle, *, look: bool = Fals
     A cancel the provider refuses gets that look too: the job may have finished since the last poll."""
     if look and (status := await _last_look(provider, handle, on_status, external_wait)) is not None:
         return status
-    cancelled = await _cancel_quietly(provider, handle)
+    cancelled = await cancel_quietly(provider, handle)
     if not cancelled and not look and (status := await _last_look(provider, handle, on_status,
                                                                    external_wait)) is not None:
         return status

@@ -44,9 +44,8 @@ def answered(provider: str, remote_id: str, operation: str, outputs: Sequence[Ou
                         extra={SYNCHRONOUS: True, IMAGES: images, "seed": seed})
 
 
-def is_synchronous(handle: dict[str, Any] | None) -> bool:
-    extra = (handle or {}).get("extra")
-    return isinstance(extra, dict) and extra.get(SYNCHRONOUS) is True
+def is_synchronous(handle: RemoteHandle | None) -> bool:
+    return handle is not None and handle.extra.get(SYNCHRONOUS) is True
 
 
 def settle(handle: RemoteHandle, *, interrupted_because: str) -> Succeeded | Failed:

@@ -18,7 +18,7 @@ from pathlib import Path
 import regex
 
 from bot.errors import ConfigError, Refusal
-from bot.rules.normalise import WORD_CHAR, normalise, normalise_entry
+from bot.rules.normalise import WORD_CHAR, Normalised, normalise, normalise_entry
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +119,23 @@ class Blocklist:
         if not self.entries:
             return None
         text = normalise(prompt)
-        if self._words is not None:
-            for reading in text.readings:
-                found = self._words.search(reading)
-                if found:
-                    return Hit(self._by_word.get(found.group(), found.group()))
-            # Inside a run of joined single letters ("a n u d e") no word boundary can be known.
-            for run in text.joined:
-                for word, written in self._by_word.items():
-                    if word.replace(" ", "") in run:
-                        return Hit(written)
+        return self._word_hit(text) or self._pattern_hit(text)
+
+    def _word_hit(self, text: Normalised) -> Hit | None:
+        if self._words is None:
+            return None
+        for reading in text.readings:
+            found = self._words.search(reading)
+            if found:
+                return Hit(self._by_word.get(found.group(), found.group()))
+        # Inside a run of joined single letters ("a n u d e") no word boundary can be known.
+        for run in text.joined:
+            for word, written in self._by_word.items():
+                if word.replace(" ", "") in run:
+                    return Hit(written)
+        return None
+
+    def _pattern_hit(self, text: Normalised) -> Hit | None:
         for entry in self.entries:
             if entry.pattern is None:
                 continue

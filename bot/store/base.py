@@ -48,14 +48,14 @@ class JobStore(Protocol):
 
     async def update_job(self, job_id: int, *, now: datetime, **fields: Any) -> Job:
         """Write the named columns (state, handle, queue_position, progress, attempts, outputs, seed,
-        error_code, error_message, charged, message_id, token_expires_at, submitted_at, finished_at,
+        error_code, error_message, charged, message_id, submitted_at, finished_at,
         channel_id, extra) and bump updated_at. Returns the updated job."""
 
-    async def transition(self, job_id: int, expected: Sequence[JobState], *, now: datetime,
-                         **fields: Any) -> Job | None:
-        """Like update_job, but only if the job's state is one of `expected` (compare-and-set).
-        Returns None when the state had moved on (e.g. a cancel won the race); KeyError for an unknown job.
-        Setting a terminal state also sets finished_at = now when it is empty."""
+    async def transition(self, job_id: int, to: JobState, *, now: datetime, **fields: Any) -> Job | None:
+        """Move the job to `to` and write `fields` as update_job does, in one compare-and-set step checked against
+        bot.store.states.TRANSITIONS. Returns None when the move lost a race (the job ended first, or the same
+        move was already made); raises IllegalTransitionError for a move the table forbids, KeyError for an
+        unknown job. Setting a terminal state also sets finished_at = now when it is empty."""
 
     async def refund(self, job_id: int, *, now: datetime) -> bool:
         """Give the job's cost back (once). True when this call refunded it."""

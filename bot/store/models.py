@@ -7,6 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from bot.operations import Operation
+from bot.providers.status import RemoteHandle
+
 
 class JobState(StrEnum):
     PENDING = "pending"  # recorded and charged; nothing sent yet (waiting for a provider slot)
@@ -77,7 +80,7 @@ class StoredOutput:
 class NewJob:
     subject: Subject
     origin: Origin
-    operation: str
+    operation: Operation
     request: dict[str, Any]  # the full validated request, images as {"sha256", "mime", ...} references
     provider: str
     cost: int  # images reserved against the daily quota (what was asked for)
@@ -110,7 +113,7 @@ class Job:
     id: int
     subject: Subject
     origin: Origin
-    operation: str
+    operation: Operation
     request: dict[str, Any]
     provider: str
     state: JobState
@@ -120,7 +123,7 @@ class Job:
     created_at: datetime
     updated_at: datetime
     deadline_at: datetime
-    handle: dict[str, Any] | None = None
+    handle: RemoteHandle | None = None  # where the job is at its provider, once it was sent
     queue_position: int | None = None
     progress: float | None = None
     attempts: int = 0
@@ -133,7 +136,6 @@ class Job:
     parent_job_id: int | None = None
     channel_id: str | None = None
     message_id: str | None = None  # the job's public message, once the Discord layer posts it
-    token_expires_at: datetime | None = None
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
     lease_owner: str | None = None

@@ -25,7 +25,7 @@ back is timezone-aware UTC; a naive datetime passed in is refused rather than gu
 
 Lists in WHERE clauses are bound as one JSON array (`IN (SELECT value FROM json_each(?))`), so no statement
 text is ever built from values. The only statement text built at run time is the SET list of `update_job`
-and `transition`, from column names in the fixed `_UPDATABLE` whitelist.
+and `transition`, from column names in the fixed `UPDATABLE` whitelist.
 """
 
 from __future__ import annotations
@@ -33,30 +33,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
-import inspect
 import json
-import math
-import os
-import re
-import secrets
 import sqlite3
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import aiosqlite
-import tenacity
 
-from bot.errors import ConfigError, QuotaError, StoreBusyError
+from bot.errors import ConfigError, QuotaError
 from bot.money.caps import BUDGET_KEY, CapState, GuildBudget, first_exceeded, month_bounds
 from bot.money.caps import day_bounds as _utc_day
-from bot.store import patience
+from bot.operations import Operation
+from bot.store import busy, leases, quota, states
+from bot.store.migrate import load_migrations, to_apply
 from bot.store.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -76,6 +68,24 @@ from bot.store.models import (
     StoredOutput,
     Subject,
 )
+from bot.store.quota import LIMIT_KINDS, day_bounds
+from bot.store.rows import (
+    UPDATABLE,
+    decode_outputs,
+    delivery_from_row,
+    dt,
+    dt_or_none,
+    encode_extra,
+    encode_outputs,
+    job_from_row,
+    new_nonce,
+    new_token,
+    post_from_row,
+    text_or_none,
+    to_json,
+    ts,
+    utcnow,
+)
 
 # How long a call outside a running job waits for another program's lock before StoreBusyError (a running job
 # waits until its deadline). Transactions here last milliseconds; this only runs out when something outside holds
@@ -83,14 +93,9 @@ from bot.store.models import (
 BUSY_TIMEOUT_S = 30.0
 # SQLite's own wait within one attempt; the retries between attempts run in asyncio, so they can be cancelled.
 BUSY_ATTEMPT_S = 0.5
-BUSY_BACKOFF_S = (0.02, 1.0)  # first and longest pause between attempts (exponential, with jitter)
 WAL_SWITCH_RETRY_S = 0.01
 # Long provider error texts are cut: the outbox row is for the operator, not a log archive.
 MAX_DELIVERY_ERROR_CHARS = 2000
-LIMIT_KINDS = frozenset({"member", "role", "scope"})
-
-_MIGRATIONS_PACKAGE = "bot.store.migrations"
-_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 # Job rows as callers see them: the columns, and whether the outbox gave up delivering the job.
 # ('undeliverable' is DeliveryState.UNDELIVERABLE.)
@@ -103,298 +108,7 @@ _IN_FLIGHT_JSON = json.dumps(sorted(s.value for s in IN_FLIGHT_STATES))
 _ALL_STATES_JSON = json.dumps(sorted(s.value for s in JobState))
 
 
-# --- value conversion --------------------------------------------------------------------------------------
-
-def _ts(value: datetime) -> str:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) datetime")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _ts_or_none(value: datetime | None) -> str | None:
-    return None if value is None else _ts(value)
-
-
-def _dt(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text)
-    # Rows written by this module always carry +00:00; a hand-edited row without an offset is read as UTC.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _dt_or_none(text: str | None) -> datetime | None:
-    return None if text is None else _dt(text)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _enc_json_or_none(value: Any) -> str | None:
-    return None if value is None else _json(value)
-
-
-def _enc_extra(value: Any) -> str:
-    if not isinstance(value, dict):
-        raise TypeError(f"extra must be a dict, not {type(value).__name__}")
-    return _json(value)
-
-
-def _enc_state(value: Any) -> str:
-    return JobState(value).value
-
-
-def _enc_int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _enc_int(value: Any) -> int:
-    return int(value)
-
-
-def _enc_float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _enc_text_or_none(value: Any) -> str | None:
-    # Discord ids arrive as ints from discord.py and as strings elsewhere; they are stored as text.
-    return None if value is None else str(value)
-
-
-def _enc_bool_or_none(value: Any) -> int | None:
-    return None if value is None else int(bool(value))
-
-
-def _enc_ts_or_none(value: Any) -> str | None:
-    return _ts_or_none(value)
-
-
-_OUTPUT_FIELDS = frozenset(f.name for f in dataclasses.fields(StoredOutput))
-
-
-def _enc_outputs(value: Any) -> str:
-    outputs = list(value)
-    for output in outputs:
-        if not isinstance(output, StoredOutput):
-            raise TypeError(f"outputs must be StoredOutput values, not {type(output).__name__}")
-    return _json([dataclasses.asdict(o) for o in outputs])
-
-
-def _dec_outputs(text: str) -> tuple[StoredOutput, ...]:
-    # Keys this version does not know (written by a newer Atelier) are ignored rather than fatal.
-    return tuple(StoredOutput(**{k: v for k, v in item.items() if k in _OUTPUT_FIELDS})
-                 for item in json.loads(text))
-
-
-# The columns update_job and transition may write, each with its encoder. Column names in SQL text come from
-# these keys only; everything else is a bound parameter.
-_UPDATABLE: dict[str, Callable[[Any], Any]] = {
-    "state": _enc_state,
-    "provider": _enc_text_or_none,  # changes when a job falls back to the next provider in the order
-    "handle": _enc_json_or_none,
-    "queue_position": _enc_int_or_none,
-    "progress": _enc_float_or_none,
-    "attempts": _enc_int,
-    "outputs": _enc_outputs,
-    "seed": _enc_text_or_none,  # text: some providers use unsigned 64-bit seeds, beyond SQLite's INTEGER
-    "error_code": _enc_text_or_none,
-    "error_message": _enc_text_or_none,
-    "charged": _enc_bool_or_none,
-    "message_id": _enc_text_or_none,
-    "token_expires_at": _enc_ts_or_none,
-    "submitted_at": _enc_ts_or_none,
-    "finished_at": _enc_ts_or_none,
-    "channel_id": _enc_text_or_none,
-    "extra": _enc_extra,
-}
-
-
-def _job_from_row(row: sqlite3.Row) -> Job:
-    seed = row["seed"]
-    charged = row["charged"]
-    return Job(
-        id=row["id"],
-        # role_ids are not stored: roles change, and a stale snapshot must not pass for the member's roles.
-        subject=Subject(scope=row["scope"], user_id=row["user_id"]),
-        origin=Origin(row["origin"]),
-        operation=row["operation"],
-        request=json.loads(row["request"]),
-        provider=row["provider"],
-        state=JobState(row["state"]),
-        cost=row["cost"],
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
-        deadline_at=_dt(row["deadline_at"]),
-        handle=None if row["handle"] is None else json.loads(row["handle"]),
-        queue_position=row["queue_position"],
-        progress=row["progress"],
-        attempts=row["attempts"],
-        outputs=_dec_outputs(row["outputs"]),
-        seed=None if seed is None else int(seed),
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        charged=None if charged is None else bool(charged),
-        refunded=bool(row["refunded"]),
-        parent_job_id=row["parent_job_id"],
-        channel_id=row["channel_id"],
-        message_id=row["message_id"],
-        token_expires_at=_dt_or_none(row["token_expires_at"]),
-        submitted_at=_dt_or_none(row["submitted_at"]),
-        finished_at=_dt_or_none(row["finished_at"]),
-        lease_owner=row["lease_owner"],
-        lease_expires_at=_dt_or_none(row["lease_expires_at"]),
-        extra=json.loads(row["extra"]),
-        token=row["token"] or "",
-        undeliverable=bool(row["undeliverable"]) if "undeliverable" in row.keys() else False,  # noqa: SIM118
-    )
-
-
-def new_token() -> str:
-    """A job's public identity: 80 random bits, as 20 hex digits (the same shape migration 0004 gives old rows)."""
-    return secrets.token_hex(10)
-
-
-def _new_nonce(kind: PostKind, token: str) -> str:
-    # Discord allows 25 characters. The job's token makes it unique across installations; the random tail makes
-    # each post of one job (status, result, re-posts) its own.
-    return f"{kind.value[0]}{token[:16]}{secrets.token_hex(4)}"
-
-
-def _post_from_row(row: sqlite3.Row) -> DiscordPost:
-    return DiscordPost(id=row["id"], job_id=row["job_id"], kind=PostKind(row["kind"]), nonce=row["nonce"],
-                       created_at=_dt(row["created_at"]), channel_id=row["channel_id"],
-                       message_id=row["message_id"], note=row["note"], legacy=bool(row["legacy"]),
-                       posted_at=_dt_or_none(row["posted_at"]))
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _delivery_from_row(row: sqlite3.Row) -> Delivery:
-    return Delivery(job_id=row["job_id"], target=row["target"], attempts=row["attempts"],
-                    next_attempt_at=_dt(row["next_attempt_at"]), last_error=row["last_error"])
-
-
-# --- leases ------------------------------------------------------------------------------------------------
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists on this machine. When we cannot tell, say yes: the lease's
-    expiry frees it later, whereas taking a live process's job would run it twice."""
-    if pid is None or pid <= 0 or sys.platform == "win32":
-        # pid <= 0 would signal process groups; on Windows, signal 0 is CTRL_C_EVENT and would interrupt it.
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
-
-
-def _lease_takeable(row: sqlite3.Row, *, claimer: str | None, host: str, now: datetime) -> bool:
-    owner = row["lease_owner"]
-    if owner is None or owner == claimer:
-        return True
-    expires = row["lease_expires_at"]
-    if expires is None or _dt(expires) < now:
-        return True
-    # A live lease from this host whose process is gone (crash, restart in the same container) need not
-    # wait out its expiry. Another host's processes cannot be checked, so their leases must lapse.
-    return bool(row["lease_host"] == host and not pid_alive(row["lease_pid"]))
-
-
-# --- quota helpers -----------------------------------------------------------------------------------------
-
-def day_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """The UTC day containing `now`: its start and the next midnight (when the daily quota resets)."""
-    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return start, start + timedelta(days=1)
-
-
-def _resolve_limit(rows: Iterable[sqlite3.Row], column: str, default: int) -> int:
-    """member override, else the largest role allowance, else the scope default, else the settings default.
-
-    Resolved per column: a row whose column is NULL says nothing about that column.
-    """
-    member: int | None = None
-    scope: int | None = None
-    roles: list[int] = []
-    for row in rows:
-        value = row[column]
-        if value is None:
-            continue
-        if row["kind"] == "member":
-            member = value
-        elif row["kind"] == "role":
-            roles.append(value)
-        elif row["kind"] == "scope":
-            scope = value
-    if member is not None:
-        return member
-    if roles:
-        return max(roles)
-    if scope is not None:
-        return scope
-    return default
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _until(delta: timedelta) -> str:
-    minutes = max(1, math.ceil(delta.total_seconds() / 60))
-    hours, minutes = divmod(minutes, 60)
-    if hours and minutes:
-        return f"in {hours} h {minutes} min"
-    return f"in {hours} h" if hours else f"in {minutes} min"
-
-
-def _daily_message(*, used: int, limit: int, cost: int, now: datetime, resets_at: datetime) -> str:
-    resets = f"the quota resets at 00:00 UTC ({_until(resets_at - now)})"
-    if limit == 0:
-        return "Your daily image quota here is 0, so you cannot start jobs."
-    if cost > limit:
-        return f"This job needs {_plural(cost, 'image')}, more than your daily quota of {limit}."
-    if used >= limit:
-        return f"You have used {used} of your {_plural(limit, 'image')} today; {resets}."
-    return (f"This job needs {_plural(cost, 'image')}, but you have only {limit - used} of your "
-            f"{_plural(limit, 'image')} left today; {resets}.")
-
-
-def _concurrent_message(*, in_flight: int, limit: int, scope: str) -> str:
-    if limit == 0:
-        return "You cannot run jobs here: your limit of jobs running at once is 0."
-    cancel = "/cancel one" if scope.startswith("guild:") else "cancel one"
-    return (f"You already have {_plural(in_flight, 'job')} running; the limit is {limit}. "
-            f"Wait for one to finish or {cancel}.")
-
-
 # --- migrations --------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-@functools.cache
-def load_migrations() -> tuple[Migration, ...]:
-    """The numbered SQL files shipped in bot/store/migrations, in order. They must run 0001, 0002, ...
-    without gaps, so that a file added on two branches with the same number fails loudly here."""
-    found = []
-    for entry in resources.files(_MIGRATIONS_PACKAGE).iterdir():
-        match = _MIGRATION_FILE.match(entry.name)
-        if match:
-            found.append(Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda m: m.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migration files must be numbered 0001, 0002, ... without gaps or repeats; "
-                           f"found {[m.name for m in found]}")
-    return tuple(found)
-
 
 def split_statements(script: str) -> list[str]:
     """One migration file into statements, using SQLite's own idea of a complete statement (semicolons in
@@ -432,17 +146,8 @@ async def apply_migrations(db: aiosqlite.Connection, *, label: str, up_to: int |
     The version is kept in `PRAGMA user_version` (readable before any table exists, and changed atomically
     with the migration's own statements); `schema_migrations` keeps when each step was applied.
     """
-    migrations = load_migrations()
-    newest = migrations[-1].version
     current = await _user_version(db)
-    if current > newest:
-        raise ConfigError(
-            f"The database at {label} was written by a newer Atelier (schema {current}; this one knows up to "
-            f"{newest}). Upgrade Atelier or point DATABASE_URL elsewhere.")
-    target = newest if up_to is None else min(up_to, newest)
-    for migration in migrations:
-        if migration.version <= current or migration.version > target:
-            continue
+    for migration in to_apply(load_migrations("sqlite"), current=current, up_to=up_to, label=label):
         await db.execute("BEGIN IMMEDIATE")
         try:
             # Another process starting at the same time may have applied it while we waited for the lock.
@@ -454,7 +159,7 @@ async def apply_migrations(db: aiosqlite.Connection, *, label: str, up_to: int |
             for statement in split_statements(migration.sql):
                 await db.execute(statement)
             await db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                              (migration.version, migration.name, _ts(datetime.now(UTC))))
+                              (migration.version, migration.name, ts(datetime.now(UTC))))
             # PRAGMA takes no bound parameters; the value is an int parsed from a file name we ship.
             await db.execute(f"PRAGMA user_version = {int(migration.version)}")
             await db.execute("COMMIT")
@@ -478,73 +183,13 @@ async def _enable_wal(db: aiosqlite.Connection, *, wait_s: float) -> None:
         try:
             await db.execute_fetchall("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not busy.is_busy(exc):
                 raise
             if loop.time() > give_up_at:
-                raise _busy_error(wait_s) from exc
+                raise busy.busy_error(wait_s) from exc
             await asyncio.sleep(WAL_SWITCH_RETRY_S)
         else:
             return
-
-
-P = ParamSpec("P")
-T = TypeVar("T")
-S = TypeVar("S", bound="SqliteJobStore")
-
-
-def _is_busy(exc: BaseException) -> bool:
-    # Extended codes (SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_RECOVERY, ...) share the primary code's low byte.
-    return isinstance(exc, sqlite3.OperationalError) and (exc.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY
-
-
-def _busy_error(waited_s: float) -> StoreBusyError:
-    return StoreBusyError(f"The database is busy: another program has kept it locked for {waited_s:.0f} s (a backup "
-                          "or a stuck process?). Nothing was changed; please try again in a minute.")
-
-
-async def _patiently(call: Callable[[], Awaitable[T]], *, default_s: float) -> T:
-    """Run `call` again while the database is busy, until the calling task's patience runs out."""
-    started = time.monotonic()
-    until = patience.give_up_at(default_s)
-    try:  # the usual case, without setting up a retry policy for every call
-        return await call()
-    except sqlite3.OperationalError as exc:
-        if not _is_busy(exc):
-            raise
-    retrying = tenacity.AsyncRetrying(
-        retry=tenacity.retry_if_exception(_is_busy),
-        wait=tenacity.wait_exponential_jitter(multiplier=BUSY_BACKOFF_S[0], max=BUSY_BACKOFF_S[1],
-                                              jitter=BUSY_BACKOFF_S[0]),
-        stop=lambda state: time.monotonic() >= until, reraise=True)
-    try:
-        async for attempt in retrying:
-            with attempt:
-                return await call()
-    except sqlite3.OperationalError as exc:
-        if _is_busy(exc):
-            raise _busy_error(time.monotonic() - started) from exc
-        raise
-    raise AssertionError("tenacity stops by raising")  # pragma: no cover
-
-
-def _patient(method: Callable[Concatenate[S, P], Awaitable[T]]) -> Callable[Concatenate[S, P], Awaitable[T]]:
-    @functools.wraps(method)
-    async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await _patiently(lambda: method(self, *args, **kwargs), default_s=self.busy_timeout_s)
-    return call
-
-
-# Not retried as a whole: opening has its own waits, closing must not wait on other programs.
-_NOT_PATIENT = frozenset({"open", "close"})
-
-
-def _patient_methods(cls: type[S]) -> type[S]:
-    """Every public coroutine method of the store waits out a busy database (see the module docstring),
-    including methods added later, so no call on a job's path can be forgotten."""
-    for name, value in list(vars(cls).items()):
-        if not name.startswith("_") and name not in _NOT_PATIENT and inspect.iscoroutinefunction(value):
-            setattr(cls, name, _patient(value))
-    return cls
 
 
 def sqlite_path(database_url: str) -> str:
@@ -562,7 +207,7 @@ def sqlite_path(database_url: str) -> str:
 
 # --- the store ---------------------------------------------------------------------------------------------
 
-@_patient_methods
+@busy.patient_methods
 class SqliteJobStore:
     """`JobStore` on one SQLite file. Build it with `bot.store.open_store` (or `SqliteJobStore.open`)."""
 
@@ -599,7 +244,7 @@ class SqliteJobStore:
             # NORMAL is safe in WAL mode: a power cut can lose the last commits, never corrupt the file.
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
-            await _patiently(lambda: apply_migrations(db, label=path, up_to=migrate_up_to),
+            await busy.patiently(lambda: apply_migrations(db, label=path, up_to=migrate_up_to),
                              default_s=busy_timeout_s)
         except BaseException:
             await db.close()
@@ -653,7 +298,7 @@ class SqliteJobStore:
 
     async def _job(self, db: aiosqlite.Connection, job_id: int) -> Job | None:
         rows = await self._rows(db, f"{_JOB_SELECT} WHERE id = ?", (job_id,))
-        return _job_from_row(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     # --- jobs ------------------------------------------------------------------------------------------
 
@@ -662,18 +307,18 @@ class SqliteJobStore:
             raise ValueError(f"cost must be 0 or more, not {new.cost}")
         if not new.deadline_s > 0:
             raise ValueError(f"deadline_s must be positive, not {new.deadline_s}")
-        created = _ts(now)
+        created = ts(now)
         extra = {**new.extra, WITHHOLD_NSFW_KEY: True} if new.withhold_nsfw else new.extra
         async with self._transaction() as db:
             usage = await self._usage(db, new.subject, defaults=defaults, now=now)
             if usage.used_today + new.cost > usage.limits.daily:
                 raise QuotaError(
-                    _daily_message(used=usage.used_today, limit=usage.limits.daily, cost=new.cost, now=now,
+                    quota.daily_message(used=usage.used_today, limit=usage.limits.daily, cost=new.cost, now=now,
                                    resets_at=usage.resets_at),
                     kind="daily", limit=usage.limits.daily, used=usage.used_today, resets_at=usage.resets_at)
             if usage.in_flight >= usage.limits.concurrent:
                 raise QuotaError(
-                    _concurrent_message(in_flight=usage.in_flight, limit=usage.limits.concurrent,
+                    quota.concurrent_message(in_flight=usage.in_flight, limit=usage.limits.concurrent,
                                         scope=new.subject.scope),
                     kind="concurrent", limit=usage.limits.concurrent, used=usage.in_flight)
             # Spend caps (bot.money.caps): against every process's reservations, in this same transaction.
@@ -688,12 +333,12 @@ class SqliteJobStore:
                 " created_at, updated_at, deadline_at, attempts, parent_job_id, channel_id, seed, extra,"
                 " lease_owner, lease_host, lease_pid, lease_expires_at, token)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (new.subject.scope, new.subject.user_id, Origin(new.origin).value, new.operation,
-                 _json(new.request), new.provider, JobState.PENDING.value, new.cost, created, created,
-                 _ts(now + timedelta(seconds=new.deadline_s)), new.parent_job_id,
-                 _enc_text_or_none(new.channel_id), _enc_text_or_none(new.seed), _enc_extra(extra),
+                (new.subject.scope, new.subject.user_id, Origin(new.origin).value, Operation(new.operation).value,
+                 to_json(new.request), new.provider, JobState.PENDING.value, new.cost, created, created,
+                 ts(now + timedelta(seconds=new.deadline_s)), new.parent_job_id,
+                 text_or_none(new.channel_id), text_or_none(new.seed), encode_extra(extra),
                  lease.owner if lease else None, lease.host if lease else None, lease.pid if lease else None,
-                 _ts(now + timedelta(seconds=lease.seconds)) if lease else None, new_token()))
+                 ts(now + timedelta(seconds=lease.seconds)) if lease else None, new_token()))
             job_id = cursor.lastrowid
             await cursor.close()
             assert job_id is not None
@@ -722,11 +367,11 @@ class SqliteJobStore:
                 self._db,
                 "SELECT jobs.* FROM discord_posts JOIN jobs ON jobs.id = discord_posts.job_id"
                 " WHERE discord_posts.message_id = ? LIMIT 1", (str(message_id),))
-        return _job_from_row(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     async def list_jobs(self, subject: Subject | None = None, *, limit: int = 20,
                         states: Sequence[JobState] | None = None) -> list[Job]:
-        states_json = _ALL_STATES_JSON if states is None else _json([JobState(s).value for s in states])
+        states_json = _ALL_STATES_JSON if states is None else to_json([JobState(s).value for s in states])
         limit = max(0, limit)  # SQLite reads a negative LIMIT as "no limit"
         async with self._lock:
             if subject is None:
@@ -741,22 +386,22 @@ class SqliteJobStore:
                     " AND state IN (SELECT value FROM json_each(?))"
                     " ORDER BY created_at DESC, id DESC LIMIT ?",
                     (subject.scope, subject.user_id, states_json, limit))
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     @staticmethod
     def _set_clause(fields: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
-        unknown = sorted(set(fields) - _UPDATABLE.keys())
+        unknown = sorted(set(fields) - UPDATABLE.keys())
         if unknown:
-            raise ValueError(f"unknown job field(s) {unknown}; updatable: {sorted(_UPDATABLE)}")
+            raise ValueError(f"unknown job field(s) {unknown}; updatable: {sorted(UPDATABLE)}")
         assignments = ["updated_at = ?"]
-        params: list[Any] = [_ts(now)]
+        params: list[Any] = [ts(now)]
         for name, value in fields.items():
-            assignments.append(f"{name} = ?")  # name is a key of _UPDATABLE, checked above
-            params.append(_UPDATABLE[name](value))
+            assignments.append(f"{name} = ?")  # name is a key of UPDATABLE, checked above
+            params.append(UPDATABLE[name](value))
         if "state" in fields and JobState(fields["state"]).terminal and "finished_at" not in fields:
             # Pruning and history rely on finished_at; a caller that forgets it gets the first terminal time.
             assignments.append("finished_at = COALESCE(finished_at, ?)")
-            params.append(_ts(now))
+            params.append(ts(now))
         return ", ".join(assignments), params
 
     async def update_job(self, job_id: int, *, now: datetime, **fields: Any) -> Job:
@@ -770,28 +415,31 @@ class SqliteJobStore:
         assert job is not None
         return job
 
-    async def transition(self, job_id: int, expected: Sequence[JobState], *, now: datetime,
-                         **fields: Any) -> Job | None:
-        if not expected:
-            raise ValueError("transition needs at least one expected state")
-        assignments, params = self._set_clause(fields, now)
-        expected_json = _json([JobState(s).value for s in expected])
+    async def transition(self, job_id: int, to: JobState, *, now: datetime, **fields: Any) -> Job | None:
+        if "state" in fields:
+            raise ValueError("transition takes the state it moves to as `to`, not as a field")
+        assignments, params = self._set_clause({"state": to, **fields}, now)
+        sources_json = to_json(sorted(s.value for s in states.sources(to)))
         async with self._transaction() as db:
             changed = await self._changes(
                 db,
-                f"UPDATE jobs SET {assignments}"  # noqa: S608 - column names from _UPDATABLE only
+                f"UPDATE jobs SET {assignments}"  # noqa: S608 - column names from UPDATABLE only
                 " WHERE id = ? AND state IN (SELECT value FROM json_each(?))",
-                [*params, job_id, expected_json])
+                [*params, job_id, sources_json])
             job = await self._job(db, job_id)
         if job is None:
             raise KeyError(job_id)
-        return job if changed else None
+        if changed:
+            return job
+        if states.lost_race(job.state, to):
+            return None
+        raise states.IllegalTransitionError(job_id, job.state, to)
 
     async def refund(self, job_id: int, *, now: datetime) -> bool:
         async with self._transaction() as db:
             changed = await self._changes(
                 db, "UPDATE jobs SET refunded = 1, updated_at = ? WHERE id = ? AND refunded = 0",
-                (_ts(now), job_id))
+                (ts(now), job_id))
             if not changed and not await self._rows(db, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)):
                 raise KeyError(job_id)
         return changed == 1
@@ -805,7 +453,7 @@ class SqliteJobStore:
             # Only ever lowers the cost, so settling again (after a crash, or twice by two paths) changes nothing.
             changed = await self._changes(
                 db, "UPDATE jobs SET cost = ?, updated_at = ? WHERE id = ? AND cost > ? AND refunded = 0",
-                (images, _ts(now), job_id, images))
+                (images, ts(now), job_id, images))
             if not changed and not await self._rows(db, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)):
                 raise KeyError(job_id)
         return changed == 1
@@ -820,16 +468,16 @@ class SqliteJobStore:
             " (kind = 'member' AND subject_id = ?)"
             " OR (kind = 'role' AND subject_id IN (SELECT value FROM json_each(?)))"
             " OR (kind = 'scope' AND subject_id = ''))",
-            (subject.scope, subject.user_id, _json([str(r) for r in subject.role_ids])))
-        limits = QuotaLimits(daily=_resolve_limit(rows, "daily", defaults.daily),
-                             concurrent=_resolve_limit(rows, "concurrent", defaults.concurrent))
+            (subject.scope, subject.user_id, to_json([str(r) for r in subject.role_ids])))
+        limits = QuotaLimits(daily=quota.resolve_limit(rows, "daily", defaults.daily),
+                             concurrent=quota.resolve_limit(rows, "concurrent", defaults.concurrent))
         day_start, resets_at = day_bounds(now)
         # Bounded on both sides so that a `now` in the past (tests, clock steps) counts only that day.
         used = await self._rows(
             db,
             "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE scope = ? AND user_id = ?"
             " AND created_at >= ? AND created_at < ? AND refunded = 0",
-            (subject.scope, subject.user_id, _ts(day_start), _ts(resets_at)))
+            (subject.scope, subject.user_id, ts(day_start), ts(resets_at)))
         in_flight = await self._rows(
             db,
             "SELECT COUNT(*) FROM jobs WHERE state IN (SELECT value FROM json_each(?))"
@@ -848,7 +496,7 @@ class SqliteJobStore:
                 "SELECT user_id, COALESCE(SUM(CASE WHEN refunded = 0 THEN cost ELSE 0 END), 0), COUNT(*)"
                 " FROM jobs WHERE scope = ? AND created_at >= ? AND created_at < ?"
                 " GROUP BY user_id ORDER BY 2 DESC, 3 DESC",
-                (scope, _ts(day_start), _ts(resets_at)))
+                (scope, ts(day_start), ts(resets_at)))
         return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage:
@@ -898,7 +546,7 @@ class SqliteJobStore:
                 self._db,
                 "SELECT lease_owner, lease_host, lease_pid, lease_expires_at FROM jobs WHERE id = ?",
                 (job_id,))
-            if not rows or not _lease_takeable(rows[0], claimer=owner, host=host, now=now):
+            if not rows or not leases.lease_takeable(rows[0], claimer=owner, host=host, now=now):
                 return False
             # Whether the holder's process is alive is decided in Python, so the UPDATE is a compare-and-set
             # on the lease we looked at: if anyone claimed or renewed it since, we lose.
@@ -906,7 +554,7 @@ class SqliteJobStore:
                 self._db,
                 "UPDATE jobs SET lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires_at = ?"
                 " WHERE id = ? AND lease_owner IS ? AND lease_expires_at IS ?",
-                (owner, host, pid, _ts(now + timedelta(seconds=lease_s)), job_id,
+                (owner, host, pid, ts(now + timedelta(seconds=lease_s)), job_id,
                  rows[0]["lease_owner"], rows[0]["lease_expires_at"]))
         return changed == 1
 
@@ -921,10 +569,10 @@ class SqliteJobStore:
                 "      OR id IN (SELECT job_id FROM deliveries WHERE state = 'pending'))"
                 " AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_host = ?)"
                 " ORDER BY id",
-                (_json([Origin(o).value for o in origins]), _IN_FLIGHT_JSON, _ts(now), host))
+                (to_json([Origin(o).value for o in origins]), _IN_FLIGHT_JSON, ts(now), host))
         # Live leases from this host come back from SQL too; only those whose process is gone are kept.
-        takeable = (r for r in rows if _lease_takeable(r, claimer=None, host=host, now=now))
-        return [_job_from_row(r) for r, _ in zip(takeable, range(max(0, limit)), strict=False)]
+        takeable = (r for r in rows if leases.lease_takeable(r, claimer=None, host=host, now=now))
+        return [job_from_row(r) for r, _ in zip(takeable, range(max(0, limit)), strict=False)]
 
     async def renew_leases(self, owner: str, *, now: datetime, lease_s: float) -> int:
         async with self._lock:
@@ -933,7 +581,7 @@ class SqliteJobStore:
                 "UPDATE jobs SET lease_expires_at = ? WHERE lease_owner = ?"
                 " AND (state IN (SELECT value FROM json_each(?))"
                 "      OR id IN (SELECT job_id FROM deliveries WHERE state = 'pending'))",
-                (_ts(now + timedelta(seconds=lease_s)), owner, _IN_FLIGHT_JSON))
+                (ts(now + timedelta(seconds=lease_s)), owner, _IN_FLIGHT_JSON))
 
     async def release(self, job_id: int, owner: str) -> None:
         async with self._lock:
@@ -945,7 +593,7 @@ class SqliteJobStore:
     # --- the delivery outbox ---------------------------------------------------------------------------
 
     async def enqueue_delivery(self, job_id: int, target: str, *, now: datetime) -> None:
-        created = _ts(now)
+        created = ts(now)
         async with self._lock:
             # ON CONFLICT rather than INSERT OR IGNORE: only "already queued" is ignored; an unknown job
             # still fails on the foreign key.
@@ -964,8 +612,8 @@ class SqliteJobStore:
                 " AND target IN (SELECT value FROM json_each(?))"
                 " AND job_id IN (SELECT id FROM jobs WHERE state NOT IN (SELECT value FROM json_each(?)))"
                 " ORDER BY next_attempt_at, created_at, job_id LIMIT ?",
-                (DeliveryState.PENDING.value, _ts(now), _json(list(targets)), _IN_FLIGHT_JSON, max(0, limit)))
-        return [_delivery_from_row(r) for r in rows]
+                (DeliveryState.PENDING.value, ts(now), to_json(list(targets)), _IN_FLIGHT_JSON, max(0, limit)))
+        return [delivery_from_row(r) for r in rows]
 
     async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> int:
         async with self._lock:
@@ -973,7 +621,7 @@ class SqliteJobStore:
                 self._db,
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
                 " WHERE job_id = ? AND target = ? AND state = ? RETURNING attempts",
-                (error[:MAX_DELIVERY_ERROR_CHARS], _ts(next_attempt_at), job_id, target,
+                (error[:MAX_DELIVERY_ERROR_CHARS], ts(next_attempt_at), job_id, target,
                  DeliveryState.PENDING.value))
         return int(rows[0][0]) if rows else 0
 
@@ -983,12 +631,12 @@ class SqliteJobStore:
                 self._db,
                 "UPDATE deliveries SET state = ?, last_error = ?, done_at = ? WHERE job_id = ? AND target = ?"
                 " AND state = ?",
-                (DeliveryState.UNDELIVERABLE.value, error[:MAX_DELIVERY_ERROR_CHARS], _ts(now), job_id, target,
+                (DeliveryState.UNDELIVERABLE.value, error[:MAX_DELIVERY_ERROR_CHARS], ts(now), job_id, target,
                  DeliveryState.PENDING.value))
         return changed == 1
 
     async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
-        done_at = _ts(now)
+        done_at = ts(now)
         async with self._lock:
             # An upsert, so a delivery made straight away (never queued) is recorded too; the WHERE makes
             # a second "done" change nothing, which is how the caller learns someone else delivered it.
@@ -1023,8 +671,8 @@ class SqliteJobStore:
                 # A delivery still owed needs its images, however old the job.
                 " AND id NOT IN (SELECT job_id FROM deliveries WHERE state = ?)"
                 " ORDER BY id",
-                (_TERMINAL_JSON, _ts(finished_before), DeliveryState.PENDING.value))
-        return [(row["id"], output) for row in rows for output in _dec_outputs(row["outputs"])
+                (_TERMINAL_JSON, ts(finished_before), DeliveryState.PENDING.value))
+        return [(row["id"], output) for row in rows for output in decode_outputs(row["outputs"])
                 if output.path is not None]
 
     async def blobs_in_use(self, sha256s: Sequence[str], *, finished_before: datetime) -> set[str]:
@@ -1045,7 +693,7 @@ class SqliteJobStore:
                 " UNION SELECT json_extract(o.value, '$.sha256') FROM keep, json_each(keep.outputs) AS o"
                 "  WHERE json_extract(o.value, '$.path') IS NOT NULL"
                 "    AND json_extract(o.value, '$.sha256') IN (SELECT sha FROM wanted)",
-                (_TERMINAL_JSON, _ts(finished_before), DeliveryState.PENDING.value, _json(sorted(set(sha256s)))))
+                (_TERMINAL_JSON, ts(finished_before), DeliveryState.PENDING.value, to_json(sorted(set(sha256s)))))
         return {str(row[0]) for row in rows}
 
     async def mark_outputs_pruned(self, job_id: int) -> None:
@@ -1054,8 +702,8 @@ class SqliteJobStore:
             if not rows:
                 raise KeyError(job_id)
             # The rows stay (history, hashes, provider URLs); only the local copies are gone.
-            pruned = [dataclasses.replace(o, path=None) for o in _dec_outputs(rows[0]["outputs"])]
-            await self._changes(db, "UPDATE jobs SET outputs = ? WHERE id = ?", (_enc_outputs(pruned), job_id))
+            pruned = [dataclasses.replace(o, path=None) for o in decode_outputs(rows[0]["outputs"])]
+            await self._changes(db, "UPDATE jobs SET outputs = ? WHERE id = ?", (encode_outputs(pruned), job_id))
 
     # --- guild settings (schema 2) ---------------------------------------------------------------------
 
@@ -1077,7 +725,7 @@ class SqliteJobStore:
                 "INSERT INTO guild_settings (guild_id, key, value_json, updated_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (guild_id, key)"
                 " DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
-                (str(guild_id), key, _json(value), _ts(now)))
+                (str(guild_id), key, to_json(value), ts(now)))
 
     async def clear_guild_setting(self, guild_id: int | str, key: str) -> bool:
         async with self._lock:
@@ -1089,7 +737,7 @@ class SqliteJobStore:
     async def job_by_token(self, token: str) -> Job | None:
         async with self._lock:
             rows = await self._rows(self._db, "SELECT * FROM jobs WHERE token = ?", (token,))
-        return _job_from_row(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     async def open_post(self, job_id: int, kind: PostKind, *, channel_id: int | str | None) -> tuple[DiscordPost, bool]:
         """The job's post of this kind that is still unsettled (a previous attempt may have reached Discord), or a
@@ -1100,33 +748,33 @@ class SqliteJobStore:
                 db, "SELECT * FROM discord_posts WHERE job_id = ? AND kind = ? AND message_id IS NULL"
                     " AND note IS NULL ORDER BY id DESC LIMIT 1", (job_id, kind.value))
             if rows:
-                return _post_from_row(rows[0]), False
+                return post_from_row(rows[0]), False
             token = await self._rows(db, "SELECT token FROM jobs WHERE id = ?", (job_id,))
             if not token:
                 raise KeyError(job_id)
             cursor = await db.execute(
                 "INSERT INTO discord_posts (job_id, kind, nonce, channel_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                (job_id, kind.value, _new_nonce(kind, token[0]["token"]), _enc_text_or_none(channel_id),
-                 _ts(self.clock())))
+                (job_id, kind.value, new_nonce(kind, token[0]["token"]), text_or_none(channel_id),
+                 ts(self.clock())))
             post_id = cursor.lastrowid
             await cursor.close()
             rows = await self._rows(db, "SELECT * FROM discord_posts WHERE id = ?", (post_id,))
-        return _post_from_row(rows[0]), True
+        return post_from_row(rows[0]), True
 
     async def record_post(self, post_id: int, *, message_id: int | str | None, channel_id: int | str | None = None,
                           note: str | None = None, in_guild: bool = True) -> DiscordPost:
         """What Discord answered for a post: its message (and channel), or a note saying why there is none.
         A result message in a guild channel also becomes the job's public message (jobs.message_id)."""
-        now = _ts(self.clock())
+        now = ts(self.clock())
         async with self._transaction() as db:
             changed = await self._changes(
                 db, "UPDATE discord_posts SET message_id = ?, channel_id = COALESCE(?, channel_id), note = ?,"
                     " posted_at = ? WHERE id = ?",
-                (_enc_text_or_none(message_id), _enc_text_or_none(channel_id), note, now, post_id))
+                (text_or_none(message_id), text_or_none(channel_id), note, now, post_id))
             if not changed:
                 raise KeyError(post_id)
             rows = await self._rows(db, "SELECT * FROM discord_posts WHERE id = ?", (post_id,))
-            post = _post_from_row(rows[0])
+            post = post_from_row(rows[0])
             if post.kind is PostKind.RESULT and message_id is not None and in_guild:
                 await self._changes(db, "UPDATE jobs SET message_id = ?, updated_at = ? WHERE id = ?",
                                     (str(message_id), now, post.job_id))
@@ -1136,12 +784,12 @@ class SqliteJobStore:
         """Every post of the job, oldest first."""
         async with self._lock:
             rows = await self._rows(self._db, "SELECT * FROM discord_posts WHERE job_id = ? ORDER BY id", (job_id,))
-        return [_post_from_row(r) for r in rows]
+        return [post_from_row(r) for r in rows]
 
     async def post_by_message(self, message_id: int | str) -> DiscordPost | None:
         async with self._lock:
             rows = await self._rows(self._db, "SELECT * FROM discord_posts WHERE message_id = ?", (str(message_id),))
-        return _post_from_row(rows[0]) if rows else None
+        return post_from_row(rows[0]) if rows else None
 
     # --- retired models (schema 5) -----------------------------------------------------------------------
 
@@ -1151,21 +799,21 @@ class SqliteJobStore:
         (and should tell the operator)."""
         async with self._transaction() as db:
             live = await self._rows(db, "SELECT 1 FROM retired_models WHERE provider = ? AND model = ?"
-                                        " AND expires_at > ?", (provider, model, _ts(now)))
+                                        " AND expires_at > ?", (provider, model, ts(now)))
             await self._changes(
                 db,
                 "INSERT INTO retired_models (provider, model, reason, marked_at, expires_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (provider, model) DO UPDATE SET reason = excluded.reason,"
                 " marked_at = excluded.marked_at, expires_at = excluded.expires_at",
-                (provider, model, reason[:500], _ts(now), _ts(until)))
+                (provider, model, reason[:500], ts(now), ts(until)))
         return not live
 
     async def retired_until(self, provider: str, model: str, *, now: datetime) -> datetime | None:
         """When a live retirement mark of this model expires, or None when there is none."""
         async with self._lock:
             rows = await self._rows(self._db, "SELECT expires_at FROM retired_models WHERE provider = ?"
-                                              " AND model = ? AND expires_at > ?", (provider, model, _ts(now)))
-        return _dt(rows[0]["expires_at"]) if rows else None
+                                              " AND model = ? AND expires_at > ?", (provider, model, ts(now)))
+        return dt(rows[0]["expires_at"]) if rows else None
 
     # --- money: spend caps and usage in dollars; amounts in integer micro-dollars ----------------
 
@@ -1182,7 +830,7 @@ class SqliteJobStore:
         if install_daily_micro is not None:
             caps.append(CapState("install_daily", install_daily_micro, await spent(
                 "SELECT COALESCE(SUM(reserved_micro), 0) FROM job_spend WHERE created_at >= ? AND created_at < ?",
-                (_ts(day_start), _ts(day_end))), day_end))
+                (ts(day_start), ts(day_end))), day_end))
         if scope.startswith("guild:"):
             rows = await self._rows(db, "SELECT value_json FROM guild_settings WHERE guild_id = ? AND key = ?",
                                     (scope.removeprefix("guild:"), BUDGET_KEY))
@@ -1192,14 +840,14 @@ class SqliteJobStore:
                         " AND created_at >= ? AND created_at < ?")
             if budget.daily is not None:
                 caps.append(CapState("guild_daily", budget.daily,
-                                     await spent(in_scope, (scope, _ts(day_start), _ts(day_end))), day_end))
+                                     await spent(in_scope, (scope, ts(day_start), ts(day_end))), day_end))
             if budget.monthly is not None:
                 caps.append(CapState("guild_monthly", budget.monthly,
-                                     await spent(in_scope, (scope, _ts(month_start), _ts(month_end))), month_end))
+                                     await spent(in_scope, (scope, ts(month_start), ts(month_end))), month_end))
             if budget.member_daily is not None:
                 caps.append(CapState("member_daily", budget.member_daily, await spent(
                     "SELECT COALESCE(SUM(member_micro), 0) FROM job_spend WHERE scope = ? AND user_id = ?"
-                    " AND created_at >= ? AND created_at < ?", (scope, user_id, _ts(day_start), _ts(day_end))),
+                    " AND created_at >= ? AND created_at < ?", (scope, user_id, ts(day_start), ts(day_end))),
                     day_end))
         return caps
 
@@ -1215,9 +863,9 @@ class SqliteJobStore:
             return None
         r = rows[0]
         return JobSpend(job_id=int(r["job_id"]), scope=r["scope"], user_id=r["user_id"], operation=r["operation"],
-                        provider=r["provider"], created_at=_dt(r["created_at"]), images=int(r["images"]),
+                        provider=r["provider"], created_at=dt(r["created_at"]), images=int(r["images"]),
                         reserved_micro=int(r["reserved_micro"]), member_micro=int(r["member_micro"]),
-                        settled_at=_dt_or_none(r["settled_at"]))
+                        settled_at=dt_or_none(r["settled_at"]))
 
     async def settle_spend(self, job_id: int, *, images: int, reserved_micro: int, member_micro: int,
                            provider: str, now: datetime) -> bool:
@@ -1231,7 +879,7 @@ class SqliteJobStore:
                 "UPDATE job_spend SET images = MIN(images, ?), reserved_micro = MIN(reserved_micro, ?),"
                 " member_micro = MIN(member_micro, ?), provider = ?, settled_at = COALESCE(settled_at, ?)"
                 " WHERE job_id = ? AND (settled_at IS NULL OR images > ? OR reserved_micro > ? OR member_micro > ?)",
-                (images, reserved_micro, member_micro, provider, _ts(now), job_id, images, reserved_micro,
+                (images, reserved_micro, member_micro, provider, ts(now), job_id, images, reserved_micro,
                  member_micro))
         return changed == 1
 
@@ -1239,7 +887,7 @@ class SqliteJobStore:
         async with self._transaction() as db:
             changed = await self._changes(
                 db, "INSERT OR IGNORE INTO spend_notices (scope, cap, period_start, sent_at) VALUES (?, ?, ?, ?)",
-                (scope, cap, _ts(period_start), _ts(now)))
+                (scope, cap, ts(period_start), ts(now)))
         return changed == 1
 
     async def spend_report(self, scope: str | None, *, since: datetime, until: datetime) -> list[SpendRow]:
@@ -1250,7 +898,7 @@ class SqliteJobStore:
                 " COALESCE(SUM(images), 0), COALESCE(SUM(reserved_micro), 0) FROM job_spend"
                 " WHERE (? IS NULL OR scope = ?) AND created_at >= ? AND created_at < ?"
                 " GROUP BY day, scope, user_id, operation, provider ORDER BY day, scope, user_id, operation, provider",
-                (scope, scope, _ts(since), _ts(until)))
+                (scope, scope, ts(since), ts(until)))
         return [SpendRow(date=str(r[0]), guild_id=str(r[1]).removeprefix("guild:") if r[1] != "cli" else "",
                          user_id=str(r[2]), operation=str(r[3]), provider=str(r[4]), jobs=int(r[5]),
                          images=int(r[6]), micro=int(r[7])) for r in rows]

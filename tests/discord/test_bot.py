@@ -18,12 +18,12 @@ import pytest
 from PIL import Image
 from simcord.backend import serializers as simcord_serializers
 
-import bot.runner
+import bot.jobs.outbox
 import cogs._delivery
 from bot.app import App, open_app
 from bot.discord_bot import AtelierBot
+from bot.jobs import RunnerConfig
 from bot.providers.http import HttpPolicy
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import JobState, Origin
 from tests.conftest import png_bytes
@@ -57,7 +57,7 @@ async def app(tmp_path: Path, fal: FakeFal, glam: FakeGlam, monkeypatch: pytest.
     for var in ("PIXAZO_API_KEY", "NOVITA_API_KEY", "FAL_KEY", "GLAM_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     # Idle loops must park beyond SimCord's watchdog; edits go out at once so tests see them.
-    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 30.0)
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_SCAN_S", 30.0)
     monkeypatch.setattr(cogs._delivery, "EDIT_INTERVAL_S", 0.0)
     settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/atelier.db",  # type: ignore[call-arg]
                         fal_key=fal.key, fal_queue_url=fal.base_url, glam_api_key=glam.key,

@@ -11,13 +11,13 @@ from typing import Any
 import discord
 import pytest
 
-import bot.runner
+import bot.jobs.outbox
 import cogs._delivery
 from bot import codec
 from bot.app import App, open_app
 from bot.discord_bot import AtelierBot
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import NewJob, Origin, SpendReservation, Subject
 from tests.discord.conftest import World
@@ -32,7 +32,7 @@ __all__ = ["fal", "glam", "late_wait"]  # fixtures shared with test_bot
 async def app(tmp_path: Path, fal: FakeFal, glam: FakeGlam, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
     for var in ("PIXAZO_API_KEY", "NOVITA_API_KEY", "FAL_KEY", "GLAM_API_KEY", "PRICES", "SPEND_DAILY_USD"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 30.0)
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_SCAN_S", 30.0)
     monkeypatch.setattr(cogs._delivery, "EDIT_INTERVAL_S", 0.0)
     settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/atelier.db",  # type: ignore[call-arg]
                         fal_key=fal.key, fal_queue_url=fal.base_url, glam_api_key=glam.key,

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from bot.app import open_app
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, Origin, Subject
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, open_app
+from bot.jobs import RunnerConfig
 from bot.money.caps import GuildBudget
 from bot.money.prices import Price
 from bot.operations import ImagineRequest, Size
-from bot.runner import RunnerConfig
 from bot.store.models import Job, Origin, Subject
 from tests.fakes.fal import FakeFal
 from tests.fakes.novita import FakeNovita
@@ -135,10 +135,10 @@ async def test_a_glam_filter_costs_its_catalogue_credits_at_the_operators_rate(t
 
 async def test_a_result_never_delivered_costs_nothing_even_after_it_was_settled(
         tmp_path: Path, fal: FakeFal, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.runner
+    import bot.jobs.outbox
 
-    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 0.05)
-    monkeypatch.setattr(bot.runner, "DELIVERY_BACKOFF_S", (0.05,))
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_SCAN_S", 0.05)
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_BACKOFF_S", (0.05,))
     settings = settings_for(tmp_path, fal, delivery_max_attempts=2, spend_daily_usd=Decimal("1"),
                             prices='{"fal.imagine": "0.05"}')
     config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)

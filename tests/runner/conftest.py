@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, open_app
-from bot.runner import JobEvent, RunnerConfig
+from bot.jobs import JobEvent, RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, Origin
 from tests.fakes.fal import FakeFal

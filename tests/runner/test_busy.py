@@ -11,8 +11,8 @@ import pytest
 
 from bot.app import open_app
 from bot.errors import StoreBusyError
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.store.models import JobState, Origin, Subject
 from tests.fakes.base import JobScript
 from tests.fakes.fal import FakeFal

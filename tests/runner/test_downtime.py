@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import open_app
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.store import open_store
 from bot.store.models import JobState, Origin, Subject
 from tests.fakes.base import JobScript

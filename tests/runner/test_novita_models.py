@@ -16,9 +16,9 @@ import pytest
 from bot import codec
 from bot.app import App, open_app
 from bot.errors import ConfigError
+from bot.jobs import JobEvent, RunnerConfig
 from bot.operations import EditRequest, ImagineRequest, Operation
 from bot.providers.synchronous import placeholder
-from bot.runner import JobEvent, RunnerConfig
 from bot.store.models import Job, JobState, Lease, NewJob, Origin, Subject
 from tests.conftest import image_input
 from tests.fakes.fal import FakeFal
@@ -173,7 +173,7 @@ async def test_a_job_found_mid_call_after_a_restart_ends_interrupted_and_refunde
 async def test_a_retired_glm_sends_the_job_on_marks_the_store_and_says_so_once(
         tmp_path: Path, fal: FakeFal, novita: FakeNovita, caplog: pytest.LogCaptureFixture) -> None:
     novita.retire_glm(410)
-    caplog.set_level(logging.WARNING, logger="bot.runner")
+    caplog.set_level(logging.WARNING, logger="bot.jobs")
     async with app_for(tmp_path, fal, novita, novita_model="glm-image") as app:
         first = await app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a fox"))
         assert first.provider == "novita"

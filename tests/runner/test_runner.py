@@ -11,8 +11,8 @@ import pytest
 from bot.app import open_app
 from bot.errors import InputError, QuotaError
 from bot.fairqueue import FairGate
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.store.models import Job, JobState, Origin, Subject
 from tests.fakes.base import JobScript
 from tests.runner.conftest import Harness, RecordingDelivery, settings_for
@@ -131,10 +131,10 @@ async def test_bad_input_is_refused_before_anything_is_recorded(harness: Harness
 
 
 async def test_a_failed_delivery_is_retried_until_it_lands(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.runner
+    import bot.jobs.outbox
 
-    monkeypatch.setattr(bot.runner, "DELIVERY_BACKOFF_S", (0.05,))
-    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 0.05)
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_BACKOFF_S", (0.05,))
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_SCAN_S", 0.05)
     h = harness
     h.delivery.fail_times = 2
     job = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))
@@ -316,10 +316,10 @@ async def test_a_job_finished_just_before_a_crash_is_refunded_and_delivered_on_r
 
 
 async def test_the_delivery_loop_survives_a_failing_scan(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.runner
+    import bot.jobs.outbox
 
-    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 0.05)
-    monkeypatch.setattr(bot.runner, "DELIVERY_BACKOFF_S", (0.05,))
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_SCAN_S", 0.05)
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_BACKOFF_S", (0.05,))
     h = harness
     real = h.app.store.due_deliveries
     calls = 0

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import bot.runner
+import bot.jobs.outbox
 from bot.app import open_app
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.store.models import Origin, Subject
 from tests.fakes.fal import FakeFal
 from tests.runner.conftest import RecordingDelivery, settings_for
@@ -24,8 +24,8 @@ ALICE = Subject.member(1, "alice")
 
 async def test_a_delivery_that_keeps_failing_is_given_up_marked_and_refunded(
         tmp_path: Path, fal: FakeFal, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bot.runner, "DELIVERY_SCAN_S", 0.05)
-    monkeypatch.setattr(bot.runner, "DELIVERY_BACKOFF_S", (0.05,))
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_SCAN_S", 0.05)
+    monkeypatch.setattr(bot.jobs.outbox, "DELIVERY_BACKOFF_S", (0.05,))
     delivery = RecordingDelivery(fail_times=1_000)
     attempts = 0
     real = delivery.deliver

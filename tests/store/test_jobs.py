@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.providers.status import RemoteHandle
 from bot.store import JobState, Origin, SqliteJobStore, StoredOutput, Subject
+from bot.store.base import JobStore
 from tests.store.helpers import ALICE, BOB, DEFAULTS, GENEROUS, NOW, new_job
 
 PARIS = timezone(timedelta(hours=1))
@@ -22,7 +24,7 @@ def output(name: str, path: str | None = "keep") -> StoredOutput:
                         path=f"outputs/{name}.png" if path == "keep" else path)
 
 
-async def test_a_new_job_is_pending_and_complete(store: SqliteJobStore) -> None:
+async def test_a_new_job_is_pending_and_complete(store: JobStore) -> None:
     new = new_job(cost=2, channel_id=555, deadline_s=90.0,
                   request={"prompt": "un phare au crépuscule 🌅", "images": [{"sha256": "00" * 32}]})
     job = await store.create_job(new, defaults=DEFAULTS, now=NOW)
@@ -37,7 +39,7 @@ async def test_a_new_job_is_pending_and_complete(store: SqliteJobStore) -> None:
     assert await store.get_job(job.id + 1) is None
 
 
-async def test_child_jobs_point_at_their_parent(store: SqliteJobStore) -> None:
+async def test_child_jobs_point_at_their_parent(store: JobStore) -> None:
     parent = await store.create_job(new_job(), defaults=GENEROUS, now=NOW)
     child = await store.create_job(new_job(parent_job_id=parent.id), defaults=GENEROUS, now=NOW)
     assert child.parent_job_id == parent.id
@@ -45,12 +47,12 @@ async def test_child_jobs_point_at_their_parent(store: SqliteJobStore) -> None:
         await store.create_job(new_job(parent_job_id=9999), defaults=GENEROUS, now=NOW)
 
 
-async def test_every_updatable_field_round_trips(store: SqliteJobStore) -> None:
+async def test_every_updatable_field_round_trips(store: JobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     later = NOW + timedelta(seconds=42)
     fields = {
         "state": JobState.RUNNING,
-        "handle": {"request_id": "req-1", "model": "fal-ai/flux"},
+        "handle": RemoteHandle(provider="fal", remote_id="req-1", operation="imagine", extra={"model": "fal-ai/flux"}),
         "queue_position": 3,
         "progress": 0.25,
         "attempts": 2,
@@ -60,7 +62,6 @@ async def test_every_updatable_field_round_trips(store: SqliteJobStore) -> None:
         "error_message": "fal: 503",
         "charged": False,
         "message_id": 123456789012345678,
-        "token_expires_at": datetime(2025, 3, 10, 14, 0, tzinfo=PARIS),
         "submitted_at": later,
         "finished_at": None,
         "channel_id": "777",
@@ -77,7 +78,6 @@ async def test_every_updatable_field_round_trips(store: SqliteJobStore) -> None:
     assert (updated.error_code, updated.error_message, updated.charged) == ("provider_unavailable", "fal: 503",
                                                                             False)
     assert (updated.message_id, updated.channel_id) == ("123456789012345678", "777")
-    assert updated.token_expires_at == datetime(2025, 3, 10, 13, 0, tzinfo=UTC)
     assert updated.submitted_at == later and updated.finished_at is None
     assert updated.extra == fields["extra"]
     cleared = await store.update_job(job.id, now=later, handle=None, seed=None, charged=None, progress=None)
@@ -85,7 +85,8 @@ async def test_every_updatable_field_round_trips(store: SqliteJobStore) -> None:
 
 
 async def test_datetimes_come_back_as_aware_utc_and_are_stored_in_one_format(
-        store: SqliteJobStore, db_path: Path) -> None:
+        sqlite_store: SqliteJobStore, db_path: Path) -> None:
+    store = sqlite_store  # reads the SQLite file itself
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=datetime(2025, 3, 10, 13, 0, tzinfo=PARIS))
     job = await store.update_job(job.id, now=NOW, state=JobState.FAILED, submitted_at=NOW)
     await store.claim(job.id, "w", host="h", pid=1, now=NOW, lease_s=30)
@@ -101,7 +102,7 @@ async def test_datetimes_come_back_as_aware_utc_and_are_stored_in_one_format(
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", text), text
 
 
-async def test_naive_datetimes_are_refused(store: SqliteJobStore) -> None:
+async def test_naive_datetimes_are_refused(store: JobStore) -> None:
     naive = datetime(2025, 3, 10, 12, 0)
     with pytest.raises(ValueError, match="naive"):
         await store.create_job(new_job(), defaults=DEFAULTS, now=naive)
@@ -110,7 +111,7 @@ async def test_naive_datetimes_are_refused(store: SqliteJobStore) -> None:
         await store.update_job(job.id, now=NOW, submitted_at=naive)
 
 
-async def test_update_refuses_unknown_fields_and_jobs(store: SqliteJobStore) -> None:
+async def test_update_refuses_unknown_fields_and_jobs(store: JobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     for forbidden in ("nonsense", "cost", "refunded", "lease_owner", "id", "updated_at"):
         with pytest.raises(ValueError, match="unknown job field"):
@@ -126,7 +127,7 @@ async def test_update_refuses_unknown_fields_and_jobs(store: SqliteJobStore) -> 
         await store.update_job(job.id, now=NOW, outputs=[{"sha256": "x"}])
 
 
-async def test_finishing_records_finished_at_once(store: SqliteJobStore) -> None:
+async def test_finishing_records_finished_at_once(store: JobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     done = await store.update_job(job.id, now=NOW + timedelta(minutes=1), state=JobState.SUCCEEDED)
     assert done.finished_at == NOW + timedelta(minutes=1)
@@ -137,35 +138,35 @@ async def test_finishing_records_finished_at_once(store: SqliteJobStore) -> None
     assert failed.finished_at == NOW - timedelta(1)
 
 
-async def test_a_transition_loses_when_the_state_moved_on(store: SqliteJobStore) -> None:
+async def test_a_transition_loses_when_the_state_moved_on(store: JobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
-    running = await store.transition(job.id, [JobState.PENDING], now=NOW, state=JobState.RUNNING, attempts=1)
+    sending = await store.transition(job.id, JobState.SUBMITTING, now=NOW, attempts=1)
+    assert sending is not None and sending.state is JobState.SUBMITTING and sending.attempts == 1
+    running = await store.transition(job.id, JobState.RUNNING, now=NOW)
     assert running is not None and running.state is JobState.RUNNING
     # The member cancels while the runner is about to record the provider's result.
-    cancelled = await store.transition(job.id, [JobState.QUEUED, JobState.RUNNING], now=NOW,
-                                       state=JobState.CANCELLED)
+    cancelled = await store.transition(job.id, JobState.CANCELLED, now=NOW)
     assert cancelled is not None and cancelled.state is JobState.CANCELLED
-    late = await store.transition(job.id, [JobState.RUNNING], now=NOW + timedelta(seconds=1),
-                                  state=JobState.FETCHING, progress=1.0)
+    late = await store.transition(job.id, JobState.FETCHING, now=NOW + timedelta(seconds=1), progress=1.0)
     assert late is None
     assert await store.get_job(job.id) == cancelled  # the loser wrote nothing, not even updated_at
     with pytest.raises(KeyError):
-        await store.transition(job.id + 100, [JobState.PENDING], now=NOW, state=JobState.RUNNING)
+        await store.transition(job.id + 100, JobState.SUBMITTING, now=NOW)
     with pytest.raises(ValueError):
-        await store.transition(job.id, [], now=NOW, state=JobState.RUNNING)
+        await store.transition(job.id, JobState.RUNNING, now=NOW, state=JobState.RUNNING)
 
 
-async def test_racing_transitions_have_one_winner(store: SqliteJobStore) -> None:
+async def test_racing_transitions_have_one_winner(store: JobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     results = await asyncio.gather(*(
-        store.transition(job.id, [JobState.PENDING], now=NOW, state=JobState.SUBMITTING, attempts=i)
+        store.transition(job.id, JobState.SUBMITTING, now=NOW, attempts=i)
         for i in range(10)))
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     assert await store.get_job(job.id) == winners[0]
 
 
-async def test_refund_happens_once(store: SqliteJobStore) -> None:
+async def test_refund_happens_once(store: JobStore) -> None:
     job = await store.create_job(new_job(cost=3), defaults=DEFAULTS, now=NOW)
     await store.update_job(job.id, now=NOW, state=JobState.FAILED)
     results = await asyncio.gather(*(store.refund(job.id, now=NOW) for _ in range(10)))
@@ -178,7 +179,7 @@ async def test_refund_happens_once(store: SqliteJobStore) -> None:
         await store.refund(job.id + 100, now=NOW)
 
 
-async def test_listings_are_newest_first_and_filtered(store: SqliteJobStore) -> None:
+async def test_listings_are_newest_first_and_filtered(store: JobStore) -> None:
     ids = []
     for minute, subject in enumerate((ALICE, BOB, ALICE, Subject.cli("carol"), ALICE)):
         job = await store.create_job(new_job(subject), defaults=GENEROUS, now=NOW + timedelta(minutes=minute))
@@ -195,7 +196,7 @@ async def test_listings_are_newest_first_and_filtered(store: SqliteJobStore) -> 
     assert [j.id for j in await store.list_jobs(Subject.member(1, 200, ("r1",)))] == [ids[1]]
 
 
-async def test_pruning_finds_old_local_files_and_keeps_the_history(store: SqliteJobStore) -> None:
+async def test_pruning_finds_old_local_files_and_keeps_the_history(store: JobStore) -> None:
     async def finished(days_ago: float, state: JobState, outputs: tuple[StoredOutput, ...]) -> int:
         job = await store.create_job(new_job(), defaults=GENEROUS, now=NOW)
         await store.update_job(job.id, now=NOW, state=state, outputs=outputs,
@@ -225,7 +226,7 @@ async def test_pruning_finds_old_local_files_and_keeps_the_history(store: Sqlite
         await store.mark_outputs_pruned(9999)
 
 
-async def test_guild_settings(store: SqliteJobStore) -> None:
+async def test_guild_settings(store: JobStore) -> None:
     assert await store.guild_settings(1) == {}
     await store.set_guild_setting(1, "channels", [10, 11], now=NOW)
     await store.set_guild_setting(1, "channels", [12], now=NOW)

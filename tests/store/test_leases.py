@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from bot.store import JobState, Origin, SqliteJobStore, open_store
-from bot.store.sqlite import pid_alive
-from tests.store.helpers import GENEROUS, NOW, db_url, new_job
+from bot.store import JobState, Origin, open_store
+from bot.store.base import JobStore
+from bot.store.leases import pid_alive
+from tests.store.helpers import GENEROUS, NOW, new_job
 
 HOST = "bot-host"
 LEASE_S = 30.0
@@ -29,7 +29,7 @@ def dead_pid() -> int:
     return child.pid
 
 
-async def pending(store: SqliteJobStore, origin: Origin = Origin.DISCORD) -> int:
+async def pending(store: JobStore, origin: Origin = Origin.DISCORD) -> int:
     return (await store.create_job(new_job(origin=origin), defaults=GENEROUS, now=NOW)).id
 
 
@@ -39,7 +39,7 @@ def test_pid_alive() -> None:
     assert pid_alive(0)
 
 
-async def test_a_free_job_is_claimed_and_then_held(store: SqliteJobStore) -> None:
+async def test_a_free_job_is_claimed_and_then_held(store: JobStore) -> None:
     job_id = await pending(store)
     assert [j.id for j in await store.claimable([Origin.DISCORD], now=NOW, host=HOST)] == [job_id]
     assert await store.claim(job_id, "worker-a", host=HOST, pid=ME, now=NOW, lease_s=LEASE_S)
@@ -58,7 +58,7 @@ async def test_a_free_job_is_claimed_and_then_held(store: SqliteJobStore) -> Non
     assert job is not None and job.lease_expires_at == later + timedelta(seconds=LEASE_S)
 
 
-async def test_a_lapsed_lease_is_taken(store: SqliteJobStore) -> None:
+async def test_a_lapsed_lease_is_taken(store: JobStore) -> None:
     job_id = await pending(store)
     assert await store.claim(job_id, "worker-a", host="other-host", pid=ME, now=NOW, lease_s=LEASE_S)
     at_expiry = NOW + timedelta(seconds=LEASE_S)
@@ -70,7 +70,7 @@ async def test_a_lapsed_lease_is_taken(store: SqliteJobStore) -> None:
     assert job is not None and job.lease_owner == "worker-b"
 
 
-async def test_a_dead_process_on_this_host_loses_its_lease_at_once(store: SqliteJobStore, dead_pid: int) -> None:
+async def test_a_dead_process_on_this_host_loses_its_lease_at_once(store: JobStore, dead_pid: int) -> None:
     job_id = await pending(store)
     assert await store.claim(job_id, "crashed", host=HOST, pid=dead_pid, now=NOW, lease_s=LEASE_S)
     soon = NOW + timedelta(seconds=1)
@@ -83,8 +83,8 @@ async def test_a_dead_process_on_this_host_loses_its_lease_at_once(store: Sqlite
     assert not await store.claim(job_id, "third", host=HOST, pid=ME, now=soon, lease_s=LEASE_S)
 
 
-async def test_racing_claims_have_one_winner(db_path: Path) -> None:
-    stores = [await open_store(db_url(db_path)) for _ in range(3)]
+async def test_racing_claims_have_one_winner(store_url: str) -> None:
+    stores = [await open_store(store_url) for _ in range(3)]
     try:
         job_id = await pending(stores[0])
         results = await asyncio.gather(*(
@@ -96,7 +96,7 @@ async def test_racing_claims_have_one_winner(db_path: Path) -> None:
             await s.close()
 
 
-async def test_racing_takeovers_of_a_dead_lease_have_one_winner(store: SqliteJobStore, dead_pid: int) -> None:
+async def test_racing_takeovers_of_a_dead_lease_have_one_winner(store: JobStore, dead_pid: int) -> None:
     job_id = await pending(store)
     assert await store.claim(job_id, "crashed", host=HOST, pid=dead_pid, now=NOW, lease_s=LEASE_S)
     results = await asyncio.gather(*(
@@ -104,11 +104,11 @@ async def test_racing_takeovers_of_a_dead_lease_have_one_winner(store: SqliteJob
     assert results.count(True) == 1
 
 
-async def test_claiming_an_unknown_job_fails(store: SqliteJobStore) -> None:
+async def test_claiming_an_unknown_job_fails(store: JobStore) -> None:
     assert not await store.claim(9999, "worker", host=HOST, pid=ME, now=NOW, lease_s=LEASE_S)
 
 
-async def test_release_frees_only_the_owners_lease(store: SqliteJobStore) -> None:
+async def test_release_frees_only_the_owners_lease(store: JobStore) -> None:
     job_id = await pending(store)
     await store.claim(job_id, "worker-a", host=HOST, pid=ME, now=NOW, lease_s=LEASE_S)
     await store.release(job_id, "worker-b")
@@ -119,7 +119,7 @@ async def test_release_frees_only_the_owners_lease(store: SqliteJobStore) -> Non
     assert await store.claim(job_id, "worker-b", host=HOST, pid=ME, now=NOW, lease_s=LEASE_S)
 
 
-async def test_renewal_keeps_unfinished_and_undelivered_work(store: SqliteJobStore) -> None:
+async def test_renewal_keeps_unfinished_and_undelivered_work(store: JobStore) -> None:
     running, undelivered, delivered, someone_elses = [await pending(store) for _ in range(4)]
     for job_id in (running, undelivered, delivered):
         await store.claim(job_id, "worker-a", host=HOST, pid=ME, now=NOW, lease_s=LEASE_S)
@@ -142,7 +142,7 @@ async def test_renewal_keeps_unfinished_and_undelivered_work(store: SqliteJobSto
     assert expiries == {running: renewed, undelivered: renewed, delivered: original, someone_elses: original}
 
 
-async def test_claimable_is_unfinished_or_undelivered_work_of_the_given_origins(store: SqliteJobStore) -> None:
+async def test_claimable_is_unfinished_or_undelivered_work_of_the_given_origins(store: JobStore) -> None:
     discord_jobs = [await pending(store) for _ in range(3)]
     cli_job = await pending(store, Origin.CLI)
     done_delivered, done_undelivered, done_never_queued = [await pending(store) for _ in range(3)]
@@ -161,7 +161,7 @@ async def test_claimable_is_unfinished_or_undelivered_work_of_the_given_origins(
     assert await store.claimable([], now=NOW, host=HOST) == []
 
 
-async def test_live_leases_here_do_not_crowd_out_the_limit(store: SqliteJobStore) -> None:
+async def test_live_leases_here_do_not_crowd_out_the_limit(store: JobStore) -> None:
     held = [await pending(store) for _ in range(3)]
     for job_id in held:
         await store.claim(job_id, "worker-a", host=HOST, pid=ME, now=NOW, lease_s=LEASE_S)

@@ -10,7 +10,8 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.store import SqliteJobStore, open_store
-from bot.store.sqlite import load_migrations, split_statements
+from bot.store.migrate import load_migrations
+from bot.store.sqlite import split_statements
 from tests.store.helpers import DEFAULTS, NOW, db_url, new_job
 
 NEWEST = load_migrations()[-1].version
@@ -163,7 +164,8 @@ def test_statements_split_where_sqlite_says_they_end() -> None:
 
 
 def test_shipped_migrations_are_numbered_without_gaps() -> None:
-    migrations = load_migrations()
+    migrations = load_migrations("sqlite")
+    assert migrations == load_migrations()  # SQLite's folder is the default
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     for migration in migrations:
         assert split_statements(migration.sql)
@@ -199,3 +201,11 @@ async def test_upgrade_to_schema_4_moves_discord_state_into_posts_and_gives_ever
         assert await store.job_by_message(999) is None
     finally:
         await store.close()
+
+
+def test_no_migration_file_is_left_beside_the_store_folders() -> None:
+    from importlib import resources
+
+    root = resources.files("bot.store.migrations")
+    assert not [e.name for e in root.iterdir() if e.name.endswith(".sql")]
+    assert [e.name for e in root.joinpath("sqlite").iterdir() if e.name.endswith(".sql")]

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from bot.store import Delivery, JobState, SqliteJobStore
+from bot.store import Delivery, JobState
+from bot.store.base import JobStore
 from tests.store.helpers import GENEROUS, NOW, new_job
 
 
-async def finished_job(store: SqliteJobStore) -> int:
+async def finished_job(store: JobStore) -> int:
     job = await store.create_job(new_job(), defaults=GENEROUS, now=NOW)
     await store.update_job(job.id, now=NOW, state=JobState.SUCCEEDED)
     return job.id
 
 
-async def test_enqueueing_twice_queues_once(store: SqliteJobStore) -> None:
+async def test_enqueueing_twice_queues_once(store: JobStore) -> None:
     job_id = await finished_job(store)
     await store.enqueue_delivery(job_id, "discord", now=NOW)
     await store.delivery_failed(job_id, "discord", error="HTTP 503", next_attempt_at=NOW)
@@ -27,7 +28,7 @@ async def test_enqueueing_twice_queues_once(store: SqliteJobStore) -> None:
     assert len(await store.due_deliveries(now=NOW, targets=["discord", "cli"])) == 2
 
 
-async def test_due_deliveries_oldest_first_for_the_asked_targets(store: SqliteJobStore) -> None:
+async def test_due_deliveries_oldest_first_for_the_asked_targets(store: JobStore) -> None:
     first, second, third, future, cli = [await finished_job(store) for _ in range(5)]
     await store.enqueue_delivery(third, "discord", now=NOW - timedelta(seconds=1))
     await store.enqueue_delivery(first, "discord", now=NOW - timedelta(seconds=30))
@@ -45,7 +46,7 @@ async def test_due_deliveries_oldest_first_for_the_asked_targets(store: SqliteJo
     assert [d.job_id for d in later] == [first, second, third, future]
 
 
-async def test_a_failed_delivery_waits_for_its_next_attempt(store: SqliteJobStore) -> None:
+async def test_a_failed_delivery_waits_for_its_next_attempt(store: JobStore) -> None:
     job_id = await finished_job(store)
     await store.enqueue_delivery(job_id, "discord", now=NOW)
     retry_at = NOW + timedelta(seconds=30)
@@ -57,7 +58,7 @@ async def test_a_failed_delivery_waits_for_its_next_attempt(store: SqliteJobStor
     assert due.last_error is not None and len(due.last_error) == 2000
 
 
-async def test_done_happens_exactly_once(store: SqliteJobStore) -> None:
+async def test_done_happens_exactly_once(store: JobStore) -> None:
     job_id = await finished_job(store)
     await store.enqueue_delivery(job_id, "discord", now=NOW)
     assert not await store.is_delivered(job_id, "discord")
@@ -73,7 +74,7 @@ async def test_done_happens_exactly_once(store: SqliteJobStore) -> None:
     assert await store.due_deliveries(now=NOW, targets=["discord"]) == []
 
 
-async def test_a_delivery_made_straight_away_is_recorded(store: SqliteJobStore) -> None:
+async def test_a_delivery_made_straight_away_is_recorded(store: JobStore) -> None:
     job_id = await finished_job(store)
     assert await store.delivery_done(job_id, "discord", now=NOW)
     assert await store.is_delivered(job_id, "discord")

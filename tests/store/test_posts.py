@@ -3,12 +3,12 @@ answer is recorded, nonces within Discord's 25 characters."""
 
 from __future__ import annotations
 
-from bot.store import SqliteJobStore
+from bot.store.base import JobStore
 from bot.store.models import PostKind
 from tests.store.helpers import DEFAULTS, GENEROUS, NOW, new_job
 
 
-async def test_every_job_gets_its_own_random_token(store: SqliteJobStore) -> None:
+async def test_every_job_gets_its_own_random_token(store: JobStore) -> None:
     jobs = [await store.create_job(new_job(), defaults=GENEROUS, now=NOW) for _ in range(50)]
     tokens = [j.token for j in jobs]
     assert len(set(tokens)) == 50 and all(len(t) == 20 for t in tokens)
@@ -16,7 +16,7 @@ async def test_every_job_gets_its_own_random_token(store: SqliteJobStore) -> Non
     assert await store.job_by_token("0" * 20) is None
 
 
-async def test_a_post_stays_open_until_recorded_then_a_repost_is_a_new_post(store: SqliteJobStore) -> None:
+async def test_a_post_stays_open_until_recorded_then_a_repost_is_a_new_post(store: JobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     first, new = await store.open_post(job.id, PostKind.RESULT, channel_id=55)
     assert new and first.message_id is None and not first.settled
@@ -34,7 +34,7 @@ async def test_a_post_stays_open_until_recorded_then_a_repost_is_a_new_post(stor
     assert fresh and repost.id != first.id and repost.nonce != first.nonce
 
 
-async def test_a_dm_or_a_note_never_becomes_the_jobs_public_message(store: SqliteJobStore) -> None:
+async def test_a_dm_or_a_note_never_becomes_the_jobs_public_message(store: JobStore) -> None:
     job = await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
     dm, _ = await store.open_post(job.id, PostKind.DM, channel_id=None)
     await store.record_post(dm.id, message_id=77, channel_id=66, in_guild=False)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import QuotaError
-from bot.store import JobState, QuotaLimits, SqliteJobStore, Subject, open_store
-from tests.store.helpers import ALICE, BOB, DEFAULTS, GENEROUS, NOW, db_url, new_job
+from bot.store import JobState, QuotaLimits, Subject, open_store
+from bot.store.base import JobStore
+from tests.store.helpers import ALICE, BOB, DEFAULTS, GENEROUS, NOW, new_job
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +26,7 @@ def admitted(results: Sequence[object]) -> int:
     return sum(not isinstance(r, BaseException) for r in results)
 
 
-async def test_fifty_at_once_on_one_store_admit_exactly_the_quota(store: SqliteJobStore) -> None:
+async def test_fifty_at_once_on_one_store_admit_exactly_the_quota(store: JobStore) -> None:
     await store.set_limit(ALICE.scope, "member", ALICE.user_id, daily=5, concurrent=1000)
     results = await asyncio.gather(
         *(store.create_job(new_job(ALICE), defaults=DEFAULTS, now=NOW) for _ in range(50)),
@@ -34,8 +35,8 @@ async def test_fifty_at_once_on_one_store_admit_exactly_the_quota(store: SqliteJ
     assert len(await store.list_jobs(ALICE, limit=100)) == 5
 
 
-async def test_fifty_at_once_over_five_connections_admit_exactly_the_quota(db_path: Path) -> None:
-    stores = [await open_store(db_url(db_path)) for _ in range(5)]
+async def test_fifty_at_once_over_five_connections_admit_exactly_the_quota(store_url: str) -> None:
+    stores = [await open_store(store_url) for _ in range(5)]
     try:
         await stores[0].set_limit(ALICE.scope, "member", ALICE.user_id, daily=5, concurrent=None)
         results = await asyncio.gather(
@@ -48,8 +49,8 @@ async def test_fifty_at_once_over_five_connections_admit_exactly_the_quota(db_pa
             await s.close()
 
 
-async def test_fifty_at_once_over_five_processes_admit_exactly_the_quota(db_path: Path, tmp_path: Path) -> None:
-    url = db_url(db_path)
+async def test_fifty_at_once_over_five_processes_admit_exactly_the_quota(store_url: str, tmp_path: Path) -> None:
+    url = store_url
     store = await open_store(url)
     await store.set_limit(ALICE.scope, "member", ALICE.user_id, daily=5, concurrent=None)
     go = tmp_path / "go"
@@ -73,7 +74,7 @@ async def test_fifty_at_once_over_five_processes_admit_exactly_the_quota(db_path
         await store.close()
 
 
-async def test_a_job_costs_its_image_count(store: SqliteJobStore) -> None:
+async def test_a_job_costs_its_image_count(store: JobStore) -> None:
     limits = QuotaLimits(daily=10, concurrent=100)
     for _ in range(2):
         await store.create_job(new_job(cost=4), defaults=limits, now=NOW)
@@ -88,7 +89,7 @@ async def test_a_job_costs_its_image_count(store: SqliteJobStore) -> None:
     assert (usage.used_today, usage.remaining_today) == (10, 0)
 
 
-async def test_the_daily_refusal_names_the_quota_and_when_it_resets(store: SqliteJobStore) -> None:
+async def test_the_daily_refusal_names_the_quota_and_when_it_resets(store: JobStore) -> None:
     now = datetime(2025, 3, 10, 20, 48, tzinfo=UTC)
     for _ in range(25):
         job = await store.create_job(new_job(), defaults=DEFAULTS, now=now)
@@ -102,7 +103,7 @@ async def test_the_daily_refusal_names_the_quota_and_when_it_resets(store: Sqlit
     await store.create_job(new_job(BOB), defaults=DEFAULTS, now=now)
 
 
-async def test_refunded_jobs_do_not_count(store: SqliteJobStore) -> None:
+async def test_refunded_jobs_do_not_count(store: JobStore) -> None:
     limits = QuotaLimits(daily=2, concurrent=100)
     first = await store.create_job(new_job(), defaults=limits, now=NOW)
     await store.create_job(new_job(), defaults=limits, now=NOW)
@@ -112,7 +113,7 @@ async def test_refunded_jobs_do_not_count(store: SqliteJobStore) -> None:
     assert (await store.usage(ALICE, defaults=limits, now=NOW)).used_today == 2
 
 
-async def test_jobs_running_at_once_are_limited(store: SqliteJobStore) -> None:
+async def test_jobs_running_at_once_are_limited(store: JobStore) -> None:
     jobs = [await store.create_job(new_job(), defaults=DEFAULTS, now=NOW) for _ in range(3)]
     with pytest.raises(QuotaError) as caught:
         await store.create_job(new_job(), defaults=DEFAULTS, now=NOW)
@@ -129,7 +130,7 @@ async def test_jobs_running_at_once_are_limited(store: SqliteJobStore) -> None:
     assert (await store.usage(ALICE, defaults=DEFAULTS, now=NOW)).in_flight == 3
 
 
-async def test_command_line_users_are_not_told_to_use_a_slash_command(store: SqliteJobStore) -> None:
+async def test_command_line_users_are_not_told_to_use_a_slash_command(store: JobStore) -> None:
     me = Subject.cli("me")
     limits = QuotaLimits(daily=10, concurrent=1)
     await store.create_job(new_job(me), defaults=limits, now=NOW)
@@ -138,7 +139,7 @@ async def test_command_line_users_are_not_told_to_use_a_slash_command(store: Sql
         await store.create_job(new_job(me), defaults=limits, now=NOW)
 
 
-async def test_limits_resolve_member_then_largest_role_then_scope_then_settings(store: SqliteJobStore) -> None:
+async def test_limits_resolve_member_then_largest_role_then_scope_then_settings(store: JobStore) -> None:
     scope = "guild:1"
     await store.set_limit(scope, "scope", "", daily=10, concurrent=None)
     await store.set_limit(scope, "role", "r-artist", daily=15, concurrent=2)
@@ -178,7 +179,7 @@ async def test_limits_resolve_member_then_largest_role_then_scope_then_settings(
     assert await limits(Subject.member(1, 200, ("r-artist",))) == (3, 3)
 
 
-async def test_limits_are_enforced_from_the_override(store: SqliteJobStore) -> None:
+async def test_limits_are_enforced_from_the_override(store: JobStore) -> None:
     await store.set_limit("guild:1", "role", "r-trial", daily=1, concurrent=None)
     trial = Subject.member(1, 100, ("r-trial",))
     await store.create_job(new_job(trial), defaults=DEFAULTS, now=NOW)
@@ -194,13 +195,13 @@ async def test_limits_are_enforced_from_the_override(store: SqliteJobStore) -> N
     ("guild:1", "member", "100", -1, 1),
     ("guild:1", "member", "100", 1, -1),
 ])
-async def test_nonsense_limits_are_refused(store: SqliteJobStore, scope: str, kind: str, subject_id: str,
+async def test_nonsense_limits_are_refused(store: JobStore, scope: str, kind: str, subject_id: str,
                                            daily: int, concurrent: int) -> None:
     with pytest.raises(ValueError):
         await store.set_limit(scope, kind, subject_id, daily=daily, concurrent=concurrent)
 
 
-async def test_usage_resets_at_utc_midnight(store: SqliteJobStore) -> None:
+async def test_usage_resets_at_utc_midnight(store: JobStore) -> None:
     limits = QuotaLimits(daily=2, concurrent=100)
     evening = datetime(2025, 3, 10, 23, 30, tzinfo=UTC)
     last_moment = datetime(2025, 3, 10, 23, 59, 59, 999999, tzinfo=UTC)
@@ -219,7 +220,7 @@ async def test_usage_resets_at_utc_midnight(store: SqliteJobStore) -> None:
     assert (await store.usage(ALICE, defaults=limits, now=evening)).used_today == 2
 
 
-async def test_the_day_is_the_utc_day_whatever_the_offset_of_now(store: SqliteJobStore) -> None:
+async def test_the_day_is_the_utc_day_whatever_the_offset_of_now(store: JobStore) -> None:
     limits = QuotaLimits(daily=2, concurrent=100)
     sydney = timezone(timedelta(hours=11))
     await store.create_job(new_job(), defaults=limits, now=datetime(2025, 3, 10, 1, 0, tzinfo=UTC))

@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bot.app import App, open_app
+from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
-from bot.runner import RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, JobState, Origin, Subject
 from tests.fakes.base import JobScript
@@ -114,7 +114,7 @@ async def test_a_fal_job_completes_on_its_signed_callback_without_a_single_poll(
     assert submit.query["fal_webhook"] == f"{world.hook_url}/webhooks/fal"
     done, delivered_at = await world.finish(job)
     assert done.state is JobState.SUCCEEDED and len(done.outputs) == 1
-    fake_job = world.fal.jobs[done.handle["remote_id"]]  # type: ignore[index]
+    fake_job = world.fal.jobs[done.handle.remote_id]  # type: ignore[union-attr]
     assert fake_job.done_wall is not None and delivered_at - fake_job.done_wall < 0.5
     # The verified call carried the result: no status poll and no result request; only the image download.
     assert status_polls(world.fal) == 0

@@ -1,0 +1,158 @@
+"""What every part of the runner shares: its configuration, the state of this process's jobs, and the few steps
+all of them take (claim a job, start its worker, read it back, tell the listeners)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from bot.blobs import BlobStore
+from bot.fairqueue import FairGate
+from bot.jobs.events import JobEvent, Listener
+from bot.providers.base import Provider
+from bot.providers.durations import DurationBook
+from bot.providers.polling import PollSchedule
+from bot.providers.registry import Providers
+from bot.providers.status import RemoteHandle
+from bot.settings import Settings
+from bot.store.base import JobStore
+from bot.store.models import Job, Origin, QuotaLimits
+from bot.tasks import TaskSet
+from bot.waits import ExternalWait, passthrough
+from bot.webhooks.hub import WebhookHub
+
+if TYPE_CHECKING:
+    from bot.jobs.outbox import Deliverer
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunnerConfig:
+    origins: frozenset[Origin] = frozenset()  # which unowned jobs this process adopts (bot: DISCORD)
+    adopt: bool = True  # scan for orphaned jobs and due deliveries
+    deadlines: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LiveJob:
+    """A job this process is working: its worker, and once it is at a provider, where (for a cancel)."""
+
+    task: asyncio.Task[None]
+    handle: RemoteHandle | None = None
+    provider: Provider | None = None
+    send: asyncio.Future[Job | None] | None = None  # its submit, while on the wire (see Sending._send_shielded)
+
+
+class RunnerCore:
+    def __init__(self, *, store: JobStore, providers: Providers, blobs: BlobStore, settings: Settings,
+                 deliverers: Mapping[str, Deliverer], config: RunnerConfig | None = None,
+                 schedule: PollSchedule | None = None, clock: Callable[[], datetime] = utcnow,
+                 external_wait: ExternalWait = passthrough) -> None:
+        self.store = store
+        self.providers = providers
+        self.blobs = blobs
+        self.settings = settings
+        self.deliverers = dict(deliverers)
+        self.config = config or RunnerConfig()
+        self.schedule = schedule or PollSchedule(
+            min_s=settings.poll_min_s, max_s=settings.poll_max_s, age_fraction=settings.poll_age_fraction,
+            safety_s=settings.webhook_safety_poll_s)
+        self.clock = clock
+        self.external_wait = external_wait
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self.gates = {p.name: FairGate(p.limits.max_parallel) for p in providers}
+        self.tasks = TaskSet("runner")
+        self._live: dict[int, LiveJob] = {}
+        self._listeners: list[Listener] = []
+        self._delivering: set[int] = set()
+        self._submits: set[asyncio.Future[Job | None]] = set()
+        # Failed delivery attempts per job in this process, for the backoff (a restart starts it over).
+        self._delivery_failures: dict[int, int] = {}
+        # How long recent jobs took, per provider and operation: when their successors are worth polling.
+        self.durations = DurationBook()
+        # Set when webhooks are on (bot.app): wakes the poll loop of a job whose provider called back.
+        self.webhooks: WebhookHub | None = None
+        self._following: dict[str, int] = {}
+        # Jobs whose submit this process sent: their durations are honest samples (a resumed job's are not).
+        self._submitted_here: set[int] = set()
+        self.prices = settings.price_book
+
+    @property
+    def defaults(self) -> QuotaLimits:
+        return QuotaLimits(daily=self.settings.quota_daily, concurrent=self.settings.quota_concurrent)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    async def _emit(self, event: JobEvent) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(event)
+            except Exception:
+                log.exception("job listener failed for job %s", event.job.id)
+
+    async def adopt(self) -> int:
+        """Take over every job this process can deliver whose owner is gone; resume each from its state."""
+        jobs = await self.store.claimable(sorted(self.config.origins), now=self.clock(), host=self.host)
+        taken = 0
+        for job in jobs:
+            if job.id in self._live:
+                continue
+            if await self._claim(job.id):
+                taken += 1
+                self._spawn(job.id)
+        if taken:
+            log.info("resumed %d job(s) left by a previous process", taken)
+        return taken
+
+    async def _claim(self, job_id: int) -> bool:
+        return await self.store.claim(job_id, self.owner, host=self.host, pid=self.pid, now=self.clock(),
+                                      lease_s=self.settings.lease_seconds)
+
+    def _spawn(self, job_id: int) -> asyncio.Task[None]:
+        """One worker per job in this process, whoever asks."""
+        live = self._live.get(job_id)
+        if live is not None:
+            return live.task
+        task = self.tasks.spawn(self._work(job_id), name=f"job-{job_id}")
+        self._live[job_id] = LiveJob(task=task)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            current = self._live.get(job_id)
+            if current is not None and current.task is done:
+                del self._live[job_id]
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _work(self, job_id: int) -> None:
+        """Walk one job to its end (bot.jobs.walk)."""
+        raise NotImplementedError
+
+    def _live_handle(self, job_id: int, handle: RemoteHandle, provider: Provider) -> None:
+        live = self._live.get(job_id)
+        if live is not None:
+            live.handle, live.provider = handle, provider
+
+    async def _reload(self, job: Job) -> Job:
+        latest = await self.store.get_job(job.id)
+        assert latest is not None
+        return latest
