@@ -28,7 +28,10 @@ ONE_READINGS = ("i", "l")
 WORD_CHAR = r"[^\W_]|[@$]"
 _TOKEN = re.compile(rf"(?:{WORD_CHAR})+")
 # Two or more single characters, each separated by 1-3 characters of spaces or punctuation (not a line break).
-_SPACED = re.compile(rf"(?<![^\W_@$])(?:{WORD_CHAR})(?:(?:[^\w@$\n]|_){{1,3}}(?:{WORD_CHAR}))+(?![^\W_@$])")
+# Not inside a longer word: the characters around the run are not word characters either, "$" and "@" included
+# (in "a$s a" the "s" belongs to "a$s", so "s a" is no run of single letters).
+_SPACED = re.compile(rf"(?<![^\W_])(?<![@$])(?:{WORD_CHAR})(?:(?:[^\w@$\n]|_){{1,3}}(?:{WORD_CHAR}))+"
+                     rf"(?![^\W_])(?![@$])")
 _SPACE_RUN = re.compile(r"\s+")
 
 

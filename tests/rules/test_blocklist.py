@@ -30,6 +30,7 @@ def blocklist(*entries: str) -> Blocklist:
     "a n u d e portrait", "draw a n.u.d.e woman", "n-u-d-e", "n_u_d_e",  # spaced letters
     "ｎｕｄｅ", "𝐧𝐮𝐝𝐞",  # fullwidth, mathematical bold
     "an @ss", "a$$", "g0r3 everywhere",  # digits and symbols for letters
+    "a$s a", "@ss a",  # a symbol for a letter is part of its word, not a separator of single letters
 ])
 def test_tricks_do_not_get_a_blocked_word_through(prompt: str) -> None:
     assert blocklist(*BLOCKED).check(prompt) is not None
