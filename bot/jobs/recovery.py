@@ -33,7 +33,12 @@ class Recovering(Cancelling):
             if not await self._claim(job.id):
                 continue
             try:
-                settled.append(await self._settle_abandoned(job))
+                # Another command may have settled it between the list above and this claim: act on the job as
+                # it is now, or a stale copy would settle it (and report it settled) a second time.
+                current = await self.store.get_job(job.id)
+                if current is None or current.state.terminal:
+                    continue
+                settled.append(await self._settle_abandoned(current))
             except (AtelierError, OSError) as exc:
                 log.warning("could not settle abandoned job %s: %s", job.id, exc)
             finally:
