@@ -109,8 +109,8 @@ class Engine:
 
     async def received_nothing(self, job: Job) -> None:
         """The receiver could show none of the job's images (withheld as NSFW where they went, or no channel and
-        no DM would take them): the member is charged nothing for it (bot.store.refunds)."""
-        await self._app.store.settle_cost(job.id, images=0, now=self._app.store.clock())
+        no DM would take them): the member is charged nothing for it, in images or money (bot.store.refunds)."""
+        await self._app.runner.received_nothing(job)
 
     # --- a guild's own settings --------------------------------------------------------------------------------
 
@@ -143,7 +143,8 @@ class Engine:
         return await self._app.runner.spend_caps(subject)
 
     async def reserved_cost(self, job_id: int) -> int:
-        """The job's worst-case cost in micro-dollars, as reserved against the caps (0: a free or unpriced job)."""
+        """The job's cost in micro-dollars as counted against the caps: its worst case while it runs, what it
+        settled to once it ended (0: a free or unpriced job)."""
         spend = await self._app.store.job_spend(job_id)
         return spend.reserved_micro if spend is not None else 0
 

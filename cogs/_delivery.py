@@ -24,7 +24,9 @@ from bot.codec import takes_seed
 from bot.discord_audit import quote
 from bot.discord_bot import AtelierBot
 from bot.discord_mentions import NOBODY, only
+from bot.errors import AtelierError
 from bot.jobs import JobEvent
+from bot.money.caps import usd
 from bot.store.models import DiscordPost, Job, JobState, PostKind
 from bot.tasks import TaskSet
 from cogs._buttons import (
@@ -131,7 +133,7 @@ class DiscordDelivery:
             if message is None:
                 return
         await self._finish_status(job)
-        self._audit(job, message)
+        self._audit(job, message, cost=await self._cost(job))
         if job.state is JobState.SUCCEEDED and message.guild is not None:
             await self._add_reactions(message, job)
 
@@ -177,14 +179,22 @@ class DiscordDelivery:
         await store.record_post(result.id, message_id=None, note=note)
         return message
 
-    def _audit(self, job: Job, message: discord.Message) -> None:
+    async def _cost(self, job: Job) -> str | None:
+        """What the job cost, as settled when it ended (the audit line's; never a reason to fail a delivery)."""
+        try:
+            return usd(await self.bot.engine.reserved_cost(job.id))
+        except AtelierError as exc:
+            log.warning("job %s: its cost could not be read for the audit log: %s", job.id, exc)
+            return None
+
+    def _audit(self, job: Job, message: discord.Message, *, cost: str | None) -> None:
         """One line per job in the guild's audit log (queued: the delivery never waits on it)."""
         prompt = job.request.get("prompt") or job.request.get("name")
         images = len(message.attachments)  # what the member got: none when withheld as NSFW or failed
         link = message.jump_url if message.guild is not None else "sent by direct message"
         self.bot.audit.note(guild_of(job), " · ".join(filter(None, [
             f"job #{job.id} by <@{job.subject.user_id}>: /{job.operation}", quote(prompt) if prompt else None,
-            job.provider, f"{job.state.value}, {images} image(s)", link])))
+            job.provider, f"{job.state.value}, {images} image(s)", cost, link])))
 
     async def _already_posted(self, channel: discord.abc.Messageable, job: Job, post: DiscordPost,
                               status_id: int | None) -> discord.Message | None:

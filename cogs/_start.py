@@ -79,20 +79,24 @@ async def price_line(bot: AtelierBot, ctx: GuildContext, job: Job) -> str:
 
 
 async def tell_budget_admins(bot: AtelierBot, ctx: GuildContext) -> None:
-    """Once per period, the member who set the server's budget hears (by DM) that it passed 80% of a cap."""
+    """Once per period, the server's admins hear that it passed 80% of a cap: in its audit channel (where it has
+    one) and by DM to the member who set the budget."""
     try:
         due = await bot.engine.due_budget_notices(ctx.subject)
         if not due:
             return
         budget = await bot.engine.budget(ctx.guild_id)
+        texts = []
+        for cap in due:
+            period = "monthly" if cap.name == "guild_monthly" else "daily"
+            texts.append(f"the server {ctx.member.guild.name} has used {usd(cap.spent)} of its {period} budget of "
+                         f"{usd(cap.limit)} ({cap.spent * 100 // cap.limit}%). Jobs that would go over it are "
+                         f"refused; `/atelier budget` changes it.")
+            bot.audit.note(ctx.guild_id, f"budget: {texts[-1]}")
         if budget.set_by is None:
             return
         user = bot.get_user(int(budget.set_by)) or await bot.fetch_user(int(budget.set_by))
-        for cap in due:
-            period = "monthly" if cap.name == "guild_monthly" else "daily"
-            text = (f"Atelier: the server {ctx.member.guild.name} has used {usd(cap.spent)} of its {period} budget "
-                    f"of {usd(cap.limit)} ({cap.spent * 100 // cap.limit}%). Jobs that would go over it are "
-                    f"refused; `/atelier budget` changes it.")
-            await user.send(text, allowed_mentions=discord.AllowedMentions.none())
+        for text in texts:
+            await user.send(f"Atelier: {text}", allowed_mentions=discord.AllowedMentions.none())
     except discord.HTTPException as exc:  # DMs closed, or the member left: the budget still holds
         log.warning("guild %s: could not tell its budget's owner it passed 80%%: %s", ctx.guild_id, exc)

@@ -47,6 +47,15 @@ class Spending(RunnerCore):
         await self.store.settle_spend(job.id, images=settled.images, reserved_micro=settled.reserved_micro,
                                       member_micro=settled.member_micro, provider=job.provider, now=self.clock())
 
+    async def received_nothing(self, job: Job) -> None:
+        """The receiver could show none of the job's images (withheld as NSFW where they went, or no channel and no
+        DM would take them): like an undeliverable job, it costs its member nothing, in images and in money. Only
+        the receiver knows this, so it says so (bot.store.refunds)."""
+        await self.store.settle_cost(job.id, images=0, now=self.clock())
+        if await self.store.job_spend(job.id) is not None:
+            await self.store.settle_spend(job.id, images=0, reserved_micro=0, member_micro=0, provider=job.provider,
+                                          now=self.clock())
+
     async def spend_caps(self, subject: Subject) -> list[CapState]:
         """Every spend cap on `subject`'s jobs as it stands now (what is spent, what is left, when it resets)."""
         return await self.store.spend_caps(subject.scope, subject.user_id,

@@ -20,7 +20,7 @@ from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
 from bot.settings import Settings
 from bot.store.models import NewJob, Origin, SpendReservation, Subject
-from tests.discord.conftest import World
+from tests.discord.conftest import World, settle_until
 from tests.discord.test_bot import PHOTO, LateWait, fal, glam, late_wait, wait_for_result
 from tests.fakes.fal import FakeFal
 from tests.fakes.glam import FakeGlam
@@ -135,6 +135,26 @@ async def test_whoever_set_the_budget_hears_once_when_the_server_passes_80_perce
     await imagine(world, world.alice, "five")  # refused, and no second notice
     assert len(dms(admin)) == 1
     assert dms(world.alice) == [] and dms(world.bob) == []
+
+
+async def test_the_80_percent_notice_also_goes_to_the_audit_channel_once(
+        atelier: World, admin: Any, fal: FakeFal) -> None:
+    world = atelier
+    audit = world.guild.create_text_channel("audit")
+    await admin.slash(world.channel, "atelier auditlog", channel=audit)
+    await admin.slash(world.channel, "atelier budget", daily="0.10")
+    await imagine(world, world.alice, "one")  # $0.05: 50%
+    await imagine(world, world.bob, "two")  # $0.10: 100%
+    await imagine(world, world.alice, "three")  # refused, and no second notice
+
+    def notices() -> list[str]:
+        return [m.content for m in audit.history() if m.content.startswith("budget:")]
+
+    await settle_until(world.env, lambda: bool(notices()), timeout=10, what="the budget line in the audit channel")
+    await settle_until(world.env, lambda: any("refused /imagine" in m.content for m in audit.history()),
+                       timeout=10, what="the audit line for the refusal that came after it")
+    assert len(notices()) == 1 and "used $0.10 of its daily budget of $0.10 (100%)" in notices()[0]
+    assert len(dms(admin)) == 1
 
 
 async def test_cheapest_first_follows_the_prices(atelier: World, admin: Any, app: App) -> None:

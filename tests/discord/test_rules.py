@@ -11,6 +11,7 @@ import discord
 
 from bot.app import App
 from bot.discord_bot import AtelierBot
+from bot.money.caps import usd
 from bot.store.models import Subject
 from tests.discord.conftest import World, settle_until
 from tests.discord.test_bot import (  # noqa: F401 - fixtures
@@ -175,6 +176,9 @@ async def test_the_audit_log_gets_jobs_refusals_deletions_and_settings_and_pings
     assert "refused /imagine" in text and "the blocklist" in text and "daily cap reached (1 of 1)" in text
     assert f"refused /imagine for {atelier.bob.mention}: the member is blocked" in text
     assert "job #1 by" in text and "/imagine" in text and "fal" in text and "1 image(s)" in text
+    spend = await app.store.job_spend(1)  # what the job cost as settled: its image at fal's price for its size
+    assert spend is not None and spend.settled_at is not None and spend.reserved_micro > 0
+    assert f"1 image(s) · {usd(spend.reserved_micro)} · " in text
     assert result.jump_url in text
     # Nothing in the audit channel may ping: every post there tells Discord to parse no mention at all.
     posts = [r for r in atelier.env.http_requests if r.method == "POST" and r.path == f"/channels/{audit.id}/messages"]

@@ -74,3 +74,5 @@ async def test_a_result_withheld_because_the_channel_is_no_longer_age_restricted
     assert "NSFW" in withheld.content and withheld.attachments == []
     assert (await e2e.job(job_id))["refunded"] == 1
     assert "You have used **0** of **25** images today" in await quota_text(dave, e2e.channel)
+    spend = e2e.db.rows("SELECT reserved_micro, member_micro FROM job_spend WHERE job_id = ?", (job_id,))
+    assert spend == [{"reserved_micro": 0, "member_micro": 0}]  # nor does it count against any budget
