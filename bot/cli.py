@@ -322,11 +322,7 @@ async def _job_main(args: argparse.Namespace, settings: Settings) -> int:
         code = EXIT_REFUSED
     finally:
         progress.close()
-    result["elapsed_s"] = round(time.monotonic() - started, 3)
-    _emit(result)
-    if result["error"]:
-        print(f"atelier: {result['error']}", file=sys.stderr)
-    return code
+    return _report(result, started, code)
 
 
 async def _until_interrupted(body: Coroutine[Any, Any, int], interrupted: asyncio.Event, result: dict[str, Any],
@@ -443,12 +439,17 @@ async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         result["error"] = f"the images could not be written: {exc}"
         code = EXIT_FAILED
+    return _report(result, started, code)
+
+
+
+def _report(result: dict[str, Any], started: float, code: int) -> int:
+    """A job command's end: its one JSON line on stdout (with how long it took), its error on stderr, its code."""
     result["elapsed_s"] = round(time.monotonic() - started, 3)
     _emit(result)
     if result["error"]:
         print(f"atelier: {result['error']}", file=sys.stderr)
     return code
-
 
 async def _cancel_main(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel one command-line job, whichever process runs it (or none): one JSON line, exit 0 when cancelled."""
@@ -477,11 +478,7 @@ async def _cancel_main(args: argparse.Namespace, settings: Settings) -> int:
     except (ConfigError, InputError, JobNotFoundError, StoreBusyError) as exc:
         result["error"] = str(exc)
         code = EXIT_REFUSED
-    result["elapsed_s"] = round(time.monotonic() - started, 3)
-    _emit(result)
-    if result["error"]:
-        print(f"atelier: {result['error']}", file=sys.stderr)
-    return code
+    return _report(result, started, code)
 
 
 async def _recover_abandoned(app: App, *, exclude: Sequence[int] = ()) -> None:
