@@ -442,7 +442,6 @@ async def _resume_main(args: argparse.Namespace, settings: Settings) -> int:
     return _report(result, started, code)
 
 
-
 def _report(result: dict[str, Any], started: float, code: int) -> int:
     """A job command's end: its one JSON line on stdout (with how long it took), its error on stderr, its code."""
     result["elapsed_s"] = round(time.monotonic() - started, 3)
