@@ -17,10 +17,10 @@ from bot.jobs import RunnerConfig
 from bot.money.caps import GuildBudget
 from bot.money.prices import Price
 from bot.operations import ImagineRequest, Size
-from bot.store.models import Job, Origin, Subject
+from bot.store.models import Origin, Subject
 from tests.fakes.fal import FakeFal
 from tests.fakes.novita import FakeNovita
-from tests.runner.conftest import RecordingDelivery, settings_for
+from tests.runner.conftest import RecordingDelivery, finished, settings_for
 
 ALICE = Subject.member(1, "alice")
 SEEDREAM = "/v3/seedream-5.0-lite"
@@ -45,18 +45,6 @@ async def app_for(tmp_path: Path, fal: FakeFal, novita: FakeNovita, **overrides:
         await app.store.set_guild_setting(1, "budget", GuildBudget(daily=5_000_000, member_daily=1_000_000,
                                                                    monthly=50_000_000).to_setting())
         yield app
-
-
-async def finished(app: App, job_id: int, timeout: float = 10) -> Job:
-    deadline = time.monotonic() + timeout
-    while True:
-        await app.runner.wait(job_id)
-        job = await app.store.get_job(job_id)
-        assert job is not None
-        if job.state.terminal and await app.store.is_delivered(job_id, "discord"):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} stuck in {job.state}"
-        await asyncio.sleep(0.02)
 
 
 async def spent(app: App) -> dict[str, int]:

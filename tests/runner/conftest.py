@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,19 @@ from bot.jobs import JobEvent, RunnerConfig
 from bot.settings import Settings
 from bot.store.models import Job, Origin
 from tests.fakes.fal import FakeFal
+
+
+async def finished(app: App, job_id: int, timeout: float = 10) -> Job:
+    """The job once it has ended and its Discord delivery is recorded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await app.runner.wait(job_id)
+        job = await app.store.get_job(job_id)
+        assert job is not None
+        if job.state.terminal and await app.store.is_delivered(job_id, "discord"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} stuck in {job.state}"
+        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -19,11 +19,11 @@ from bot.errors import ConfigError
 from bot.jobs import JobEvent, RunnerConfig
 from bot.operations import EditRequest, ImagineRequest, Operation
 from bot.providers.synchronous import placeholder
-from bot.store.models import Job, JobState, Lease, NewJob, Origin, Subject
+from bot.store.models import JobState, Lease, NewJob, Origin, Subject
 from tests.conftest import image_input
 from tests.fakes.fal import FakeFal
 from tests.fakes.novita import FakeNovita
-from tests.runner.conftest import RecordingDelivery, settings_for
+from tests.runner.conftest import RecordingDelivery, finished, settings_for
 
 ALICE = Subject.member(1, "alice")
 SEEDREAM, GLM = "/v3/seedream-5.0-lite", "/v3/async/glm-image"
@@ -43,18 +43,6 @@ async def app_for(tmp_path: Path, fal: FakeFal, novita: FakeNovita, **overrides:
     async with open_app(settings, deliverers={"discord": RecordingDelivery()},
                         config=RunnerConfig(origins=frozenset({Origin.DISCORD}))) as app:
         yield app
-
-
-async def finished(app: App, job_id: int, timeout: float = 10) -> Job:
-    deadline = time.monotonic() + timeout
-    while True:
-        await app.runner.wait(job_id)
-        job = await app.store.get_job(job_id)
-        assert job is not None
-        if job.state.terminal and await app.store.is_delivered(job_id, "discord"):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} stuck in {job.state}"
-        await asyncio.sleep(0.02)
 
 
 # --- Seedream's synchronous call as a job --------------------------------------------------------------------
