@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,8 +16,7 @@ from bot.store import open_store
 from bot.store.models import JobState
 from tests.fakes.base import JobScript
 from tests.fakes.fal import FakeFal
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness.spawn import start_runner_process
 
 
 @pytest.fixture
@@ -31,19 +28,9 @@ async def fal() -> AsyncIterator[FakeFal]:
 
 
 async def start_runner(tmp_path: Path, fal: FakeFal, *extra: str) -> asyncio.subprocess.Process:
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "DATABASE_URL": f"sqlite:///{tmp_path}/atelier.db", "FAL_KEY": fal.key, "FAL_QUEUE_URL": fal.base_url,
-           "FAL_MAX_PARALLEL": "2", "POLL_MIN_S": "0.05", "POLL_MAX_S": "0.2", "LEASE_SECONDS": "30",
-           "LOG_LEVEL": "WARNING"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.harness.runner_proc", "--deliveries", str(tmp_path / "deliveries.jsonl"),
-        "--block", str(tmp_path / "block"), *extra, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE)
-    assert proc.stdout is not None
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert line, "runner process exited early"
-        if line.strip() == "READY":
-            return proc
+    return await start_runner_process(
+        tmp_path, {"FAL_KEY": fal.key, "FAL_QUEUE_URL": fal.base_url, "FAL_MAX_PARALLEL": "2", "POLL_MIN_S": "0.05",
+                   "POLL_MAX_S": "0.2"}, "--block", str(tmp_path / "block"), *extra)
 
 
 async def wait_until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +15,8 @@ import pytest
 from bot.store import open_store
 from bot.store.models import JobState
 from tests.fakes.novita import FakeNovita
+from tests.harness.spawn import start_runner_process
 
-ROOT = Path(__file__).resolve().parents[2]
 SEEDREAM = "/v3/seedream-5.0-lite"
 
 
@@ -31,18 +29,8 @@ async def novita() -> AsyncIterator[FakeNovita]:
 
 
 async def start_runner(tmp_path: Path, novita: FakeNovita, *extra: str) -> asyncio.subprocess.Process:
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "DATABASE_URL": f"sqlite:///{tmp_path}/atelier.db", "NOVITA_API_KEY": novita.key,
-           "NOVITA_BASE_URL": novita.base_url, "LEASE_SECONDS": "30", "LOG_LEVEL": "WARNING"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.harness.runner_proc", "--deliveries", str(tmp_path / "deliveries.jsonl"),
-        "--provider", "novita", *extra, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE)
-    assert proc.stdout is not None
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert line, "runner process exited early"
-        if line.strip() == "READY":
-            return proc
+    return await start_runner_process(
+        tmp_path, {"NOVITA_API_KEY": novita.key, "NOVITA_BASE_URL": novita.base_url}, "--provider", "novita", *extra)
 
 
 async def test_sigkill_during_the_call_then_restart_ends_the_job_interrupted_and_refunded(

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,11 +18,11 @@ from bot.store import open_store
 from bot.store.models import JobState, Origin, Subject
 from tests.fakes.base import JobScript
 from tests.fakes.fal import FakeFal
+from tests.harness.spawn import start_runner_process
 from tests.runner.conftest import RecordingDelivery, settings_for
 from tests.runner.test_crash import wait_until
 from tests.test_cli import ATELIER, atelier, clean_env
 
-ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 2.0
 
 
@@ -37,19 +35,9 @@ async def fal() -> AsyncIterator[FakeFal]:
 
 
 async def start_runner(tmp_path: Path, fal: FakeFal, *extra: str) -> asyncio.subprocess.Process:
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "DATABASE_URL": f"sqlite:///{tmp_path}/atelier.db", "FAL_KEY": fal.key, "FAL_QUEUE_URL": fal.base_url,
-           "POLL_MIN_S": "0.05", "POLL_MAX_S": "0.2", "LEASE_SECONDS": "30", "LOG_LEVEL": "WARNING",
-           "JOB_DEADLINE_S": str(DEADLINE_S)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.harness.runner_proc", "--deliveries", str(tmp_path / "deliveries.jsonl"),
-        *extra, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE)
-    assert proc.stdout is not None
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert line, "runner process exited early"
-        if line.strip() == "READY":
-            return proc
+    return await start_runner_process(
+        tmp_path, {"FAL_KEY": fal.key, "FAL_QUEUE_URL": fal.base_url, "POLL_MIN_S": "0.05", "POLL_MAX_S": "0.2",
+                   "JOB_DEADLINE_S": str(DEADLINE_S)}, *extra)
 
 
 async def test_the_bot_delivers_a_job_that_finished_during_downtime_past_its_deadline(
