@@ -121,15 +121,20 @@ class FakeNovita(SendsWebhooks, FakeServer):
         return request.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json"
 
     @staticmethod
-    def _check_body(body: Any) -> None:
+    def _check_fields_and_prompt(body: Any, fields: set[str]) -> None:
+        """What every Novita model checks first: a JSON object of documented fields with a prompt."""
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
-        unknown = set(body) - BODY_FIELDS
+        unknown = set(body) - fields
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequest("prompt is required")
+
+    @staticmethod
+    def _check_body(body: Any) -> None:
+        FakeNovita._check_fields_and_prompt(body, BODY_FIELDS)
         if "size" in body:
             FakeNovita._check_size(body["size"])
         if "quality" in body and body["quality"] != "hd":
@@ -308,14 +313,7 @@ class FakeNovita(SendsWebhooks, FakeServer):
     @staticmethod
     def _check_seedream(body: Any) -> int:
         """Check the body as documented; the number of images asked for."""
-        if not isinstance(body, dict):
-            raise BadRequest("request body must be a JSON object")
-        unknown = set(body) - SEEDREAM_FIELDS
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise BadRequest("prompt is required")
+        FakeNovita._check_fields_and_prompt(body, SEEDREAM_FIELDS)
         if "size" in body:
             FakeNovita._check_seedream_size(body["size"])
         images = body.get("image")
