@@ -77,6 +77,10 @@ class StoreBusyError(AtelierError):
     """Another program held the database locked for longer than this call could wait. Nothing was changed."""
 
 
+class StoreUnreachableError(AtelierError):
+    """The database cannot be reached (no server, a path that cannot be created). The message names no secret."""
+
+
 class QuotaError(AtelierError):
     """The user's quota does not allow this job. Nothing was sent and nothing was charged."""
 

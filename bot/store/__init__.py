@@ -1,7 +1,8 @@
 """The job store: what Atelier remembers about jobs, deliveries and quotas.
 
 Callers depend on `JobStore` (bot.store.base) and the plain values in bot.store.models; `open_store` picks the
-implementation from DATABASE_URL. Only bot.store.sqlite writes SQL.
+implementation from DATABASE_URL: bot.store.sqlite (one machine) or bot.store.postgres (many). Only those two
+write SQL.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from bot.store.models import (
     StoredOutput,
     Subject,
 )
+from bot.store.postgres import PostgresJobStore
+from bot.store.postgres.store import DEFAULT_POOL_SIZE
 from bot.store.refunds import images_charged, refund_due
 from bot.store.sqlite import BUSY_TIMEOUT_S, SqliteJobStore, sqlite_path
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-async def open_store(database_url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> SqliteJobStore:
+async def open_store(database_url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
+                     pool_size: int = DEFAULT_POOL_SIZE) -> JobStore:
     """Open the store DATABASE_URL names, creating and migrating it as needed. `busy_timeout_s`: how long a
     call outside a running job waits for another program's lock (DATABASE_BUSY_TIMEOUT_S).
 
@@ -40,12 +44,11 @@ async def open_store(database_url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_
     scheme = match[1].lower() if match else ""
     if scheme == "sqlite":
         return await SqliteJobStore.open(sqlite_path(database_url), busy_timeout_s=busy_timeout_s)
-    if scheme.startswith("postgres"):
-        raise ConfigError("DATABASE_URL: PostgreSQL is not supported yet; use an SQLite file such as "
-                          "sqlite:///data/atelier.db.")
+    if scheme in ("postgresql", "postgres"):
+        return await PostgresJobStore.open(database_url, pool_size=pool_size)
     described = f"the {scheme}:// scheme is" if scheme else "this kind of URL is"
-    raise ConfigError(f"DATABASE_URL: {described} not supported yet; use an SQLite file such as "
-                      "sqlite:///data/atelier.db.")
+    raise ConfigError(f"DATABASE_URL: {described} not supported; use an SQLite file such as "
+                      "sqlite:///data/atelier.db, or a PostgreSQL server: postgresql://user@host:5432/atelier.")
 
 
 __all__ = [
@@ -58,6 +61,7 @@ __all__ = [
     "JobStore",
     "NewJob",
     "Origin",
+    "PostgresJobStore",
     "QuotaLimits",
     "QuotaUsage",
     "SqliteJobStore",

@@ -27,8 +27,17 @@ from bot.store.models import (
 class JobStore(Protocol):
     # The time of writes whose caller passes no `now`.
     clock: Callable[[], datetime]
+    # True when processes on other hosts share this store (bot.store.base.SharedJobStore), so that what one
+    # process keeps in memory (provider slots, webhook calls) must go through the store instead.
+    shared: bool
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise (StoreUnreachableError, StoreBusyError) when the store cannot be used right now."""
+
+    async def join(self, owner: str, *, host: str, pid: int) -> None:
+        """This process works jobs as `owner` from now on: a shared store notices when it dies."""
 
     # --- jobs --------------------------------------------------------------------------------------------
     async def create_job(self, new: NewJob, *, defaults: QuotaLimits, now: datetime) -> Job:
@@ -169,5 +178,43 @@ class JobStore(Protocol):
         """Spend by UTC day, scope, member, operation and provider (scope None: every scope)."""
 
 
+class SharedJobStore(JobStore, Protocol):
+    """What a store shared by processes on many hosts (PostgreSQL) adds, for the runner to coordinate them."""
+
+    async def claim_batch(self, origins: Sequence[Origin], owner: str, *, host: str, pid: int, lease_s: float,
+                          limit: int) -> list[int]:
+        """Take the leases of up to `limit` owed jobs that no live process holds; their ids."""
+
+    async def take_slot(self, job_id: int, provider: str, *, capacity: int, attempts: int,
+                        now: datetime) -> Job | int | None:
+        """The pending job moved to SUBMITTING holding one of the provider's `capacity` slots (a Job), or its
+        place in the shared line (an int), or None when it is no longer pending."""
+
+    async def leave_line(self, job_id: int) -> None: ...
+
+    async def live_processes(self) -> int: ...
+
+    def subscribe(self, channel: str, callback: Callable[[str], None]) -> None: ...
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None: ...
+
+    async def announce_new_job(self, job_id: int) -> None: ...
+
+    async def record_webhook(self, provider: str, remote_id: str) -> None: ...
+
+    async def webhooks_after(self, after_id: int, *, limit: int = 1000) -> list[tuple[int, str, str]]: ...
+
+    async def newest_webhook_id(self, *, received_before: datetime) -> int: ...
+
+    async def prune_webhooks(self, *, received_before: datetime) -> int: ...
+
+    async def prune_processes(self) -> int: ...
+
+
+def shared(store: JobStore) -> SharedJobStore | None:
+    """The store as a SharedJobStore when processes on other hosts share it; else None."""
+    return store if store.shared else None  # type: ignore[return-value]
+
+
 __all__ = ["Delivery", "DiscordPost", "Job", "JobState", "JobStore", "NewJob", "Origin", "PostKind", "QuotaLimits",
-           "QuotaUsage", "StoredOutput", "Subject"]
+           "QuotaUsage", "SharedJobStore", "StoredOutput", "Subject", "shared"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ class Row(Protocol):
 
     def __getitem__(self, key: str, /) -> Any: ...
 
-    def keys(self) -> list[str]: ...
+    def keys(self) -> Iterable[str]: ...
 
 
 def ts(value: datetime) -> str:
@@ -38,13 +38,14 @@ def ts_or_none(value: datetime | None) -> str | None:
     return None if value is None else ts(value)
 
 
-def dt(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text)
+def dt(text: str | datetime) -> datetime:
+    # A server store's driver reads timestamptz columns as datetimes already.
+    parsed = text if isinstance(text, datetime) else datetime.fromisoformat(text)
     # Rows written by this module always carry +00:00; a hand-edited row without an offset is read as UTC.
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def dt_or_none(text: str | None) -> datetime | None:
+def dt_or_none(text: str | datetime | None) -> datetime | None:
     return None if text is None else dt(text)
 
 
@@ -110,10 +111,15 @@ def encode_outputs(value: Any) -> str:
     return to_json([dataclasses.asdict(o) for o in outputs])
 
 
-def decode_outputs(text: str) -> tuple[StoredOutput, ...]:
+def from_json(value: Any) -> Any:
+    """A JSON column as read: text from SQLite, already decoded from a server store's jsonb."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def decode_outputs(text: Any) -> tuple[StoredOutput, ...]:
     # Keys this version does not know (written by a newer Atelier) are ignored rather than fatal.
     return tuple(StoredOutput(**{k: v for k, v in item.items() if k in _OUTPUT_FIELDS})
-                 for item in json.loads(text))
+                 for item in from_json(text))
 
 
 # The columns update_job and transition may write, each with its encoder. Column names in SQL text come from
@@ -147,14 +153,14 @@ def job_from_row(row: Row) -> Job:
         subject=Subject(scope=row["scope"], user_id=row["user_id"]),
         origin=Origin(row["origin"]),
         operation=Operation(row["operation"]),
-        request=json.loads(row["request"]),
+        request=from_json(row["request"]),
         provider=row["provider"],
         state=JobState(row["state"]),
         cost=row["cost"],
         created_at=dt(row["created_at"]),
         updated_at=dt(row["updated_at"]),
         deadline_at=dt(row["deadline_at"]),
-        handle=None if row["handle"] is None else RemoteHandle.model_validate(json.loads(row["handle"])),
+        handle=None if row["handle"] is None else RemoteHandle.model_validate(from_json(row["handle"])),
         queue_position=row["queue_position"],
         progress=row["progress"],
         attempts=row["attempts"],
@@ -171,7 +177,7 @@ def job_from_row(row: Row) -> Job:
         finished_at=dt_or_none(row["finished_at"]),
         lease_owner=row["lease_owner"],
         lease_expires_at=dt_or_none(row["lease_expires_at"]),
-        extra=json.loads(row["extra"]),
+        extra=from_json(row["extra"]),
         token=row["token"] or "",
         undeliverable=bool(row["undeliverable"]) if "undeliverable" in row.keys() else False,  # noqa: SIM118
     )

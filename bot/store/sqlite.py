@@ -262,9 +262,18 @@ class SqliteJobStore:
                         tb: TracebackType | None) -> None:
         await self.close()
 
+    shared = False  # processes on one machine only: pids and leases tell who is alive
+
     async def schema_version(self) -> int:
         async with self._lock:
             return await _user_version(self._db)
+
+    async def ping(self) -> None:
+        async with self._lock:
+            await self._db.execute_fetchall("SELECT 1")
+
+    async def join(self, owner: str, *, host: str, pid: int) -> None:
+        """Nothing to register: a lease names its host and pid, which is all that one machine needs."""
 
     # --- plumbing --------------------------------------------------------------------------------------
 

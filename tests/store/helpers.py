@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from bot.store import NewJob, Origin, QuotaLimits, Subject
 
@@ -14,6 +17,10 @@ DEFAULTS = QuotaLimits(daily=25, concurrent=3)
 GENEROUS = QuotaLimits(daily=1000, concurrent=1000)
 ALICE = Subject.member(guild_id=1, user_id=100)
 BOB = Subject.member(guild_id=1, user_id=200)
+
+
+# What a store raises when the database's own constraints refuse a write (a foreign key, say).
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.errors.IntegrityError)
 
 
 def db_url(path: Path) -> str:

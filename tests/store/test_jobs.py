@@ -13,7 +13,7 @@ import pytest
 from bot.providers.status import RemoteHandle
 from bot.store import JobState, Origin, SqliteJobStore, StoredOutput, Subject
 from bot.store.base import JobStore
-from tests.store.helpers import ALICE, BOB, DEFAULTS, GENEROUS, NOW, new_job
+from tests.store.helpers import ALICE, BOB, DEFAULTS, GENEROUS, INTEGRITY_ERRORS, NOW, new_job
 
 PARIS = timezone(timedelta(hours=1))
 
@@ -43,7 +43,7 @@ async def test_child_jobs_point_at_their_parent(store: JobStore) -> None:
     parent = await store.create_job(new_job(), defaults=GENEROUS, now=NOW)
     child = await store.create_job(new_job(parent_job_id=parent.id), defaults=GENEROUS, now=NOW)
     assert child.parent_job_id == parent.id
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await store.create_job(new_job(parent_job_id=9999), defaults=GENEROUS, now=NOW)
 
 

@@ -39,6 +39,7 @@ def test_pid_alive() -> None:
     assert pid_alive(0)
 
 
+@pytest.mark.host_clock
 async def test_a_free_job_is_claimed_and_then_held(store: JobStore) -> None:
     job_id = await pending(store)
     assert [j.id for j in await store.claimable([Origin.DISCORD], now=NOW, host=HOST)] == [job_id]
@@ -58,6 +59,7 @@ async def test_a_free_job_is_claimed_and_then_held(store: JobStore) -> None:
     assert job is not None and job.lease_expires_at == later + timedelta(seconds=LEASE_S)
 
 
+@pytest.mark.host_clock
 async def test_a_lapsed_lease_is_taken(store: JobStore) -> None:
     job_id = await pending(store)
     assert await store.claim(job_id, "worker-a", host="other-host", pid=ME, now=NOW, lease_s=LEASE_S)
@@ -70,6 +72,7 @@ async def test_a_lapsed_lease_is_taken(store: JobStore) -> None:
     assert job is not None and job.lease_owner == "worker-b"
 
 
+@pytest.mark.host_clock
 async def test_a_dead_process_on_this_host_loses_its_lease_at_once(store: JobStore, dead_pid: int) -> None:
     job_id = await pending(store)
     assert await store.claim(job_id, "crashed", host=HOST, pid=dead_pid, now=NOW, lease_s=LEASE_S)
@@ -96,6 +99,7 @@ async def test_racing_claims_have_one_winner(store_url: str) -> None:
             await s.close()
 
 
+@pytest.mark.host_clock
 async def test_racing_takeovers_of_a_dead_lease_have_one_winner(store: JobStore, dead_pid: int) -> None:
     job_id = await pending(store)
     assert await store.claim(job_id, "crashed", host=HOST, pid=dead_pid, now=NOW, lease_s=LEASE_S)
@@ -119,6 +123,7 @@ async def test_release_frees_only_the_owners_lease(store: JobStore) -> None:
     assert await store.claim(job_id, "worker-b", host=HOST, pid=ME, now=NOW, lease_s=LEASE_S)
 
 
+@pytest.mark.host_clock
 async def test_renewal_keeps_unfinished_and_undelivered_work(store: JobStore) -> None:
     running, undelivered, delivered, someone_elses = [await pending(store) for _ in range(4)]
     for job_id in (running, undelivered, delivered):

@@ -49,23 +49,25 @@ async def test_fifty_at_once_over_five_connections_admit_exactly_the_quota(store
             await s.close()
 
 
-async def test_fifty_at_once_over_five_processes_admit_exactly_the_quota(store_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("processes", "attempts", "daily"), [(5, 10, 5), (8, 4, 3)])
+async def test_many_processes_at_once_admit_exactly_the_quota(store_url: str, tmp_path: Path, processes: int,
+                                                              attempts: int, daily: int) -> None:
     url = store_url
     store = await open_store(url)
-    await store.set_limit(ALICE.scope, "member", ALICE.user_id, daily=5, concurrent=None)
+    await store.set_limit(ALICE.scope, "member", ALICE.user_id, daily=daily, concurrent=None)
     go = tmp_path / "go"
     workers = [await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.store.quota_worker", url, "10", str(go),
-        cwd=REPO, stdout=asyncio.subprocess.PIPE) for _ in range(5)]
+        sys.executable, "-m", "tests.store.quota_worker", url, str(attempts), str(go),
+        cwd=REPO, stdout=asyncio.subprocess.PIPE) for _ in range(processes)]
     try:
         for worker in workers:
             assert worker.stdout is not None
             assert await asyncio.wait_for(worker.stdout.readline(), 30) == b"ready\n"
         go.touch()  # every process has its connection open: let them all race now
         outputs = [await asyncio.wait_for(w.communicate(), 30) for w in workers]
-        assert [w.returncode for w in workers] == [0] * 5
-        assert sum(int(out) for out, _ in outputs) == 5
-        assert len(await store.list_jobs(ALICE, limit=100)) == 5
+        assert [w.returncode for w in workers] == [0] * processes
+        assert sum(int(out) for out, _ in outputs) == daily
+        assert len(await store.list_jobs(ALICE, limit=100)) == daily
     finally:
         for worker in workers:
             if worker.returncode is None:
