@@ -1,4 +1,6 @@
-"""Content-addressed files for job inputs and outputs, so a retry a day later still has its images."""
+"""Content-addressed job images (inputs and outputs), so a retry a day later still has its images: files in a local
+directory (BlobStore, beside an SQLite database), or rows in PostgreSQL (bot.store.postgres.blobs) where every
+process on every host must read them. Both are `Blobs`."""
 
 from __future__ import annotations
 
@@ -8,7 +10,21 @@ import hashlib
 import os
 import uuid
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Protocol
+
+
+class Blobs(Protocol):
+    async def put(self, data: bytes) -> tuple[str, PurePath]:
+        """Keep the image (once per content); its sha256 and where it is kept."""
+
+    async def get(self, sha256: str) -> bytes:
+        """The image (FileNotFoundError when it is not kept)."""
+
+    async def delete(self, sha256: str) -> None: ...
+
+    async def delete_unless_written_since(self, sha256: str, since: datetime) -> bool:
+        """Delete the image unless it was written (or written again by `put`) at or after `since`."""
 
 
 class BlobStore:

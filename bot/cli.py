@@ -23,7 +23,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from bot.app import App, open_app
-from bot.blobs import BlobStore
+from bot.blobs import Blobs, BlobStore
 from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError, StoreBusyError
 from bot.images import extension_for
 from bot.inputs import read_image
@@ -256,7 +256,7 @@ async def build_request(args: argparse.Namespace, settings: Settings, session: a
 class CliDelivery:
     """Delivers a command-line job by writing its images under --out; rewriting the same files is harmless."""
 
-    def __init__(self, blobs: BlobStore, out_dir: Path) -> None:
+    def __init__(self, blobs: Blobs, out_dir: Path) -> None:
         self.blobs = blobs
         self.out_dir = out_dir
         self.files: dict[int, list[str]] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, assert_never
 
-from bot.blobs import BlobStore
+from bot.blobs import Blobs
 from bot.operations import (
     EditRequest,
     FilterRequest,
@@ -22,7 +22,7 @@ def _image_ref(image: ImageInput) -> dict[str, Any]:
             "filename": image.filename}
 
 
-async def _image(ref: dict[str, Any], blobs: BlobStore) -> ImageInput:
+async def _image(ref: dict[str, Any], blobs: Blobs) -> ImageInput:
     return ImageInput(data=await blobs.get(ref["sha256"]), mime=ref["mime"], width=ref["width"],
                       height=ref["height"], filename=ref["filename"], sha256=ref["sha256"])
 
@@ -55,7 +55,7 @@ def encode(request: Request) -> dict[str, Any]:
     return {"operation": "imagine", **common}
 
 
-async def decode(data: dict[str, Any], blobs: BlobStore) -> Request:
+async def decode(data: dict[str, Any], blobs: Blobs) -> Request:
     op = Operation(data["operation"])
     size = Size.parse(data["size"]) if data.get("size") else None
     match op:

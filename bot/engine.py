@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import App
-from bot.blobs import BlobStore
+from bot.blobs import Blobs
 from bot.images import ImageLimits
 from bot.jobs import Deliverer, Listener, Prepare
 from bot.money.caps import BUDGET_KEY, CHEAPEST, CapState, GuildBudget, day_bounds, month_bounds, reached_notice_share
@@ -52,7 +52,7 @@ class Engine:
         return self._app.runner.defaults
 
     @property
-    def blobs(self) -> BlobStore:
+    def blobs(self) -> Blobs:
         return self._app.blobs
 
     async def filters(self) -> list[FilterInfo]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import discord
 from PIL import Image
 
-from bot.blobs import BlobStore
+from bot.blobs import Blobs
 from bot.images import extension_for, full_decode
 from bot.providers.status import JobStatus, Queued, Running
 from bot.store.models import Job, JobState
@@ -117,7 +117,7 @@ def _reencode(data: bytes, limit: int) -> tuple[bytes, str]:
         scale *= 0.75
 
 
-async def result_files(job: Job, blobs: BlobStore, *, limit: int, spoiler: bool) -> list[discord.File]:
+async def result_files(job: Job, blobs: Blobs, *, limit: int, spoiler: bool) -> list[discord.File]:
     """The job's images as files, each re-encoded if needed so that together they fit one message."""
     per_file = max(64 * 1024, limit // max(1, len(job.outputs)) - 4096)
     files = []

@@ -8,6 +8,7 @@ summary says so — except in CI (CI set), where that is a failure: CI has the s
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,22 +18,18 @@ import psycopg
 import pytest
 
 ADMIN_URL = os.environ.get("ATELIER_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
-SKIPPED: list[str] = []
-_reachable: bool | None = None
 
 
+@functools.cache
 def _check() -> str | None:
-    """None when the server answers; else why not."""
-    global _reachable
-    if _reachable is None:
-        try:
-            with psycopg.connect(ADMIN_URL, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _reachable = True
-        except psycopg.Error as exc:
-            _reachable = False
-            SKIPPED.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-    return None if _reachable else (SKIPPED[0] if SKIPPED else "unreachable")
+    """None when the server answers; else why not (asked once per test process)."""
+    try:
+        with psycopg.connect(ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+    return None
 
 
 def require_postgres() -> None:

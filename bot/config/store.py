@@ -13,6 +13,8 @@ class StoreSettings(Area):
     # How long a new command or setting waits while another program holds the database locked (a backup, a
     # VACUUM) before it is refused as "busy"; a job already running waits until its own deadline.
     database_busy_timeout_s: float = Field(default=30.0, gt=0)
+    # Connections each process may hold to a PostgreSQL server (an SQLite file uses one).
+    database_pool_size: int = Field(default=10, ge=2, le=200)
     retention_days: float = Field(default=7.0, gt=0)
     lease_seconds: float = Field(default=30.0, gt=0)
     # Failed attempts to deliver one finished job before it is marked undeliverable (about 76 minutes of

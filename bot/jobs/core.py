@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bot.blobs import BlobStore
+from bot.blobs import Blobs
 from bot.fairqueue import FairGate
 from bot.jobs.events import JobEvent, Listener
+from bot.jobs.slots import SharedGate
 from bot.providers.base import Provider
 from bot.providers.durations import DurationBook
 from bot.providers.polling import PollSchedule
 from bot.providers.registry import Providers
 from bot.providers.status import RemoteHandle
 from bot.settings import Settings
-from bot.store.base import JobStore
+from bot.store.base import JobStore, SharedJobStore, shared
 from bot.store.models import Job, Origin, QuotaLimits
 from bot.tasks import TaskSet
 from bot.waits import ExternalWait, passthrough
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from bot.jobs.outbox import Deliverer
 
 log = logging.getLogger(__name__)
+
+ADOPT_BATCH = 200
 
 
 def utcnow() -> datetime:
@@ -56,7 +59,7 @@ class LiveJob:
 
 
 class RunnerCore:
-    def __init__(self, *, store: JobStore, providers: Providers, blobs: BlobStore, settings: Settings,
+    def __init__(self, *, store: JobStore, providers: Providers, blobs: Blobs, settings: Settings,
                  deliverers: Mapping[str, Deliverer], config: RunnerConfig | None = None,
                  schedule: PollSchedule | None = None, clock: Callable[[], datetime] = utcnow,
                  external_wait: ExternalWait = passthrough) -> None:
@@ -74,7 +77,14 @@ class RunnerCore:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
-        self.gates = {p.name: FairGate(p.limits.max_parallel) for p in providers}
+        # Slots per provider: in this process (one machine, SQLite), or shared by every process on the store.
+        self.shared = shared(store)
+        self.gates: dict[str, FairGate | SharedGate] = {
+            p.name: SharedGate(p.limits.max_parallel) if self.shared else FairGate(p.limits.max_parallel)
+            for p in providers}
+        # How many processes share PROVIDER_REQUESTS_PER_SECOND (the live ones on a shared store).
+        self.rate_share = 1
+        self._adopting = False
         self.tasks = TaskSet("runner")
         self._live: dict[int, LiveJob] = {}
         self._listeners: list[Listener] = []
@@ -111,6 +121,8 @@ class RunnerCore:
 
     async def adopt(self) -> int:
         """Take over every job this process can deliver whose owner is gone; resume each from its state."""
+        if self.shared is not None:
+            return await self._adopt_shared(self.shared)
         jobs = await self.store.claimable(sorted(self.config.origins), now=self.clock(), host=self.host)
         taken = 0
         for job in jobs:
@@ -121,6 +133,23 @@ class RunnerCore:
                 self._spawn(job.id)
         if taken:
             log.info("resumed %d job(s) left by a previous process", taken)
+        return taken
+
+    async def _adopt_shared(self, store: SharedJobStore) -> int:
+        """Adoption on a shared store: leases taken in batches that processes scanning at once split between
+        them (SKIP LOCKED), never more than ADOPT_BATCH at a time."""
+        taken = 0
+        while True:
+            ids = await store.claim_batch(sorted(self.config.origins), self.owner, host=self.host, pid=self.pid,
+                                          lease_s=self.settings.lease_seconds, limit=ADOPT_BATCH)
+            fresh = [job_id for job_id in ids if job_id not in self._live]
+            for job_id in fresh:
+                self._spawn(job_id)
+            taken += len(fresh)
+            if len(ids) < ADOPT_BATCH:
+                break
+        if taken:
+            log.info("took over %d job(s) whose process is gone", taken)
         return taken
 
     async def _claim(self, job_id: int) -> bool:

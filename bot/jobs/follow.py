@@ -121,7 +121,7 @@ class Following(Concluding):
     def _poll_spacing(self, provider: str) -> float:
         """The shortest gap between two polls of one job that keeps all followed jobs of this provider within
         80% of its request budget (the rest is for submits and downloads); 0 when there is no budget."""
-        rate = self.settings.provider_requests_per_second
+        rate = self.settings.provider_requests_per_second / self.rate_share  # this process's share of the key's
         if not rate:
             return 0.0
         return self._following.get(provider, 0) / (rate * 0.8)

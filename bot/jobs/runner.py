@@ -34,6 +34,9 @@ Prepare = Callable[[Job], Awaitable[None]]  # see Runner.create
 
 class Runner(Recovering, Walking, Upkeep):
     async def start(self) -> None:
+        await self.store.join(self.owner, host=self.host, pid=self.pid)
+        if self.shared is not None:
+            self._listen_to_others(self.shared)
         self.tasks.spawn(self._heartbeat(), name="lease-heartbeat")
         if self.config.adopt:
             await self.adopt()

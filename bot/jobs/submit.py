@@ -21,12 +21,16 @@ from bot.fairqueue import FairGate
 from bot.jobs.choice import Choosing
 from bot.jobs.events import JobEvent
 from bot.jobs.send import Sending
+from bot.jobs.slots import SharedGate
 from bot.operations import Request
 from bot.providers.base import Provider
 from bot.providers.synchronous import SynchronousCallInterrupted
 from bot.store.models import Job, JobState
 
 log = logging.getLogger(__name__)
+
+# A waiting job asks for a shared slot again after this long even without a notification (one may be lost).
+SHARED_SLOT_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,8 @@ class Submitting(Choosing, Sending):
     async def _submit_to(self, job: Job, candidate: Provider, request: Request,
                          following: str | None) -> Job | _TryNext | None:
         gate = self.gates[candidate.name]
+        if isinstance(gate, SharedGate):
+            return await self._submit_shared(job, candidate, request, following, gate)
         await self._wait_for_slot(job, gate)
         keep_slot = False  # kept only when the job is at the provider; _follow gives it back
         try:
@@ -76,6 +82,43 @@ class Submitting(Choosing, Sending):
         finally:
             if not keep_slot:
                 gate.release()
+
+    async def _submit_shared(self, job: Job, candidate: Provider, request: Request, following: str | None,
+                             gate: SharedGate) -> Job | _TryNext | None:
+        """As _submit_to, with the provider's slots shared by every process: taking a slot and moving the job to
+        SUBMITTING are one step in the store, and leaving the provider's states gives the slot back."""
+        sending = await self._take_shared_slot(job, candidate, gate)
+        if not isinstance(sending, Job):
+            if sending == "deadline":
+                return await self._fail(job, "it waited in line past its deadline and was not sent",
+                                        code="deadline", charged=False)
+            return None
+        try:
+            return await self._send_shielded(job.id, candidate, request)
+        except AtelierError as exc:
+            return await self._refused(sending, candidate, exc, following)
+
+    async def _take_shared_slot(self, job: Job, candidate: Provider, gate: SharedGate) -> Job | str | None:
+        """The job in SUBMITTING holding a slot; "deadline" if it waited past its deadline; None if it was
+        cancelled meanwhile. Asks again whenever a slot comes free anywhere, or every second."""
+        assert self.shared is not None
+        last: int | None = None
+        try:
+            while True:
+                if self.clock() >= job.deadline_at:
+                    await self.shared.leave_line(job.id)
+                    return "deadline"
+                taken = await self.shared.take_slot(job.id, candidate.name, capacity=gate.capacity,
+                                                    attempts=job.attempts + 1, now=self.clock())
+                if taken is None or isinstance(taken, Job):
+                    return taken
+                gate.wait_in_line(job.id, taken)
+                if taken != last:
+                    last = taken
+                    await self._emit(JobEvent("waiting", job, place_in_line=taken))
+                await self.external_wait(gate.changed(SHARED_SLOT_RECHECK_S), reason=f"a {candidate.name} slot")
+        finally:
+            gate.left_line(job.id)
 
     async def _refused(self, job: Job, provider: Provider, exc: AtelierError,
                        following: str | None) -> Job | _TryNext | None:

@@ -8,12 +8,16 @@ from datetime import timedelta
 
 from bot.errors import StoreBusyError
 from bot.jobs.core import RunnerCore
+from bot.jobs.slots import SharedGate
+from bot.store.base import SharedJobStore
+from bot.store.channels import JOBS_CHANNEL, SLOTS_CHANNEL
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 3600.0
 # Longer than any job takes from storing an image to recording it (inputs: milliseconds; outputs: the download).
 BLOB_WRITE_GRACE = timedelta(days=1)
+WEBHOOK_INBOX_KEEP = timedelta(days=1)
 
 
 class Upkeep(RunnerCore):
@@ -23,11 +27,53 @@ class Upkeep(RunnerCore):
             await asyncio.sleep(interval)
             try:
                 await self.store.renew_leases(self.owner, now=self.clock(), lease_s=self.settings.lease_seconds)
+                if self.shared is not None:
+                    self._share_request_rate(await self.shared.live_processes())
             except StoreBusyError as exc:  # another program holds the database: expected, and no bug here
                 log.warning("renewing job leases: %s", exc)
             except Exception:
                 # Leases last three intervals, so one failed renewal loses nothing; keep trying.
                 log.exception("renewing job leases failed")
+
+    def _share_request_rate(self, processes: int) -> None:
+        """PROVIDER_REQUESTS_PER_SECOND is the key's budget: split it evenly among the live processes."""
+        if processes == self.rate_share:
+            return
+        self.rate_share = processes
+        for provider in self.providers:
+            if provider.http is not None:
+                provider.http.share_rate(processes)
+
+    def _listen_to_others(self, store: SharedJobStore) -> None:
+        """What other processes on a shared store tell this one: a slot came free, a job needs a process."""
+
+        def slot_freed(provider: str) -> None:
+            gate = self.gates.get(provider)
+            if isinstance(gate, SharedGate):
+                gate.slot_freed()
+
+        def reconnected() -> None:
+            for gate in self.gates.values():
+                if isinstance(gate, SharedGate):
+                    gate.slot_freed()
+            self._adopt_soon()
+
+        store.subscribe(SLOTS_CHANNEL, slot_freed)
+        store.subscribe(JOBS_CHANNEL, lambda _: self._adopt_soon())
+        store.on_reconnect(reconnected)
+
+    def _adopt_soon(self) -> None:
+        if not self.config.adopt or self._adopting:
+            return
+        self._adopting = True
+
+        async def adopt() -> None:
+            try:
+                await self.adopt()
+            finally:
+                self._adopting = False
+
+        self.tasks.spawn(adopt(), name="adopt")
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -50,4 +96,7 @@ class Upkeep(RunnerCore):
             pruned += await self.blobs.delete_unless_written_since(sha256, self.clock() - BLOB_WRITE_GRACE)
         for job_id in sorted({job_id for job_id, _ in candidates}):
             await self.store.mark_outputs_pruned(job_id)
+        if self.shared is not None:
+            await self.shared.prune_webhooks(received_before=self.clock() - WEBHOOK_INBOX_KEEP)
+            await self.shared.prune_processes()
         return pruned

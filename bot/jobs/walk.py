@@ -17,7 +17,8 @@ from bot.jobs.follow import Following
 from bot.jobs.outbox import Outbox
 from bot.jobs.submit import Submitting
 from bot.providers.synchronous import is_synchronous
-from bot.store import patience
+from bot.store import fencing, patience
+from bot.store.fencing import LeaseLostError
 from bot.store.models import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,17 @@ _SENT_STATES = frozenset({JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING
 
 class Walking(Submitting, Following, Outbox):
     async def _work(self, job_id: int) -> None:
+        # Everything this task writes about the job is fenced by our lease (bot.store.fencing).
+        fencing.work_as(self.owner)
+        try:
+            await self._walk(job_id)
+        except LeaseLostError:
+            # We stalled past our lease and another process took the job over: it is theirs now, and nothing more
+            # is written or sent about it from here.
+            log.warning("job %s: taken over by another process while this one was stalled; leaving it to them",
+                        job_id)
+
+    async def _walk(self, job_id: int) -> None:
         job = await self.store.get_job(job_id)
         if job is None:
             return
@@ -43,7 +55,7 @@ class Walking(Submitting, Following, Outbox):
                 job = await self._finish(job, announce=False)
             if job.state.terminal:
                 await self._deliver_now(job)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, LeaseLostError):
             raise
         except Exception:
             log.exception("job %s crashed in state %s", job_id, job.state)

@@ -170,8 +170,14 @@ class ProviderHttp:
         for secret in self._secrets:
             register_secret(secret)  # masked in any provider text, whichever adapter builds the message
         self.policy = policy or HttpPolicy()
+        self._rate = requests_per_second
         self._limiter = AsyncLimiter(requests_per_second, 1.0) if requests_per_second else None
         self.request_count = 0
+
+    def share_rate(self, processes: int) -> None:
+        """The request budget is the key's, shared by `processes` processes: this one takes its equal part."""
+        if self._rate:
+            self._limiter = AsyncLimiter(self._rate / max(1, processes), 1.0)
 
     def redact(self, text: str) -> str:
         return redact(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from bot.providers.hints import CompletionHint
 from bot.providers.status import Terminal
@@ -28,6 +29,9 @@ class WebhookHub:
         self._early: dict[str, OrderedDict[str, tuple[float, Terminal | None]]] = {}
         self._misses: dict[str, int] = {}
         self.calls = 0
+        # With a store shared by several processes: hands a call no job here waits for to the others
+        # (bot.webhooks.shared), since the process following that job may be another one.
+        self.forward: Callable[[str, str], None] | None = None
 
     def expect(self, provider: str, remote_id: str) -> CompletionHint:
         """A hint for a job about to be followed; already set if its webhook came first."""
@@ -56,9 +60,12 @@ class WebhookHub:
     def arriving(self, provider: str) -> bool:
         return self._misses.get(provider, 0) < MISSES_BEFORE_DISTRUST
 
-    def notify(self, provider: str, remote_id: str, status: Terminal | None = None) -> bool:
-        """A webhook call for this job; `status` only when the call was verified. True if a job was waiting."""
-        self.calls += 1
+    def notify(self, provider: str, remote_id: str, status: Terminal | None = None, *,
+               forwarded: bool = False) -> bool:
+        """A webhook call for this job; `status` only when the call was verified. True if a job was waiting.
+        `forwarded`: another process received it (it carries no status then, and is not passed on again)."""
+        if not forwarded:
+            self.calls += 1
         hint = self._waiting.get((provider, remote_id))
         if hint is not None:
             # Proof that this provider's calls get through. A call about a job nobody follows is not: it may be
@@ -66,6 +73,8 @@ class WebhookHub:
             self._misses[provider] = 0
             hint.set(status)
             return True
+        if self.forward is not None and not forwarded:
+            self.forward(provider, remote_id)
         early = self._early.setdefault(provider, OrderedDict())
         early[remote_id] = (time.monotonic(), status)
         early.move_to_end(remote_id)

@@ -1,16 +1,14 @@
 """Pruning old local copies: content-addressed blobs are shared between jobs, so an image a job inside retention
-still uses stays. The runner, the fal fake and a real SQLite file and blob directory."""
+still uses stays. The runner, the fal fake and a real store (SQLite and a blob directory, PostgreSQL and blob rows)."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 from bot.images import ImageLimits, load_image
 from bot.operations import EditRequest, ImagineRequest
 from bot.store.models import JobState, Origin, Subject
-from tests.runner.conftest import Harness
+from tests.runner.conftest import Harness, age_blob, kept
 from tests.runner.test_runner import settle
 
 ALICE = Subject.member(1, "alice")
@@ -23,8 +21,7 @@ async def age(h: Harness, job_id: int, days: float) -> None:
     assert job is not None and job.finished_at is not None
     await h.app.store.update_job(job_id, now=h.app.runner.clock(), finished_at=job.finished_at - timedelta(days=days))
     for output in job.outputs:
-        then = (job.finished_at - timedelta(days=days)).timestamp()
-        os.utime(output.path or "", (then, then))
+        await age_blob(h.app, output.sha256, job.finished_at - timedelta(days=days))
 
 
 async def test_a_newer_jobs_retry_still_works_after_pruning_an_old_job_whose_output_it_edits(harness: Harness) -> None:
@@ -32,7 +29,7 @@ async def test_a_newer_jobs_retry_still_works_after_pruning_an_old_job_whose_out
     old = await settle(h, (await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="a fox"))).id)
     (image,) = old.outputs
     # Bob saved Alice's result and edits it: his input is the very same blob.
-    photo = load_image(Path(image.path or "").read_bytes(), filename="fox.png", limits=ImageLimits())
+    photo = load_image(await h.app.blobs.get(image.sha256), filename="fox.png", limits=ImageLimits())
     newer = await settle(h, (await h.app.runner.create(BOB, Origin.DISCORD,
                                                       EditRequest(images=(photo,), prompt="in winter"))).id)
     assert newer.request["images"][0]["sha256"] == image.sha256
@@ -68,14 +65,14 @@ async def test_identical_outputs_of_a_newer_job_survive_and_go_when_it_ages_out(
     # Once the newer job has aged out too, the image goes.
     await age(h, newer.id, 9)
     assert await h.app.runner.prune() == 1
-    assert not Path(delivered.outputs[0].path or "").exists()
+    assert not await kept(h.app, delivered.outputs[0].sha256)
 
 
 async def test_an_image_stored_just_now_for_a_job_not_yet_recorded_is_kept(harness: Harness) -> None:
     h = harness
     old = await settle(h, (await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))).id)
     await age(h, old.id, 8)
-    path = Path(old.outputs[0].path or "")
+    sha256 = old.outputs[0].sha256
     # A new job has just stored the same image and is about to commit its row when the prune runs.
-    await h.app.blobs.put(path.read_bytes())
-    assert await h.app.runner.prune() == 0 and path.exists()
+    await h.app.blobs.put(await h.app.blobs.get(sha256))
+    assert await h.app.runner.prune() == 0 and await kept(h.app, sha256)

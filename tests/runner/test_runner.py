@@ -15,7 +15,7 @@ from bot.jobs import RunnerConfig
 from bot.operations import ImagineRequest
 from bot.store.models import Job, JobState, Origin, Subject
 from tests.fakes.base import JobScript
-from tests.runner.conftest import Harness, RecordingDelivery, settings_for
+from tests.runner.conftest import Harness, RecordingDelivery, kept, settings_for, slots_in_use
 
 ALICE = Subject.member(1, "alice")
 BOB = Subject.member(1, "bob")
@@ -41,7 +41,7 @@ async def test_a_job_runs_to_delivery_with_progress_events(harness: Harness) -> 
     assert done.state is JobState.SUCCEEDED and len(done.outputs) == 2 and done.charged is True
     assert [o.sha256 for o in h.delivery.delivered[0].outputs] == [o.sha256 for o in done.outputs]
     for output in done.outputs:
-        assert Path(output.path or "").read_bytes() in h.fal.files.values()
+        assert output.path is not None and await h.app.blobs.get(output.sha256) in h.fal.files.values()
     kinds = [e.kind for e in h.events if e.job.id == job.id]
     assert "progress" in kinds and kinds[-1] == "finished"
     usage = await h.app.runner.usage(ALICE)
@@ -216,16 +216,16 @@ async def test_one_users_burst_does_not_starve_another(harness: Harness) -> None
 async def test_prune_removes_old_local_copies_but_keeps_rows(harness: Harness) -> None:
     h = harness
     job = await settle(h, (await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="x"))).id)
-    path = Path(job.outputs[0].path or "")
-    assert path.exists()
+    sha256 = job.outputs[0].sha256
+    assert await kept(h.app, sha256)
     from datetime import timedelta
 
     original_clock = h.app.runner.clock
     h.app.runner.clock = lambda: original_clock() + timedelta(days=8)
     assert await h.app.runner.prune() == 1
-    assert not path.exists()
-    kept = await h.app.store.get_job(job.id)
-    assert kept is not None and kept.outputs[0].path is None and kept.state is JobState.SUCCEEDED
+    assert not await kept(h.app, sha256)
+    row = await h.app.store.get_job(job.id)
+    assert row is not None and row.outputs[0].path is None and row.state is JobState.SUCCEEDED
 
 
 async def test_a_request_the_first_provider_cannot_take_goes_to_the_next(
@@ -261,7 +261,7 @@ async def test_cancelling_waiting_jobs_never_leaks_a_provider_slot(harness: Harn
         await h.app.runner.cancel(job.id, job.subject)
     for job in (jobs[0], jobs[3]):
         assert (await settle(h, job.id)).state is JobState.SUCCEEDED
-    assert gate.active == 0 and gate.waiting == 0
+    assert await slots_in_use(h.app, "fal") == 0 and gate.waiting == 0
 
 
 async def test_a_submit_that_timed_out_is_not_sent_to_another_provider(

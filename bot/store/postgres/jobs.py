@@ -25,6 +25,7 @@ from bot.money.caps import BUDGET_KEY, CapState, GuildBudget, first_exceeded, mo
 from bot.money.caps import day_bounds as utc_day
 from bot.operations import Operation
 from bot.store import quota, states
+from bot.store.channels import SLOTS_CHANNEL
 from bot.store.models import (
     WITHHOLD_NSFW_KEY,
     Job,
@@ -45,7 +46,6 @@ from bot.store.rows import UPDATABLE, encode_extra, job_from_row, new_token, tex
 # How each updatable column's encoded value (bot.store.rows.UPDATABLE: text for times and JSON) is read here.
 _CASTS = {"handle": "::jsonb", "outputs": "::jsonb", "extra": "::jsonb", "charged": "::int::boolean",
           "submitted_at": "::timestamptz", "finished_at": "::timestamptz"}
-SLOTS_CHANNEL = "atelier_slots"
 
 
 class PgJobs(PgBase):
@@ -405,8 +405,9 @@ class PgJobs(PgBase):
         no longer pending (cancelled, say). A slot is held by being at the provider (submitting, queued, running,
         fetching) and given back by leaving those states, so a job resumed after a restart keeps its slot.
 
-        The line is round-robin across members: each member's first waiting job, oldest member first, then each
-        one's second, and so on; jobs whose process is gone and whose lease lapsed are not in it."""
+        The line is round-robin across members: each member's first waiting job, then each one's second, and so
+        on; among the same turn, the member served longest ago goes first (as a rotation does: whoever just took a
+        slot goes to the back). Jobs whose lease lapsed (their process is gone) are not in it."""
         owner = await self.fenced()
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (SLOT_CLASS, key(provider)))
@@ -422,11 +423,16 @@ class PgJobs(PgBase):
                     raise self.lost(job_id, owner)
                 return None
             figures = await (await conn.execute(
-                "WITH line AS (SELECT id, waiting_since, row_number() OVER"
+                "WITH line AS (SELECT id, scope, user_id, waiting_since, row_number() OVER"
                 "   (PARTITION BY scope, user_id ORDER BY waiting_since, id) AS turn FROM jobs"
                 "   WHERE provider = %(p)s AND state = 'pending' AND waiting_since IS NOT NULL"
                 "     AND (jobs.lease_expires_at > now() OR jobs.id = %(id)s)),"
-                " ranked AS (SELECT id, row_number() OVER (ORDER BY turn, waiting_since, id) AS place FROM line)"
+                " served AS (SELECT m.scope, m.user_id, (SELECT MAX(j.slot_at) FROM jobs j WHERE j.scope = m.scope"
+                "   AND j.user_id = m.user_id AND j.provider = %(p)s) AS last"
+                "   FROM (SELECT DISTINCT scope, user_id FROM line) m),"
+                " ranked AS (SELECT line.id, row_number() OVER (ORDER BY line.turn,"
+                "   COALESCE(served.last, '-infinity'::timestamptz), line.waiting_since, line.id) AS place"
+                "   FROM line JOIN served USING (scope, user_id))"
                 " SELECT (SELECT place FROM ranked WHERE id = %(id)s) AS place,"
                 "  (SELECT COUNT(*) FROM jobs WHERE provider = %(p)s AND state = ANY(%(busy)s)) AS busy",
                 {"p": provider, "id": job_id, "busy": AT_PROVIDER})).fetchone()
@@ -435,8 +441,8 @@ class PgJobs(PgBase):
             if place > capacity - busy:
                 return place
             await conn.execute(
-                "UPDATE jobs SET state = 'submitting', attempts = %s, waiting_since = NULL, updated_at = %s"
-                " WHERE id = %s", (attempts, now, job_id))
+                "UPDATE jobs SET state = 'submitting', attempts = %s, waiting_since = NULL, updated_at = %s,"
+                " slot_at = clock_timestamp() WHERE id = %s", (attempts, now, job_id))
             return await self._job(conn, job_id)
 
     async def leave_line(self, job_id: int) -> None:
@@ -444,4 +450,4 @@ class PgJobs(PgBase):
         await self._count("UPDATE jobs SET waiting_since = NULL WHERE id = %s AND state = 'pending'", (job_id,))
 
 
-__all__ = ["SLOTS_CHANNEL", "PgJobs"]
+__all__ = ["PgJobs"]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.store.channels import WEBHOOKS_CHANNEL
 from bot.store.models import Delivery, DeliveryState, DiscordPost, JobSpend, PostKind, SpendRow, StoredOutput
 from bot.store.postgres.base import IN_FLIGHT, TERMINAL, PgBase
 from bot.store.postgres.connection import Connection
@@ -25,7 +26,6 @@ from bot.store.rows import (
 )
 
 MAX_DELIVERY_ERROR_CHARS = 2000
-WEBHOOKS_CHANNEL = "atelier_webhooks"
 
 
 class PgRecords(PgBase):
@@ -266,9 +266,16 @@ class PgRecords(PgBase):
         """A verified call for this provider job reached this process: keep it for whichever process follows the
         job, and wake that one (NOTIFY is delivered at commit; the periodic scan covers a lost one)."""
         async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("INSERT INTO webhook_inbox (provider, remote_id) VALUES (%s, %s)",
-                               (provider, remote_id))
-            await conn.execute("SELECT pg_notify(%s, %s)", (WEBHOOKS_CHANNEL, f"{provider} {remote_id}"))
+            # Only about a job at that provider now (or one being sent there, whose id is not stored yet), so
+            # that made-up ids, which anyone can send to an unsigned endpoint, cost one indexed look-up.
+            kept = (await conn.execute(
+                "INSERT INTO webhook_inbox (provider, remote_id) SELECT %(p)s, %(r)s WHERE EXISTS"
+                " (SELECT 1 FROM jobs WHERE provider = %(p)s AND state = 'submitting')"
+                " OR EXISTS (SELECT 1 FROM jobs WHERE handle ->> 'remote_id' = %(r)s AND provider = %(p)s"
+                "            AND state = ANY(%(in_flight)s))",
+                {"p": provider, "r": remote_id, "in_flight": IN_FLIGHT})).rowcount
+            if kept:
+                await conn.execute("SELECT pg_notify(%s, %s)", (WEBHOOKS_CHANNEL, f"{provider} {remote_id}"))
 
     async def webhooks_after(self, after_id: int, *, limit: int = 1000) -> list[tuple[int, str, str]]:
         """Calls recorded after `after_id`, oldest first: (id, provider, remote_id)."""

@@ -14,17 +14,16 @@ from types import TracebackType
 
 from psycopg_pool import AsyncConnectionPool
 
+from bot.store.channels import CHANNELS, JOBS_CHANNEL
 from bot.store.postgres.connection import Connection, describe, open_pool, unreachable_as_error
-from bot.store.postgres.jobs import SLOTS_CHANNEL, PgJobs
+from bot.store.postgres.jobs import PgJobs
 from bot.store.postgres.migrate import apply_migrations, schema_version
 from bot.store.postgres.presence import PROCESS_ALIVE, Presence
-from bot.store.postgres.records import WEBHOOKS_CHANNEL, PgRecords
+from bot.store.postgres.records import PgRecords
 from bot.store.rows import utcnow
 
 log = logging.getLogger(__name__)
 
-JOBS_CHANNEL = "atelier_jobs"
-CHANNELS = (JOBS_CHANNEL, SLOTS_CHANNEL, WEBHOOKS_CHANNEL)
 DEFAULT_POOL_SIZE = 10
 
 

@@ -41,6 +41,7 @@ CREATE TABLE jobs (
     lease_expires_at timestamptz,
     -- Set while the job waits for a slot at its provider: the shared line every process serves in turn.
     waiting_since    timestamptz,
+    slot_at          timestamptz,                        -- when it last took a slot: whose turn it was
     extra            jsonb       NOT NULL DEFAULT '{}'
 );
 
@@ -53,6 +54,8 @@ CREATE INDEX jobs_at_provider ON jobs (provider, state)
     WHERE state IN ('submitting', 'queued', 'running', 'fetching');
 -- The line for a provider's slots.
 CREATE INDEX jobs_waiting ON jobs (provider, waiting_since) WHERE waiting_since IS NOT NULL;
+-- A webhook call names the provider's job id.
+CREATE INDEX jobs_remote_id ON jobs ((handle ->> 'remote_id')) WHERE handle IS NOT NULL;
 -- Work nobody holds, for the claim scan.
 CREATE INDEX jobs_unfinished ON jobs (id) WHERE state IN ('pending', 'submitting', 'queued', 'running', 'fetching');
 
