@@ -97,6 +97,10 @@ class FakeFal(SendsWebhooks, FakeServer):
         self.signing_key = Ed25519PrivateKey.generate()
         self.user_id = "fake-user-1"
         self.jwks_fetches = 0
+        # Requests a client has submitted and not yet finished with (its result read, or cancelled): what a
+        # plan's parallel-job cap counts, however many client processes share the key.
+        self.open_requests: set[str] = set()
+        self.most_open = 0
 
     async def stop(self) -> None:
         await self.stop_webhooks()
@@ -165,6 +169,8 @@ class FakeFal(SendsWebhooks, FakeServer):
             return json_response({"detail": "Invalid JSON body"}, 400)
         count = body.get("num_images", 1) if isinstance(body, dict) else 1
         job = self.new_job(request.path.removeprefix("/"), body, count=count if isinstance(count, int) else 1)
+        self.open_requests.add(job.id)
+        self.most_open = max(self.most_open, len(self.open_requests))
         job.body = {"input": body, "errors": validate_input(body, request.path.endswith("image-to-image")),
                     "infra_error": self.infra_error, "webhook": request.query.get("fal_webhook")}
         if job.body["webhook"]:
@@ -219,6 +225,7 @@ class FakeFal(SendsWebhooks, FakeServer):
         if phase == "cancelled":
             return json_response({"detail": "Request was cancelled"}, 400, headers)
         status, data = self._outcome(job)
+        self.open_requests.discard(job.id)
         if status == 422 and job.body["errors"]:
             headers["X-Fal-Retryable"] = "false"
         if status == 504:
@@ -253,4 +260,5 @@ class FakeFal(SendsWebhooks, FakeServer):
         if job.phase() in ("done", "failed"):
             return json_response({"status": "ALREADY_COMPLETED"}, 400, self._headers(job.id))
         job.cancelled = True
+        self.open_requests.discard(job.id)
         return json_response({"status": "CANCELLATION_REQUESTED"}, 202, self._headers(job.id))
