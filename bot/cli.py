@@ -567,7 +567,7 @@ async def _run_bot(settings: Settings) -> int:
         return EXIT_REFUSED
     point_at(settings)
     stop = _interruptible()
-    config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
+    config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True, hand_off=True)
     try:
         return await _serve(settings, config, stop)
     except ConfigError as exc:  # e.g. the webhook port is taken

@@ -45,6 +45,9 @@ def utcnow() -> datetime:
 class RunnerConfig:
     origins: frozenset[Origin] = frozenset()  # which unowned jobs this process adopts (bot: DISCORD)
     adopt: bool = True  # scan for orphaned jobs and due deliveries
+    # On a shared store, a new job is handed to whichever process claims it first (this one included) instead
+    # of being run here: the bot's gateway process then shares the following and delivering with the workers.
+    hand_off: bool = False
     deadlines: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -85,6 +88,7 @@ class RunnerCore:
         # How many processes share PROVIDER_REQUESTS_PER_SECOND (the live ones on a shared store).
         self.rate_share = 1
         self._adopting = False
+        self._adopt_again = False
         self.tasks = TaskSet("runner")
         self._live: dict[int, LiveJob] = {}
         self._listeners: list[Listener] = []

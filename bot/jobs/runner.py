@@ -57,6 +57,11 @@ class Runner(Recovering, Walking, Upkeep):
                     await self.store.release(job_id, self.owner)
                 except StoreBusyError as exc:
                     log.warning("job %s: lease not released: %s", job_id, exc)
+        if self.shared is not None and working:
+            try:
+                await self.shared.announce_free_work()  # the other processes take them over now
+            except Exception as exc:  # they find them on their next scan anyway
+                log.warning("could not tell the other processes about the jobs handed back: %s", exc)
 
     async def create(self, subject: Subject, origin: Origin, request: Request, *, provider: str | None = None,
                      preferred: Sequence[str] | None = None, channel_id: str | None = None,
@@ -95,8 +100,24 @@ class Runner(Recovering, Walking, Upkeep):
         finally:
             # Also when cancelled part way: a job leased to this live process would otherwise never start.
             if start:
-                self._spawn(job.id)
+                await self._start_new(job)
         return job
+
+    async def _start_new(self, job: Job) -> None:
+        """Run the new job here, or hand it to the processes sharing the store (RunnerConfig.hand_off)."""
+        if self.shared is not None and self.config.hand_off:
+            try:
+                await self.store.release(job.id, self.owner)
+                await self.shared.announce_free_work()
+            except Exception:
+                # Still ours or free: running it here is always safe (a claim by another process would have
+                # made ours fail, and this one's lease is re-taken by the claim below).
+                log.exception("job %s: handing it to another process failed; it runs here", job.id)
+            else:
+                return
+            if not await self._claim(job.id):
+                return
+        self._spawn(job.id)
 
     async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
                     channel_id: str | None = None, extra: Mapping[str, Any] | None = None,

@@ -63,13 +63,19 @@ class Upkeep(RunnerCore):
         store.on_reconnect(reconnected)
 
     def _adopt_soon(self) -> None:
-        if not self.config.adopt or self._adopting:
+        """Look for work nobody holds (once more if a look is already under way: it may have started too early)."""
+        if not self.config.adopt:
+            return
+        self._adopt_again = True
+        if self._adopting:
             return
         self._adopting = True
 
         async def adopt() -> None:
             try:
-                await self.adopt()
+                while self._adopt_again:
+                    self._adopt_again = False
+                    await self.adopt()
             finally:
                 self._adopting = False
 

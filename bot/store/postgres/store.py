@@ -110,9 +110,9 @@ class PostgresJobStore(PgJobs, PgRecords):
             except Exception:
                 log.exception("rescanning after a reconnect failed")
 
-    async def announce_new_job(self, job_id: int) -> None:
-        """Tell every process that a job is free to be claimed."""
-        await self._count("SELECT pg_notify(%s, %s)", (JOBS_CHANNEL, str(job_id)))
+    async def announce_free_work(self) -> None:
+        """Tell every process that work is free to be claimed (a new job, jobs handed back)."""
+        await self._count("SELECT pg_notify(%s, '')", (JOBS_CHANNEL,))
 
     async def prune_processes(self) -> int:
         """Forget processes that are gone and hold no job's lease."""
