@@ -77,6 +77,11 @@ class StoreBusyError(AtelierError):
     """Another program held the database locked for longer than this call could wait. Nothing was changed."""
 
 
+class StoreUnreachableError(AtelierError):
+    """The database could not be opened at all (no such place, no permission, no server answering). Nothing was
+    changed."""
+
+
 class QuotaError(AtelierError):
     """The user's quota does not allow this job. Nothing was sent and nothing was charged."""
 
