@@ -165,6 +165,77 @@ async def _count_at(providers: ProviderFakes, name: str, count: int) -> bool:
     return len((await providers.stats(name))["jobs"]) >= count
 
 
+async def running_at_fal(fleet: Fleet, member: MemberActor, channel: Channel) -> None:
+    """Start an edit that fal reports running at its first poll; polls hang after that."""
+    await fleet.providers.script("fal", queue_polls=0, running_polls=3)
+    known = (await provider_jobs(fleet.providers))["fal"]
+    await start(member, channel, "edit", image=("room.png", PHOTO), prompt="running")
+    await new_polled_job(fleet.providers, "fal", known)
+    await fleet.providers.hold("fal", FAL_STATUS)
+
+
+async def test_sigterm_stops_a_worker_mid_job_and_the_next_one_finishes_it(fleet: Fleet) -> None:
+    discord, providers = fleet.discord, fleet.providers
+    await fleet.bot.start()
+    first = fleet.worker()
+    await first.start()
+    member, channel = await fleet.member("carol"), await fleet.guild.create_channel("job-handed-on")
+    before = await provider_jobs(providers)
+    await running_at_fal(fleet, member, channel)
+
+    await fleet.bot.kill()
+    polls = len(await providers.request_log("fal", path_contains=FAL_STATUS))
+    # The worker took the job over: its poll arrives (and hangs, held).
+    await until(lambda: _more_polls(providers, polls), what="the worker to poll the job at fal")
+
+    started = time.monotonic()
+    await first.stop()
+    assert first.returncode == 0, first.log_tail()
+    assert time.monotonic() - started < 15  # in order, not by the harness's SIGKILL after 15 s
+
+    await providers.script("fal", queue_polls=1, running_polls=1)
+    await providers.release("fal")
+    second = fleet.worker()
+    await second.start()
+    await discord.wait_for(lambda: results_in(discord, channel), timeout=40, what="the job's result")
+    assert len(results_in(discord, channel)) == 1
+    after = await provider_jobs(providers)
+    assert len(after["fal"]) - len(before["fal"]) == 1  # followed by its stored handle, never sent again
+
+
+async def _more_polls(providers: ProviderFakes, than: int) -> bool:
+    return len(await providers.request_log("fal", path_contains=FAL_STATUS)) > than
+
+
+async def test_a_frozen_bots_job_goes_to_the_worker_and_the_thawed_bot_posts_nothing_again(fleet: Fleet) -> None:
+    discord = fleet.discord
+    fleet.processes.env["LEASE_SECONDS"] = "3"  # a frozen process's leases lapse after 3 s
+    await fleet.bot.start()
+    worker = fleet.worker()
+    await worker.start()
+    member, channel = await fleet.member("frozen"), await fleet.guild.create_channel("job-frozen-bot")
+    before = await provider_jobs(fleet.providers)
+    await running_at_fal(fleet, member, channel)
+
+    fleet.bot.pause()
+    await fleet.providers.script("fal", queue_polls=1, running_polls=1)
+    await fleet.providers.release("fal")
+    await discord.wait_for(lambda: results_in(discord, channel), timeout=40, what="the worker's delivery")
+
+    fleet.bot.resume()
+    # The thawed bot carries on from where it froze (a poll of a job that has ended since). A job it runs end to end
+    # afterwards gives it time to post the old one again, if it were going to.
+    other = await fleet.member("after-thaw")
+    other_channel = await fleet.guild.create_channel("job-after-thaw")
+    await start(other, other_channel, "imagine", prompt="after the thaw")
+    await discord.wait_for(lambda: results_in(discord, other_channel), timeout=40, what="the new job's result")
+    assert len(results_in(discord, channel)) == 1
+    after = await provider_jobs(fleet.providers)
+    assert len(after["fal"]) - len(before["fal"]) == 1
+    run = await member.run_command(channel, "quota")
+    assert "You have used **1** of **25** images today" in (await run.reply()).content
+
+
 async def test_a_worker_without_a_token_says_so_in_one_line_and_exits_2(fleet: Fleet) -> None:
     env = {k: v for k, v in fleet.processes.env.items() if k != "DISCORD_TOKEN"}
     worker = fleet.worker(env=env)
