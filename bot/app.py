@@ -64,7 +64,8 @@ async def open_app(settings: Settings, *, deliverers: Mapping[str, Deliverer], c
         listener: WebhookListener | None = None
         bridge: SharedWebhooks | None = None
         shared_store = shared(store)
-        hub_wanted = bool(settings.webhook_public_url) and (listen or (shared_store is not None and start))
+        # Long-running processes (they adopt work) on a shared store follow jobs whose calls another one receives.
+        hub_wanted = bool(settings.webhook_public_url) and (listen or (shared_store is not None and config.adopt))
         try:
             providers = build_providers(settings, session, webhooks=hub_wanted)
             blobs = blobs_for(settings, store)

@@ -24,7 +24,15 @@ from pydantic import ValidationError
 
 from bot.app import App, open_app
 from bot.blobs import Blobs, BlobStore
-from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError, StoreBusyError
+from bot.errors import (
+    AtelierError,
+    ConfigError,
+    InputError,
+    ProviderError,
+    QuotaError,
+    StoreBusyError,
+    StoreUnreachableError,
+)
 from bot.images import extension_for
 from bot.inputs import read_image
 from bot.jobs import JobNotFoundError, RunnerConfig
@@ -45,6 +53,7 @@ from bot.providers.base import MAX_COUNT
 from bot.providers.registry import Providers, build_providers
 from bot.providers.retirement import ModelProbe
 from bot.settings import Settings
+from bot.store import migrate_database
 from bot.store.models import Job, JobState, Origin, Subject
 from bot.webhooks.fal_signature import FalSignatureVerifier
 
@@ -148,10 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     quota.add_argument("--daily", type=_NON_NEGATIVE, help="set this user's daily image limit (0 or more)")
     quota.add_argument("--concurrent", type=_NON_NEGATIVE, help="set this user's limit on jobs in flight (0 or more)")
 
-    sub.add_parser("run", help="start the Discord bot (also what no subcommand does)")
+    _add_process_parsers(sub)
     sub.add_parser("filters", help="list the filters the configured providers offer")
     sub.add_parser("doctor", help="check settings and whether each provider's key is accepted")
     return parser
+
+
+def _add_process_parsers(sub: Any) -> None:
+    """The long-running processes, and preparing the database they share."""
+    sub.add_parser("run", help="start the Discord bot (also what no subcommand does)")
+    sub.add_parser("worker", help="run and deliver jobs other processes left, with no gateway (see README)")
+    db = sub.add_parser("db", help="the database DATABASE_URL names")
+    db_ops = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    db_ops.add_parser("migrate", help="bring its schema up to this version of Atelier, then exit")
 
 
 def _add_job_control(ops: Any) -> None:
@@ -209,7 +227,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _doctor(settings)
     if args.command == "usage":
         return await _usage_main(args, settings)
-    return await _run_bot(settings)
+    if args.command == "db":
+        return await _db_main(settings)
+    return await _serve_main(args.command, settings)
 
 
 def _refuse_usage(argv: list[str], message: str) -> int:
@@ -554,55 +574,32 @@ async def _usage_main(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-# --- atelier run ---------------------------------------------------------------------------------------------
+# --- atelier db ------------------------------------------------------------------------------------------------
 
 
-async def _run_bot(settings: Settings) -> int:
-    # discord.py is needed only to run the bot: job commands start faster without importing it.
-    from bot.discord_bot import point_at  # noqa: PLC0415
-
-    if settings.discord_token is None:
-        print("atelier: DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in .env "
-              "(see .env.example).", file=sys.stderr)
-        return EXIT_REFUSED
-    point_at(settings)
-    stop = _interruptible()
-    config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True, hand_off=True)
+async def _db_main(settings: Settings) -> int:
+    """`atelier db migrate`: what it did, in one line; errors name the URL's scheme at most (it may hold a
+    password)."""
     try:
-        return await _serve(settings, config, stop)
-    except ConfigError as exc:  # e.g. the webhook port is taken
+        before, after = await migrate_database(settings.database_url)
+    except (ConfigError, StoreUnreachableError, StoreBusyError) as exc:
         print(f"atelier: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-
-
-async def _serve(settings: Settings, config: RunnerConfig, stop: asyncio.Event) -> int:
-    import discord  # noqa: PLC0415
-
-    from bot.discord_bot import AtelierBot  # noqa: PLC0415
-
-    assert settings.discord_token is not None
-    async with open_app(settings, deliverers={}, config=config, start=False, listen=True) as app:
-        bot = AtelierBot(app)
-        async with bot:
-            runner = asyncio.ensure_future(bot.start(settings.discord_token.get_secret_value()))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not runner.done():
-                await bot.close()
-            try:
-                await runner
-            except discord.LoginFailure:
-                print("atelier: Discord rejected DISCORD_TOKEN (401 Unauthorized): copy the bot token again from "
-                      "the developer portal.", file=sys.stderr)
-                return EXIT_REFUSED
-            except discord.PrivilegedIntentsRequired:  # pragma: no cover - the bot asks for none
-                print("atelier: Discord refused the gateway intents.", file=sys.stderr)
-                return EXIT_REFUSED
-            except (discord.HTTPException, OSError) as exc:
-                print(f"atelier: cannot reach Discord: {exc}", file=sys.stderr)
-                return EXIT_FAILED
+    if after == before:
+        print(f"nothing to do: schema {after}")
+    else:
+        print(f"applied {after - before} migration(s): schema {before} -> {after}")
     return EXIT_OK
+
+
+# --- atelier run / worker -------------------------------------------------------------------------------------
+
+
+async def _serve_main(command: str, settings: Settings) -> int:
+    # discord.py is needed only by the long-running processes: job commands start faster without importing it.
+    from bot import serving  # noqa: PLC0415
+
+    return await (serving.run_worker(settings) if command == "worker" else serving.run_bot(settings))
 
 
 # --- atelier filters / doctor ---------------------------------------------------------------------------

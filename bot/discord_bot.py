@@ -63,13 +63,23 @@ class AtelierBot(commands.Bot):
         return int(channel) if channel else None
 
     async def setup_hook(self) -> None:
+        await self.load_cogs()
+        self.audit.start()
+        await self.sync_commands()
+        if self.start_runner:
+            # Jobs resume only now, when the cogs that deliver them are loaded.
+            await self.app.runner.start()
+
+    async def load_cogs(self) -> None:
         # Found by path, not imported: the cogs import this module, and it must not import them back.
         spec = importlib.util.find_spec("cogs")
         assert spec is not None and spec.submodule_search_locations is not None
         for module in pkgutil.iter_modules(spec.submodule_search_locations):
             if not module.name.startswith("_"):
                 await self.load_extension(f"cogs.{module.name}")
-        self.audit.start()
+
+    async def sync_commands(self) -> None:
+        """Publish the slash commands where this installation serves (bot.worker's WorkerBot publishes none)."""
         guild_ids = self.app.settings.guild_ids
         allowed = self.engine.allowed_guilds
         if allowed:
@@ -90,9 +100,6 @@ class AtelierBot(commands.Bot):
         else:
             await self.tree.sync()
         log.info("commands synced to %s", f"guilds {guild_ids}" if guild_ids else "all guilds (global)")
-        if self.start_runner:
-            # Jobs resume only now, when the cogs that deliver them are loaded.
-            await self.app.runner.start()
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -78,7 +78,8 @@ class StoreBusyError(AtelierError):
 
 
 class StoreUnreachableError(AtelierError):
-    """The database cannot be reached (no server, a path that cannot be created). The message names no secret."""
+    """The database could not be opened at all (no such place, no permission, no server answering). Nothing was
+    changed."""
 
 
 class QuotaError(AtelierError):

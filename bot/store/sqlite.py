@@ -140,6 +140,18 @@ async def _user_version(db: aiosqlite.Connection) -> int:
     return int(rows[0][0])
 
 
+def peek_schema_version(path: str) -> int:
+    """The schema version of an existing file without changing anything (read-only, no WAL switch, no
+    migration); 0 when there is no file yet. Blocking: call it in a thread."""
+    if path == ":memory:" or not Path(path).is_file():
+        return 0
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_ATTEMPT_S)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
 async def apply_migrations(db: aiosqlite.Connection, *, label: str, up_to: int | None = None) -> int:
     """Bring the schema up to `up_to` (default: the newest file). Returns the version reached.
 

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.e2e.harness import PROVIDERS, BotProcess, JobsDb, ProviderFakes
+from tests.e2e.harness import PROVIDERS, BotProcess, Cluster, JobsDb, ProviderFakes, WorkerProcess
 from tests.fakes.discord import Channel, FakeDiscord, GuildHandle, MemberActor, Message, Perm
 
 # Short waits everywhere: provider jobs take about a second, so the whole set runs in well under two minutes.
@@ -161,6 +161,59 @@ async def e2e(discord: FakeDiscord, guild: GuildHandle, providers: ProviderFakes
         await providers.release(name)
 
 
+# --- several processes on one database (tests/e2e/test_workers.py) -------------------------------------------
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """The database every process of a multi-process test shares: the one place it is named, so that these tests
+    can run on another store by parameterising this fixture."""
+    return f"sqlite:///{tmp_path}/data/atelier.db"
+
+
+@dataclass
+class Fleet:
+    """A bot and its workers on one database, against a fake Discord of their own (the session's shared bot is
+    connected to the other one: a fake Discord has one gateway session), and the shared provider fakes."""
+
+    discord: FakeDiscord
+    guild: GuildHandle
+    providers: ProviderFakes
+    processes: Cluster
+
+    @property
+    def bot(self) -> BotProcess:
+        return self.processes.bot
+
+    def worker(self, *, env: dict[str, str] | None = None) -> WorkerProcess:
+        return self.processes.worker(env=env)
+
+    async def member(self, name: str) -> MemberActor:
+        return await self.guild.add_member(f"{name}-{next(_names)}")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fleet(tmp_path: Path, database_url: str, providers: ProviderFakes) -> AsyncIterator[Fleet]:
+    fake = FakeDiscord()
+    await fake.start()
+    guild = await fake.create_guild("Atelier fleet")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[2]),
+           "DATABASE_URL": database_url, "DISCORD_GUILD_IDS": str(guild.id), **fake.bot_env(), **providers.env(),
+           **BOT_SETTINGS}
+    for name in PROVIDERS:
+        await providers.script(name, **DEFAULT_SCRIPT)
+        await providers.knobs(name, distinct_outputs=True, latency_s=0.0)
+        await providers.clear_faults(name)
+    fleet = Fleet(fake, guild, providers, Cluster(tmp_path / "processes", env))
+    try:
+        yield fleet
+    finally:
+        await fleet.processes.stop()
+        for name in PROVIDERS:
+            await providers.release(name)
+        await fake.stop()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
@@ -172,4 +225,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("fake discord: last REST calls", "\n".join(calls)))
         if world.discord.rest.unknown:
             report.sections.append(("fake discord: unknown routes", "\n".join(world.discord.rest.unknown)))
+    fleet = getattr(item, "funcargs", {}).get("fleet")
+    if report.failed and isinstance(fleet, Fleet):
+        report.sections.append(("atelier processes' logs", fleet.processes.logs()))
+        calls = [f"{c.method} {c.path} -> {c.status}" for c in fleet.discord.rest.calls[-60:]]
+        report.sections.append(("fake discord: last REST calls", "\n".join(calls)))
     return report

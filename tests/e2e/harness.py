@@ -1,5 +1,6 @@
 """The pieces of an end-to-end run: the provider fakes in their own process, the unmodified bot process
-(`python -m bot`, as the README says) on its own SQLite file, and read-only looks into that file.
+(`python -m bot`, as the README says) on its own SQLite file, `atelier worker` processes beside it, and read-only
+looks into that file.
 
 The fake Discord itself lives in the test process (tests/fakes/discord); conftest.py ties everything together.
 """
@@ -126,11 +127,13 @@ class BotProcess:
     """
 
     READY = "READY as"
+    ARGS: tuple[str, ...] = ()  # after `python -m bot`: none is `atelier run`
+    NAME = "bot"
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir = workdir
         self.env = env
-        self.log_path = workdir / "bot.log"
+        self.log_path = workdir / f"{self.NAME}.log"
         self.starts = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -150,11 +153,11 @@ class BotProcess:
         """Start the bot and wait until it logs that it is READY (unless wait_ready=False: then see wait_ready())."""
         self.starts += 1
         with self.log_path.open("a") as log:
-            log.write(f"----- bot start #{self.starts} -----\n")
+            log.write(f"----- {self.NAME} start #{self.starts} -----\n")
         self._ready = threading.Event()
-        self.proc = subprocess.Popen([*self.wrapper, sys.executable, "-m", "bot"], cwd=self.workdir, env=self.env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self._reader = threading.Thread(target=self._read, args=(self.proc, self._ready), name="bot-log",
+        self.proc = subprocess.Popen([*self.wrapper, sys.executable, "-m", "bot", *self.ARGS], cwd=self.workdir,
+                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._reader = threading.Thread(target=self._read, args=(self.proc, self._ready), name=f"{self.NAME}-log",
                                         daemon=True)
         self._reader.start()
         if wait_ready:
@@ -164,7 +167,7 @@ class BotProcess:
         assert self.proc is not None
         if not await asyncio.to_thread(self._wait_ready, self.proc, timeout):
             await self.kill()
-            raise RuntimeError(f"the bot did not get READY within {timeout} s:\n{self.log_tail()}")
+            raise RuntimeError(f"the {self.NAME} did not get ready within {timeout} s:\n{self.log_tail()}")
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -183,6 +186,30 @@ class BotProcess:
                 if self.READY in text:
                     ready.set()
 
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    async def wait_exit(self, timeout: float = 30.0) -> int:
+        """The exit code, once the process has ended by itself (AssertionError if it has not within `timeout`)."""
+        assert self.proc is not None
+        try:
+            code = await asyncio.to_thread(self.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the {self.NAME} did not exit within {timeout:g} s:\n{self.log_tail()}") from None
+        await self._reap()
+        return code
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen mid-step; its leases lapse while it sleeps (the process itself still exists)."""
+        assert self.alive and self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: carries on from where SIGSTOP froze it."""
+        assert self.alive and self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     async def kill(self) -> None:
         """SIGKILL: the process gets no chance to tidy up."""
         if self.alive:
@@ -194,6 +221,7 @@ class BotProcess:
         """SIGTERM, as an operator stops it; SIGKILL if it does not stop within 15 s."""
         if self.alive:
             assert self.proc is not None
+            self.proc.send_signal(signal.SIGCONT)  # a paused process could not act on SIGTERM
             self.proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.to_thread(self.proc.wait, 15)
@@ -225,6 +253,52 @@ class BotProcess:
     def log_tail(self, chars: int = 20_000) -> str:
         text = self.log_since(0)
         return text[-chars:]
+
+
+class WorkerProcess(BotProcess):
+    """`python -m bot worker`: the same environment as the bot (database, token, Discord's address), no gateway."""
+
+    READY = "worker ready as"
+    ARGS = ("worker",)
+    NAME = "worker"
+
+    def __init__(self, workdir: Path, env: dict[str, str], *, number: int = 1) -> None:
+        self.NAME = f"worker-{number}"
+        super().__init__(workdir, env)
+
+
+class Cluster:
+    """Several Atelier processes on one database: a bot and any number of workers, each in a working directory of
+    its own (no stray .env), all with the one environment `env` (DATABASE_URL among it)."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+        self.bot = BotProcess(self._home("bot"), env)
+        self.workers: list[WorkerProcess] = []
+
+    def _home(self, name: str) -> Path:
+        home = self.root / name
+        home.mkdir(parents=True, exist_ok=True)
+        return home
+
+    def worker(self, *, env: dict[str, str] | None = None) -> WorkerProcess:
+        """A new worker process, not started yet (`env`: instead of the cluster's, to start one misconfigured)."""
+        number = len(self.workers) + 1
+        worker = WorkerProcess(self._home(f"worker-{number}"), self.env if env is None else env, number=number)
+        self.workers.append(worker)
+        return worker
+
+    @property
+    def processes(self) -> list[BotProcess]:
+        return [self.bot, *self.workers]
+
+    async def stop(self) -> None:
+        for process in self.processes:
+            await process.stop()
+
+    def logs(self, chars: int = 15_000) -> str:
+        return "\n".join(f"===== {p.NAME} =====\n{p.log_tail(chars)}" for p in self.processes if p.starts)
 
 
 class JobsDb:

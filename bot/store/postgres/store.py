@@ -53,6 +53,16 @@ class PostgresJobStore(PgJobs, PgRecords):
             raise
         return cls(pool, database_url)
 
+    @classmethod
+    async def migrate(cls, database_url: str) -> tuple[int, int]:
+        """Apply the migrations and close again (`atelier db migrate`): the schema version (before, after)."""
+        pool = await open_pool(database_url, max_size=2)
+        try:
+            async with unreachable_as_error(database_url), pool.connection() as conn:
+                return await apply_migrations(conn, label=describe(database_url))
+        finally:
+            await pool.close()
+
     async def close(self) -> None:
         if self._presence is not None:
             await self._presence.close()
