@@ -29,6 +29,7 @@ import pytest_asyncio
 
 from tests.e2e.harness import PROVIDERS, BotProcess, Cluster, JobsDb, ProviderFakes, WorkerProcess
 from tests.fakes.discord import Channel, FakeDiscord, GuildHandle, MemberActor, Message, Perm
+from tests.pg import fresh_database
 
 # Short waits everywhere: provider jobs take about a second, so the whole set runs in well under two minutes.
 BOT_SETTINGS = {
@@ -164,11 +165,15 @@ async def e2e(discord: FakeDiscord, guild: GuildHandle, providers: ProviderFakes
 # --- several processes on one database (tests/e2e/test_workers.py) -------------------------------------------
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """The database every process of a multi-process test shares: the one place it is named, so that these tests
-    can run on another store by parameterising this fixture."""
-    return f"sqlite:///{tmp_path}/data/atelier.db"
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The database every process of a multi-process test shares: an SQLite file (processes on one machine), or
+    a PostgreSQL database of the test's own (processes anywhere)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/data/atelier.db"
+    else:
+        with fresh_database() as url:
+            yield url
 
 
 @dataclass
