@@ -1,17 +1,23 @@
 """Benchmark: one process holding N jobs in flight against the fake providers (in their own process).
 
     uv run python -m bench.runner_load [--jobs 2000] [--min 2] [--max 20] [--webhooks] [--json out.json]
+        [--database-url URL --fake-url URL --go FILE]  (one of several processes on one database: bench.scale)
+        [--webhook-url URL]  (ask for webhook calls that another process receives: bench.relay)
 
-Reports event-loop lag, peak memory, CPU per job, store writes per second, provider requests per job, and the
-time from the fake provider finishing a job to its delivery (median and p95). Not a pass/fail test.
+Reports event-loop lag, peak memory, CPU per job, job creates per second, store writes per second, provider
+requests per job, and the time from the fake provider finishing a job to its delivery (median and p95). Not a
+pass/fail test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +72,49 @@ class CountingStore:
         return attr
 
 
-async def run(jobs: int, low: float, high: float, provider: str = "fal", webhooks: bool = False) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, fake_providers(provider) as urls:
-        url = urls[provider]
-        await admin(url, "/_admin/script", {"duration_range": [low, high], "queue_polls": 0})
-        hooks: dict[str, Any] = {}
-        if webhooks:
-            port = free_port()
-            hooks = {"webhook_public_url": f"http://127.0.0.1:{port}", "webhook_host": "127.0.0.1",
-                     "webhook_port": port, "fal_jwks_url": f"{url}/.well-known/jwks.json"}
-        settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp}/bench.db",  # type: ignore[call-arg]
-                            fal_key="bench-key", fal_queue_url=url, fal_max_parallel=jobs, quota_daily=10**6,
-                            quota_concurrent=10**6, provider_requests_per_second=0, poll_max_s=10.0,
-                            job_deadline_s=high * 5, log_level="WARNING", **hooks)
+@dataclass
+class Shared:
+    """This process is one of several on one database (bench.scale, bench.relay)."""
+
+    database_url: str | None = None
+    fake_url: str | None = None
+    go: Path | None = None  # every process creates its jobs once this file exists
+    webhook_url: str | None = None  # calls go to another process's listener
+    tag: str = "p"
+
+
+@contextlib.contextmanager
+def _fake(provider: str, shared: Shared) -> Iterator[str]:
+    if shared.fake_url:
+        yield shared.fake_url
+        return
+    with fake_providers(provider) as urls:
+        yield urls[provider]
+
+
+def _settings(url: str, database_url: str, *, high: float, webhooks: bool, webhook_url: str | None) -> Settings:
+    hooks: dict[str, Any] = {}
+    if webhooks:
+        port = free_port()
+        hooks = {"webhook_public_url": f"http://127.0.0.1:{port}", "webhook_host": "127.0.0.1",
+                 "webhook_port": port, "fal_jwks_url": f"{url}/.well-known/jwks.json"}
+    elif webhook_url:
+        # Completed by calls another process receives: polls only as the safety net, a minute apart.
+        hooks = {"webhook_public_url": webhook_url, "webhook_safety_poll_s": 60.0}
+    return Settings(_env_file=None, database_url=database_url,  # type: ignore[call-arg]
+                    fal_key="bench-key", fal_queue_url=url, fal_max_parallel=10**5, quota_daily=10**7,
+                    quota_concurrent=10**6, provider_requests_per_second=0, poll_max_s=10.0,
+                    job_deadline_s=high * 5, log_level="WARNING", **hooks)
+
+
+async def run(jobs: int, low: float, high: float, provider: str = "fal", webhooks: bool = False,
+              shared: Shared | None = None) -> dict[str, Any]:
+    shared = shared or Shared()
+    with tempfile.TemporaryDirectory() as tmp, _fake(provider, shared) as url:
+        if not shared.fake_url:
+            await admin(url, "/_admin/script", {"duration_range": [low, high], "queue_polls": 0})
+        settings = _settings(url, shared.database_url or f"sqlite:///{tmp}/bench.db", high=high,
+                             webhooks=webhooks, webhook_url=shared.webhook_url)
         delivery = TimedDelivery()
         delivery.expected = jobs
         config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
@@ -99,9 +135,14 @@ async def run(jobs: int, low: float, high: float, provider: str = "fal", webhook
             watcher = asyncio.create_task(watch())
 
             async def create(i: int) -> None:
-                await app.runner.create(Subject.member(1, f"user{i % 200}"), Origin.DISCORD,
+                await app.runner.create(Subject.member(1, f"{shared.tag}-user{i % 200}"), Origin.DISCORD,
                                         ImagineRequest(prompt=f"bench {i}"), provider=provider)
 
+            if shared.go is not None:
+                print("ready", flush=True)
+                while not shared.go.exists():
+                    await asyncio.sleep(0.005)
+                cpu0, t0 = cpu_seconds(), time.perf_counter()
             for start in range(0, jobs, 50):  # arrivals in bursts of 50, as a busy server would see them
                 await asyncio.gather(*(create(i) for i in range(start, min(jobs, start + 50))))
             created_s = time.perf_counter() - t0
@@ -120,7 +161,8 @@ async def run(jobs: int, low: float, high: float, provider: str = "fal", webhook
         return {
             "jobs": jobs, "durations_s": [low, high], "provider": provider,
             "completion": "webhooks" if webhooks else "polling",
-            "create_all_s": round(created_s, 2), "wall_s": round(wall, 2), "peak_in_flight": peak,
+            "create_all_s": round(created_s, 2), "creates_per_s": round(jobs / created_s, 1),
+            "wall_s": round(wall, 2), "peak_in_flight": peak,
             "loop_lag_p50_ms": round(pct(lag.samples, 50) * 1000, 2),
             "loop_lag_p99_ms": round(pct(lag.samples, 99) * 1000, 2),
             "loop_lag_max_ms": round(max(lag.samples) * 1000, 2),
@@ -143,8 +185,14 @@ def main() -> None:
     parser.add_argument("--max", type=float, default=20.0)
     parser.add_argument("--webhooks", action="store_true", help="complete jobs by fal's signed webhook calls")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--database-url", help="a database shared with other processes (default: a fresh SQLite)")
+    parser.add_argument("--fake-url", help="a fal fake already running (default: start one)")
+    parser.add_argument("--go", type=Path, help="wait for this file before creating jobs")
+    parser.add_argument("--webhook-url", help="ask for webhook calls at another process's listener")
+    parser.add_argument("--tag", default="p", help="names this process's members apart from the others'")
     args = parser.parse_args()
-    result = asyncio.run(run(args.jobs, args.min, args.max, webhooks=args.webhooks))
+    shared = Shared(args.database_url, args.fake_url, args.go, args.webhook_url, args.tag)
+    result = asyncio.run(run(args.jobs, args.min, args.max, webhooks=args.webhooks, shared=shared))
     print_fields(result)
     emit(result, args.json)
 

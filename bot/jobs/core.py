@@ -89,6 +89,7 @@ class RunnerCore:
         self.rate_share = 1
         self._adopting = False
         self._adopt_again = False
+        self._stopping = False
         self.tasks = TaskSet("runner")
         self._live: dict[int, LiveJob] = {}
         self._listeners: list[Listener] = []
@@ -125,6 +126,8 @@ class RunnerCore:
 
     async def adopt(self) -> int:
         """Take over every job this process can deliver whose owner is gone; resume each from its state."""
+        if self._stopping:
+            return 0
         if self.shared is not None:
             return await self._adopt_shared(self.shared)
         jobs = await self.store.claimable(sorted(self.config.origins), now=self.clock(), host=self.host)

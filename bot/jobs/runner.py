@@ -44,6 +44,7 @@ class Runner(Recovering, Walking, Upkeep):
             self.tasks.spawn(self._housekeeping_loop(), name="housekeeping")
 
     async def stop(self) -> None:
+        self._stopping = True  # no new work from here on: a notification or a scan may still ask for some
         working = list(self._live)
         if self._submits:
             # Let submits already on the wire store their handles, so the next start polls them.

@@ -64,7 +64,7 @@ class Upkeep(RunnerCore):
 
     def _adopt_soon(self) -> None:
         """Look for work nobody holds (once more if a look is already under way: it may have started too early)."""
-        if not self.config.adopt:
+        if not self.config.adopt or self._stopping:
             return
         self._adopt_again = True
         if self._adopting:

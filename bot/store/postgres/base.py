@@ -3,6 +3,7 @@ decide whether a lease may be taken."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -43,6 +44,7 @@ class PgBase:
         # When this process last renewed its leases (monotonic), and for how long, per owner: a fenced write
         # after more than half a lease without a renewal renews first (see fenced()).
         self._renewed: dict[str, tuple[float, float]] = {}
+        self._renewals: dict[str, asyncio.Future[int]] = {}
 
     async def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
@@ -72,7 +74,12 @@ class PgBase:
             return None
         renewed = self._renewed.get(owner)
         if renewed is not None and time.monotonic() - renewed[0] > renewed[1] / 2:
-            await self.renew_leases(owner, now=self.clock(), lease_s=renewed[1])
+            # Every job of a process wakes from a stall at once: one renewal serves them all.
+            renewal = self._renewals.get(owner)
+            if renewal is None or renewal.done():
+                renewal = asyncio.ensure_future(self.renew_leases(owner, now=self.clock(), lease_s=renewed[1]))
+                self._renewals[owner] = renewal
+            await asyncio.shield(renewal)
         return owner
 
     async def renew_leases(self, owner: str, *, now: datetime, lease_s: float) -> int:

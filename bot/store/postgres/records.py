@@ -29,9 +29,9 @@ MAX_DELIVERY_ERROR_CHARS = 2000
 
 
 class PgRecords(PgBase):
-    async def _hold(self, conn: Connection, job_id: int) -> None:
-        """Inside a transaction: raise LeaseLostError if this task writes fenced and the job is someone else's."""
-        owner = await self.fenced()
+    async def _hold(self, conn: Connection, job_id: int, owner: str | None) -> None:
+        """Inside a transaction: raise LeaseLostError if this task writes fenced (as `owner`, from fenced(), asked
+        before the transaction began: a renewal needs a connection of its own) and the job is someone else's."""
         if owner is None:
             return
         row = await (await conn.execute("SELECT lease_owner FROM jobs WHERE id = %s FOR SHARE",
@@ -56,8 +56,9 @@ class PgRecords(PgBase):
         return [delivery_from_row(r) for r in rows]
 
     async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> int:
+        owner = await self.fenced()
         async with self._pool.connection() as conn, conn.transaction():
-            await self._hold(conn, job_id)
+            await self._hold(conn, job_id, owner)
             row = await (await conn.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = %s, next_attempt_at = %s"
                 " WHERE job_id = %s AND target = %s AND state = 'pending' RETURNING attempts",
@@ -65,8 +66,9 @@ class PgRecords(PgBase):
         return int(row["attempts"]) if row else 0
 
     async def give_up_delivery(self, job_id: int, target: str, *, error: str, now: datetime) -> bool:
+        owner = await self.fenced()
         async with self._pool.connection() as conn, conn.transaction():
-            await self._hold(conn, job_id)
+            await self._hold(conn, job_id, owner)
             changed = (await conn.execute(
                 "UPDATE deliveries SET state = %s, last_error = %s, done_at = %s"
                 " WHERE job_id = %s AND target = %s AND state = 'pending'",
@@ -75,8 +77,9 @@ class PgRecords(PgBase):
         return changed == 1
 
     async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
+        owner = await self.fenced()
         async with self._pool.connection() as conn, conn.transaction():
-            await self._hold(conn, job_id)
+            await self._hold(conn, job_id, owner)
             changed = (await conn.execute(
                 "INSERT INTO deliveries (job_id, target, state, attempts, next_attempt_at, created_at, done_at)"
                 " VALUES (%s, %s, 'done', 0, %s, %s, %s)"
@@ -148,8 +151,9 @@ class PgRecords(PgBase):
     async def open_post(self, job_id: int, kind: PostKind, *,
                         channel_id: int | str | None) -> tuple[DiscordPost, bool]:
         kind = PostKind(kind)
+        owner = await self.fenced()
         async with self._pool.connection() as conn, conn.transaction():
-            await self._hold(conn, job_id)
+            await self._hold(conn, job_id, owner)
             token = await (await conn.execute("SELECT token FROM jobs WHERE id = %s FOR UPDATE",
                                               (job_id,))).fetchone()
             if token is None:
@@ -171,12 +175,13 @@ class PgRecords(PgBase):
     async def record_post(self, post_id: int, *, message_id: int | str | None, channel_id: int | str | None = None,
                           note: str | None = None, in_guild: bool = True) -> DiscordPost:
         now = self.clock()
+        owner = await self.fenced()
         async with self._pool.connection() as conn, conn.transaction():
             found = await (await conn.execute("SELECT job_id FROM discord_posts WHERE id = %s",
                                               (post_id,))).fetchone()
             if found is None:
                 raise KeyError(post_id)
-            await self._hold(conn, int(found["job_id"]))
+            await self._hold(conn, int(found["job_id"]), owner)
             row = await (await conn.execute(
                 "UPDATE discord_posts SET message_id = %s, channel_id = COALESCE(%s, channel_id), note = %s,"
                 " posted_at = %s WHERE id = %s RETURNING *",
@@ -231,8 +236,9 @@ class PgRecords(PgBase):
                            provider: str, now: datetime) -> bool:
         if min(images, reserved_micro, member_micro) < 0:
             raise ValueError("a settlement is 0 or more")
+        owner = await self.fenced()
         async with self._pool.connection() as conn, conn.transaction():
-            await self._hold(conn, job_id)
+            await self._hold(conn, job_id, owner)
             changed = (await conn.execute(
                 "UPDATE job_spend SET images = LEAST(images, %(i)s), reserved_micro = LEAST(reserved_micro, %(r)s),"
                 " member_micro = LEAST(member_micro, %(m)s), provider = %(p)s,"
