@@ -30,6 +30,9 @@ class JobStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """One round trip to the database (for /readyz); raises when it cannot be reached."""
+
     # --- jobs --------------------------------------------------------------------------------------------
     async def create_job(self, new: NewJob, *, defaults: QuotaLimits, now: datetime) -> Job:
         """Check the subject's quota and insert the job in ONE transaction (raises bot.errors.QuotaError)."""

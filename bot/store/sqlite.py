@@ -262,6 +262,10 @@ class SqliteJobStore:
                         tb: TracebackType | None) -> None:
         await self.close()
 
+    async def ping(self) -> None:
+        async with self._lock:
+            await self._rows(self._db, "SELECT 1")
+
     async def schema_version(self) -> int:
         async with self._lock:
             return await _user_version(self._db)
