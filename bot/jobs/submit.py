@@ -57,6 +57,10 @@ class Submitting(Choosing, Sending):
         await self._wait_for_slot(job, gate)
         keep_slot = False  # kept only when the job is at the provider; _follow gives it back
         try:
+            if self.draining:
+                # After SIGTERM nothing new goes on the wire: the job stays pending, unsent, for the next process.
+                await self.store.release(job.id, self.owner)
+                return None
             if self.clock() >= job.deadline_at:
                 # It waited in line past its deadline: fail it before paying for it.
                 return await self._fail(job, "it waited in line past its deadline and was not sent",
