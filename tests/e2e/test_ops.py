@@ -250,6 +250,9 @@ async def test_sigterm_drains_and_the_next_process_delivers_every_job_once(world
     clicked = await click.reply()
     assert clicked.ephemeral and "restarting" in clicked.content, clicked.content
     assert world.db.jobs_of(carol.id) == [] and world.db.images_charged(carol.id) == 0
+    during = await scrape(world.bot)
+    assert value(during, "atelier_draining") == 1
+    assert value(during, "atelier_refusals_total", reason="draining") == 2
     assert world.bot.alive, "the bot left before the submit on the wire stored its handle"
 
     # The submit is answered: its handle is stored, the leases go back, the process exits 0 within the grace.
