@@ -217,7 +217,7 @@ async def test_json_logs_name_the_job_and_never_a_key(world: E2E) -> None:
 
 async def test_sigterm_drains_and_the_next_process_delivers_every_job_once(world: E2E) -> None:
     await world.quiesce()
-    erin, alice, bob, carol = [await world.member(n) for n in ("erin", "alice", "bob", "carol")]
+    erin, alice, bob, carol, dave = [await world.member(n) for n in ("erin", "alice", "bob", "carol", "dave")]
     old = await start(world, erin, prompt="an earlier result")
     old_result = await world.result(old)
     novita_before = len((await world.providers.stats("novita"))["jobs"])
@@ -232,6 +232,10 @@ async def test_sigterm_drains_and_the_next_process_delivers_every_job_once(world
     await world.providers.hold("novita", NOVITA_SUBMIT)
     sending = await start(world, alice, prompt="submitted while stopping")
     await world.job(sending, state="submitting")
+    # A command under way when SIGTERM comes: recorded, its public status post held at Discord.
+    posting = world.discord.hold_next("POST", path=f"/channels/{world.channel.id}/messages")
+    under_way = await dave.run_command(world.channel, "imagine", prompt="asked just before the restart")
+    await world.discord.wait_for(lambda: posting.call is not None, what="the status post to reach Discord")
 
     mark = world.bot.log_size()
     assert world.bot.proc is not None
@@ -255,16 +259,26 @@ async def test_sigterm_drains_and_the_next_process_delivers_every_job_once(world
     assert value(during, "atelier_refusals_total", reason="draining") == 2
     assert world.bot.alive, "the bot left before the submit on the wire stored its handle"
 
-    # The submit is answered: its handle is stored, the leases go back, the process exits 0 within the grace.
+    # The submit is answered and its handle stored; the drain still waits for the command under way.
     await world.providers.release("novita")
     await world.providers.hold("novita", NOVITA_POLL)
+    await world.discord.wait_for(lambda: (world.db.job(sending) or {}).get("handle"), poll=0.05,
+                                 what="the drained submit's handle")
+    await asyncio.sleep(0.5)
+    assert world.bot.alive, "the bot left before the command under way was answered"
+    # Answered: its job was recorded before the drain, so it stands (and waits, unsent, for the next process).
+    posting.release()
+    late = started_job((await under_way.reply()).content)
+
+    # Nothing is under way any more: the leases go back and the process exits 0 within the grace.
     code = await asyncio.to_thread(world.bot.proc.wait, GRACE_S)
     elapsed = time.monotonic() - began
     assert code == 0, world.bot.log_since(mark)[-5000:]
     assert elapsed < GRACE_S
     stored = world.db.job(sending)
     assert stored is not None and stored["handle"] and stored["state"] != "submitting", stored
-    for job_id in (sending, running):
+    assert (world.db.job(late) or {}).get("state") == "pending"  # never sent during the drain
+    for job_id in (sending, running, late):
         assert (world.db.job(job_id) or {}).get("lease_owner") is None, f"job #{job_id} still leased"
     assert not [e for e in log_lines(world.bot, mark) if e["level"] in ("ERROR", "CRITICAL")]
     await world.bot.kill()  # reaps the exited process and its log reader
@@ -273,13 +287,13 @@ async def test_sigterm_drains_and_the_next_process_delivers_every_job_once(world
     await world.providers.release("novita")
     await world.providers.release("fal")
     await world.bot.start()
-    for job_id in (sending, running):
+    for job_id in (sending, running, late):
         await world.result(job_id, timeout=40)
     await world.quiesce(timeout=40)
-    for job_id in (sending, running):
+    for job_id in (sending, running, late):
         assert len(world.results_of(job_id)) == 1, f"job #{job_id} delivered more than once"
         assert (await world.job(job_id))["state"] == "succeeded"
     # Nothing was sent twice: one submit each, the drained one included.
-    assert len((await world.providers.stats("novita"))["jobs"]) == novita_before + 1
+    assert len((await world.providers.stats("novita"))["jobs"]) == novita_before + 2
     assert len((await world.providers.stats("fal"))["jobs"]) == fal_before + 1
 
