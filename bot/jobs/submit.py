@@ -70,6 +70,7 @@ class Submitting(Choosing, Sending):
                                                   provider=candidate.name, attempts=job.attempts + 1)
             if sending is None:
                 return None
+            self._note(sending)
             try:
                 stored = await self._send_shielded(job.id, candidate, request)
             except AtelierError as exc:

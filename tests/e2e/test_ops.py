@@ -257,6 +257,9 @@ async def test_sigterm_drains_and_the_next_process_delivers_every_job_once(world
     during = await scrape(world.bot)
     assert value(during, "atelier_draining") == 1
     assert value(during, "atelier_refusals_total", reason="draining") == 2
+    # In flight here: bob's job at fal and alice's submit on the wire (dave's job starts once its post is shown).
+    assert total(during, "atelier_jobs_in_flight", provider="fal", operation="edit") == 1
+    assert value(during, "atelier_jobs_in_flight", state="submitting", provider="novita", operation="imagine") == 1
     assert world.bot.alive, "the bot left before the submit on the wire stored its handle"
 
     # The submit is answered and its handle stored; the drain still waits for the command under way.
