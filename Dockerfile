@@ -18,8 +18,8 @@ COPY --from=build --chown=atelier:atelier /app /app
 ENV PATH="/app/.venv/bin:$PATH" PYTHONUNBUFFERED=1 DATABASE_URL=sqlite:////data/atelier.db
 RUN mkdir -p /data && chown atelier:atelier /data
 VOLUME ["/data"]
-# The webhook listener, used only when WEBHOOK_PUBLIC_URL is set.
-EXPOSE 8080
+# The webhook listener, used only when WEBHOOK_PUBLIC_URL is set; metrics and health checks when METRICS_PORT is.
+EXPOSE 8080 9100
 USER 10001
 ENTRYPOINT ["atelier"]
 CMD ["run"]

@@ -48,6 +48,7 @@ from bot.operations import (
     Size,
     TryonRequest,
 )
+from bot.ops.logs import configure as configure_logging
 from bot.progress import ProgressLine
 from bot.providers.base import MAX_COUNT
 from bot.providers.registry import Providers, build_providers
@@ -200,11 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "elapsed_s": 0.0, "error": message})
         print(f"atelier: {message}", file=sys.stderr)
         return EXIT_REFUSED
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if logging.getLogger().level > logging.DEBUG:
-        # discord.py narrates every connection step at INFO; Atelier's own log says what matters.
-        logging.getLogger("discord").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return asyncio.run(_dispatch(args, settings))
     except KeyboardInterrupt:  # commands without their own Ctrl-C handling (`jobs`, `quota`, `doctor`, ...)

@@ -19,9 +19,11 @@ from bot.app import App
 from bot.cooldowns import Cooldowns
 from bot.discord_audit import SETTING as AUDIT_SETTING
 from bot.discord_audit import AuditLog, discord_sender
-from bot.discord_errors import AtelierTree
+from bot.discord_errors import AtelierTree, answering
 from bot.discord_mentions import NOBODY
+from bot.discord_metrics import http_trace, shards, shards_ready
 from bot.engine import Engine
+from bot.ops import metrics
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,14 @@ class AtelierBot(commands.Bot):
         discord.VoiceClient.warn_dave = False
         # Nothing the bot sends pings anyone unless that message names who (bot.discord_mentions).
         super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None,
-                         tree_cls=AtelierTree, allowed_mentions=NOBODY)
+                         tree_cls=AtelierTree, allowed_mentions=NOBODY,
+                         http_trace=http_trace(app.settings.discord_api_base))
         self.app = app
+        # Ready means the gateway's shards are connected too; the metrics show them (bot.discord_metrics).
+        app.health.add_check("discord", lambda: shards_ready(self))
+        metrics.VIEWS.shards = lambda: shards(self)
+        if app.drain is not None:  # a drain lets the members' commands under way get their answers
+            app.drain.add_busy("answers", answering)
         self.engine = Engine(app)  # the cogs' only way into the engine
         self.cooldowns = Cooldowns()
         self.start_runner = start_runner

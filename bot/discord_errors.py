@@ -114,14 +114,27 @@ async def report_interaction(interaction: discord.Interaction[Any], error: BaseE
                  channel_id=interaction.channel_id, interaction=interaction)
 
 
+_answering = 0
+
+
+def answering() -> int:
+    """Commands and buttons being answered right now: a drain waits for them (bot.ops.drain), so that a process
+    stopping never leaves a member looking at "thinking…" for ever."""
+    return _answering
+
+
 @contextlib.asynccontextmanager
 async def handled(interaction: discord.Interaction[Any], where: str) -> AsyncIterator[None]:
     """Wrap a command's body: whatever it raises is answered by the one handler, here, so a refusal is an answer and
     not an error of the command (what escapes a command's body still reaches AtelierTree.on_error)."""
+    global _answering  # noqa: PLW0603 - one count per process, as there is one bot per process
+    _answering += 1
     try:
         yield
     except Exception as exc:
         await report_interaction(interaction, exc, where)
+    finally:
+        _answering -= 1
 
 
 class AtelierTree(app_commands.CommandTree[Any]):

@@ -96,3 +96,11 @@ class QuotaError(AtelierError):
 class Refusal(AtelierError):
     """A clear answer to a member who asked for something Atelier will not do (a command turned off, a cooldown,
     someone else's result). Shown privately; nothing was charged."""
+
+
+class RestartingError(Refusal):
+    """The process is draining after SIGTERM (bot.ops.drain): it records no new job. Nothing was charged."""
+
+    def __init__(self) -> None:
+        super().__init__("Atelier is restarting, so it did not start this (nothing was charged). Please try again "
+                         "in a minute.")

@@ -87,6 +87,8 @@ async def _until_stopped(bot: AtelierBot, body: Awaitable[None], stop: asyncio.E
     await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     if not running.done():
+        assert bot.app.drain is not None
+        await bot.app.drain.run()  # SIGTERM: refuse new work while what is on the wire lands (bot.ops.drain)
         await bot.close()
     try:
         await running

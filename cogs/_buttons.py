@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 
 from bot.codec import takes_seed
-from bot.discord_errors import AtelierView, report_interaction
+from bot.discord_errors import AtelierView, handled
 from bot.errors import Refusal
 from bot.store.models import Job, JobState
 from cogs._common import Interaction, acknowledge
@@ -36,7 +36,7 @@ class ButtonActions(Protocol):
 
 
 async def _act(interaction: Interaction, action: str, job: Job | None) -> None:
-    try:
+    async with handled(interaction, f"the {action} button"):
         await acknowledge(interaction)
         if job is None:
             raise Refusal(EARLIER_INSTALLATION)
@@ -45,8 +45,6 @@ async def _act(interaction: Interaction, action: str, job: Job | None) -> None:
         if not isinstance(results, ButtonActions):
             raise Refusal("Atelier is restarting; please try again in a moment.")
         await results.on_button(interaction, action, job)
-    except Exception as exc:
-        await report_interaction(interaction, exc, f"the {action} button")
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],

@@ -5,6 +5,7 @@ the same way."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import assert_never
 
 from bot.errors import OutputError
@@ -13,8 +14,10 @@ from bot.jobs.money import Spending
 from bot.providers.base import Provider
 from bot.providers.status import Cancelled, Failed, Succeeded
 from bot.redaction import redact
-from bot.store.models import Job, JobState, StoredOutput
+from bot.store.models import Job, JobState, Origin, StoredOutput
 from bot.store.refunds import images_charged, refund_due
+
+log = logging.getLogger(__name__)
 
 # Downloads get what is left of the job's deadline, but at least this: the images exist and are paid for.
 FETCH_MIN_S = 60.0
@@ -75,6 +78,9 @@ class Concluding(Spending):
         recovered after a crash at any point in here is finished the same way)."""
         job = await self._settle(job)
         await self.store.enqueue_delivery(job.id, job.origin.value, now=self.clock())
+        # One line per job's end, for the operator's log (the job's id, provider and guild come with it).
+        log.log(lifecycle_level(job), "job %s %s%s", job.id, job.state.value,
+                f": {job.error_message}" if job.error_message else "")
         if announce:
             await self._emit(JobEvent("finished", job))
         return job
@@ -85,3 +91,9 @@ class Concluding(Spending):
             job = await self._reload(job)
         await self._settle_spend(job)  # its money reservation, by the same rule
         return job
+
+
+def lifecycle_level(job: Job) -> int:
+    """A job's start and end are news in a long-running process's log; the command line already prints the job's
+    own JSON line, so there they are DEBUG."""
+    return logging.DEBUG if job.origin is Origin.CLI else logging.INFO

@@ -17,6 +17,7 @@ from bot.blobs import Blobs
 from bot.fairqueue import FairGate
 from bot.jobs.events import JobEvent, Listener
 from bot.jobs.slots import SharedGate
+from bot.ops import logs
 from bot.providers.base import Provider
 from bot.providers.durations import DurationBook
 from bot.providers.polling import PollSchedule
@@ -105,6 +106,10 @@ class RunnerCore:
         # Jobs whose submit this process sent: their durations are honest samples (a resumed job's are not).
         self._submitted_here: set[int] = set()
         self.prices = settings.price_book
+        # Set by bot.ops.drain after SIGTERM: no new job is recorded, adopted or sent from then on.
+        self.draining = False
+        # The last known (state, operation, provider) of each job worked here, for the in-flight metric.
+        self._seen: dict[int, tuple[str, str, str]] = {}
 
     @property
     def defaults(self) -> QuotaLimits:
@@ -117,7 +122,24 @@ class RunnerCore:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def on_the_wire(self) -> int:
+        """Submits sent and not yet stored, and deliveries under way: what a drain waits for."""
+        return len(self._submits) + len(self._delivering)
+
+    def in_flight(self) -> list[tuple[str, str, str]]:
+        """(state, operation, provider) of every job this process works now."""
+        return [self._seen.get(job_id, ("pending", "other", "other")) for job_id in list(self._live)]
+
+    def _note(self, job: Job) -> None:
+        """What the job is now, for the metrics; and, in the job's own task, for every log line it writes."""
+        if job.id in self._live:
+            self._seen[job.id] = (job.state.value, job.operation, job.provider)
+        current = logs.JOB.get()
+        if current is not None and current.job_id == job.id and current.provider != job.provider:
+            logs.set_job(job.id, job.provider, job.subject.scope)  # moved to the next provider
+
     async def _emit(self, event: JobEvent) -> None:
+        self._note(event.job)
         for listener in self._listeners:
             try:
                 await listener(event)
@@ -126,7 +148,7 @@ class RunnerCore:
 
     async def adopt(self) -> int:
         """Take over every job this process can deliver whose owner is gone; resume each from its state."""
-        if self._stopping:
+        if self._stopping or self.draining:  # the next process takes them
             return 0
         if self.shared is not None:
             return await self._adopt_shared(self.shared)
@@ -175,6 +197,7 @@ class RunnerCore:
             current = self._live.get(job_id)
             if current is not None and current.task is done:
                 del self._live[job_id]
+                self._seen.pop(job_id, None)
 
         task.add_done_callback(forget)
         return task

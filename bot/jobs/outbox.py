@@ -10,6 +10,7 @@ from typing import Protocol
 
 from bot.errors import StoreBusyError
 from bot.jobs.conclude import Concluding
+from bot.ops import metrics
 from bot.store.models import Job
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Outbox(Concluding):
         finally:
             self._delivering.discard(job.id)
         self._delivery_failures.pop(job.id, None)
+        metrics.DELIVERIES.labels(target, "delivered").inc()
         await self.store.delivery_done(job.id, target, now=self.clock())
         await self.store.release(job.id, self.owner)
 
@@ -52,9 +54,12 @@ class Outbox(Concluding):
         wait = DELIVERY_BACKOFF_S[min(attempt, len(DELIVERY_BACKOFF_S) - 1)]
         failed = await self.store.delivery_failed(job.id, target, error=str(exc)[:500],
                                                   next_attempt_at=self.clock() + timedelta(seconds=wait))
+        metrics.DELIVERIES.labels(target, "failed").inc()
         if failed >= self.settings.delivery_max_attempts:
+            metrics.DELIVERIES.labels(target, "given_up").inc()
             await self._give_up_delivery(job, target, failed, exc)
             return
+        metrics.DELIVERY_RETRIES.labels(target).inc()
         log.warning("delivery of job %s failed (attempt %d), retrying in %.0f s: %s", job.id, failed, wait, exc)
 
     async def _give_up_delivery(self, job: Job, target: str, attempts: int, exc: Exception) -> None:
@@ -80,6 +85,8 @@ class Outbox(Concluding):
                 log.exception("delivery scan failed; trying again in %.0f s", DELIVERY_SCAN_S)
 
     async def _deliver_due(self) -> None:
+        if self.draining:  # after SIGTERM: the next process delivers what is due
+            return
         due = await self.store.due_deliveries(now=self.clock(), targets=sorted(self.deliverers))
         for delivery in due:
             if delivery.job_id in self._live or delivery.job_id in self._delivering:

@@ -16,18 +16,22 @@ from dataclasses import replace
 from typing import Any
 
 from bot import codec
-from bot.errors import ConfigError, InputError, ProviderError, StoreBusyError
+from bot.errors import ConfigError, InputError, ProviderError, QuotaError, RestartingError, StoreBusyError
 from bot.jobs.cancel import JobNotFoundError
+from bot.jobs.conclude import lifecycle_level
 from bot.jobs.recovery import Recovering
 from bot.jobs.upkeep import Upkeep
 from bot.jobs.walk import Walking
 from bot.operations import EditRequest, ImagineRequest, Request, image_count
+from bot.ops import logs, metrics
 from bot.store import patience
 from bot.store.models import Job, Lease, NewJob, Origin, QuotaUsage, Subject
 
 log = logging.getLogger(__name__)
 
 RELEASE_WAIT_S = 1.0
+# How long stopping waits for submits on the wire to store their handles (a drain passes what its grace leaves).
+SUBMIT_WAIT_S = 15.0
 
 Prepare = Callable[[Job], Awaitable[None]]  # see Runner.create
 
@@ -43,12 +47,16 @@ class Runner(Recovering, Walking, Upkeep):
             self.tasks.spawn(self._delivery_loop(), name="delivery-loop")
             self.tasks.spawn(self._housekeeping_loop(), name="housekeeping")
 
-    async def stop(self) -> None:
+    async def stop(self, *, submit_wait_s: float = SUBMIT_WAIT_S) -> None:
         self._stopping = True  # no new work from here on: a notification or a scan may still ask for some
         working = list(self._live)
-        if self._submits:
+        if self._submits and submit_wait_s > 0:
             # Let submits already on the wire store their handles, so the next start polls them.
-            await asyncio.wait(set(self._submits), timeout=15)
+            await asyncio.wait(set(self._submits), timeout=submit_wait_s)
+        for send in list(self._submits):
+            # Still on the wire (a synchronous call lasting minutes): abandoned as a crash would leave it; the next
+            # process ends the job as interrupted, refunded, and never sends it again.
+            send.cancel()
         await self.tasks.close()
         # Hand the jobs back at once, so a successor need not wait for the leases to lapse. Not worth waiting for
         # a database another program has locked: a successor on this host takes a dead process's jobs anyway.
@@ -78,8 +86,12 @@ class Runner(Recovering, Walking, Upkeep):
         `withhold_nsfw`: the result will not be shown if an image is flagged NSFW (a channel that is not
         age-restricted), so such a result is not charged (bot.store.refunds).
 
-        Raises InputError/ConfigError (nothing recorded) or QuotaError (nothing recorded or charged).
+        Raises InputError/ConfigError (nothing recorded), QuotaError (nothing recorded or charged) or, while the
+        process drains after SIGTERM, RestartingError (nothing recorded or charged).
         """
+        if self.draining:
+            metrics.REFUSALS.labels("draining").inc()
+            raise RestartingError
         chosen, fallbacks = await self._choose(request, provider, preferred)
         for image in codec.images_of(request):
             await self.blobs.put(image.data)
@@ -92,7 +104,16 @@ class Runner(Recovering, Walking, Upkeep):
                      lease=Lease(self.owner, self.host, self.pid, self.settings.lease_seconds),
                      delivery_target=origin.value, withhold_nsfw=withhold_nsfw,
                      spend=await self.spend_reservation(request, [chosen.name, *fallbacks]))  # the spend caps
-        job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
+        try:
+            job = await self.store.create_job(new, defaults=self.defaults, now=self.clock())
+        except QuotaError as exc:
+            metrics.REFUSALS.labels(metrics.bounded(exc.kind, metrics.REFUSAL_REASONS)).inc()
+            raise
+        metrics.JOBS_STARTED.labels(metrics.bounded(job.operation, metrics.OPERATIONS),
+                                    metrics.bounded(job.provider, metrics.PROVIDERS)).inc()
+        # What this task logs from here on is about the job (its status post, its answer to the member).
+        logs.set_job(job.id, job.provider, job.subject.scope)
+        log.log(lifecycle_level(job), "job %s recorded: %s at %s", job.id, job.operation, job.provider)
         try:
             if prepare is not None:
                 await prepare(job)

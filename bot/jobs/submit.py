@@ -63,6 +63,10 @@ class Submitting(Choosing, Sending):
         await self._wait_for_slot(job, gate)
         keep_slot = False  # kept only when the job is at the provider; _follow gives it back
         try:
+            if self.draining:
+                # After SIGTERM nothing new goes on the wire: the job stays pending, unsent, for the next process.
+                await self.store.release(job.id, self.owner)
+                return None
             if self.clock() >= job.deadline_at:
                 # It waited in line past its deadline: fail it before paying for it.
                 return await self._fail(job, "it waited in line past its deadline and was not sent",
@@ -72,6 +76,7 @@ class Submitting(Choosing, Sending):
                                                   provider=candidate.name, attempts=job.attempts + 1)
             if sending is None:
                 return None
+            self._note(sending)
             try:
                 stored = await self._send_shielded(job.id, candidate, request)
             except AtelierError as exc:

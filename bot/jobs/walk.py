@@ -16,6 +16,7 @@ import logging
 from bot.jobs.follow import Following
 from bot.jobs.outbox import Outbox
 from bot.jobs.submit import Submitting
+from bot.ops import logs
 from bot.providers.synchronous import is_synchronous
 from bot.store import fencing, patience
 from bot.store.fencing import LeaseLostError
@@ -43,6 +44,8 @@ class Walking(Submitting, Following, Outbox):
         job = await self.store.get_job(job_id)
         if job is None:
             return
+        logs.set_job(job.id, job.provider, job.subject.scope)  # this task's log lines name the job
+        self._note(job)
         # A database locked by another program (a backup, a VACUUM) must not kill a paid job: its store calls
         # wait until its own deadline (and at least the store's usual patience, for the last writes).
         patience.be_patient_for(max((job.deadline_at - self.clock()).total_seconds(),
@@ -83,6 +86,7 @@ class Walking(Submitting, Following, Outbox):
             if submitted is None:
                 return await self._reload(job)
             job, provider = submitted
+            self._note(job)
             if job.state.terminal:
                 return job
         else:

@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import socket
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from bot.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
+from bot.ops import metrics
 from bot.redaction import redact, register_secret
 
 log = logging.getLogger(__name__)
@@ -239,6 +241,7 @@ class ProviderHttp:
         self.request_count += 1
         all_headers = {**self.headers, **(headers or {})}
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
+        began = time.monotonic()
         try:
             async with self.session.request(
                 method, url, json=json_body, data=data, params=params, headers=all_headers, timeout=timeout
@@ -247,16 +250,21 @@ class ProviderHttp:
                 status = resp.status
                 resp_headers: CIMultiDictProxy[str] = resp.headers
         except aiohttp.ClientConnectorError as exc:
+            metrics.observe_provider_request(self.provider, method, "connection", time.monotonic() - began)
             # The connection was never opened, so the request surely did not arrive: safe to send again.
             unreachable = ProviderUnavailableError(self.provider, f"cannot connect ({exc.os_error})")
             unreachable.sent = False
             raise _Retry(unreachable, None) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
-            what = "timed out" if isinstance(exc, TimeoutError) else f"connection failed ({type(exc).__name__})"
+            timed_out = isinstance(exc, TimeoutError)
+            metrics.observe_provider_request(self.provider, method, "timeout" if timed_out else "connection",
+                                             time.monotonic() - began)
+            what = "timed out" if timed_out else f"connection failed ({type(exc).__name__})"
             error = ProviderUnavailableError(self.provider, f"{method} {what}")
             if idempotent:
                 raise _Retry(error, None) from exc
             raise error from exc
+        metrics.observe_provider_request(self.provider, method, metrics.status_class(status), time.monotonic() - began)
 
         log.debug("%s %s %s -> %s", self.provider, method, url, status)
         response = HttpResponse(status=status, headers=resp_headers, body=body, provider=self.provider)

@@ -34,7 +34,7 @@ class JobStore(Protocol):
     async def close(self) -> None: ...
 
     async def ping(self) -> None:
-        """Raise (StoreUnreachableError, StoreBusyError) when the store cannot be used right now."""
+        """One round trip to the database (for /readyz); raises when it cannot be reached."""
 
     async def join(self, owner: str, *, host: str, pid: int) -> None:
         """This process works jobs as `owner` from now on: a shared store notices when it dies."""

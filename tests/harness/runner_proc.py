@@ -1,10 +1,11 @@
 """A runner process for the crash tests: the real Runner, store and providers in their own process, with a
 delivery target that appends to a file the way a receiver without idempotency keys would be checked.
 
-    python -m tests.harness.runner_proc --deliveries FILE [--create N] [--provider NAME] [--block FLAGFILE]
+    python -m tests.harness.runner_proc --deliveries FILE [--create N] [--provider NAME] [--block FLAGFILE] [--drain]
 
 Jobs are created as a Discord-origin subject so that a restarted process adopts them. Deliveries fail while
-FLAGFILE exists (to leave jobs finished but undelivered). Prints "CREATED <id>" and "READY" on stdout.
+FLAGFILE exists (to leave jobs finished but undelivered). With --drain, SIGTERM drains the process as any long-running
+process kind does (bot.ops.drain) and it exits 0. Prints "CREATED <id>" and "READY" on stdout.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -45,7 +47,11 @@ async def main() -> None:
     parser.add_argument("--create", type=int, default=0)
     parser.add_argument("--block", type=Path)
     parser.add_argument("--provider", default="fal", help="the provider the created jobs are sent to")
+    parser.add_argument("--drain", action="store_true", help="SIGTERM drains, then the process exits 0")
     args = parser.parse_args()
+    stop = asyncio.Event()
+    if args.drain:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     settings = Settings()
     delivery = FileDelivery(args.deliveries, args.block)
     config = RunnerConfig(origins=frozenset({Origin.DISCORD}), adopt=True)
@@ -55,7 +61,9 @@ async def main() -> None:
                                           ImagineRequest(prompt=f"job {i}"), provider=args.provider)
             print(f"CREATED {job.id}", flush=True)
         print("READY", flush=True)
-        await asyncio.Event().wait()
+        await stop.wait()
+        assert app.drain is not None
+        await app.drain.run()
 
 
 if __name__ == "__main__":
