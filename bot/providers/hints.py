@@ -15,9 +15,13 @@ class CompletionHint:
         # The outcome itself, when the webhook carried one that was verified (fal); None means "look now".
         self.status: Terminal | None = None
         self.fired = False  # a webhook came for this job at least once
+        # The last call was signed by the provider (here or in another process): worth a look at once, where an
+        # unsigned one, which anyone can send, waits out the poll loop's minimum gap.
+        self.verified = False
 
-    def set(self, status: Terminal | None = None) -> None:
+    def set(self, status: Terminal | None = None, *, verified: bool = False) -> None:
         self.fired = True
+        self.verified = verified or status is not None
         if status is not None:
             self.status = status
         self._event.set()

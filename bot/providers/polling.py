@@ -174,7 +174,7 @@ class _PollLoop:
 
     async def _pause(self, seconds: float) -> None:
         self.woken = await _pause(seconds, self.hint)
-        if self.woken and self._carried() is None:
+        if self.woken and self._carried() is None and not (self.hint is not None and self.hint.verified):
             # An unverified call only says "look now"; a flood of them must become neither a flood of polls
             # nor a breach of the provider's request budget.
             gap = max(HINT_MIN_GAP_S, self.spacing) - (self.clock() - self.last_poll)

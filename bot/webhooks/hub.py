@@ -26,12 +26,14 @@ MISSES_BEFORE_DISTRUST = 3
 class WebhookHub:
     def __init__(self) -> None:
         self._waiting: dict[tuple[str, str], CompletionHint] = {}
-        self._early: dict[str, OrderedDict[str, tuple[float, Terminal | None]]] = {}
+        # provider -> remote id -> (when, the verified outcome if the call carried one, whether it was verified)
+        self._early: dict[str, OrderedDict[str, tuple[float, Terminal | None, bool]]] = {}
         self._misses: dict[str, int] = {}
         self.calls = 0
         # With a store shared by several processes: hands a call no job here waits for to the others
-        # (bot.webhooks.shared), since the process following that job may be another one.
-        self.forward: Callable[[str, str], None] | None = None
+        # (bot.webhooks.shared), since the process following that job may be another one: (provider, remote id,
+        # whether its signature was verified).
+        self.forward: Callable[[str, str, bool, Terminal | None], None] | None = None
 
     def expect(self, provider: str, remote_id: str) -> CompletionHint:
         """A hint for a job about to be followed; already set if its webhook came first."""
@@ -40,7 +42,7 @@ class WebhookHub:
         early = self._early.get(provider, OrderedDict()).pop(remote_id, None)
         if early is not None and time.monotonic() - early[0] < EARLY_TTL_S:
             self._misses[provider] = 0  # a call for one of our jobs got through
-            hint.set(early[1])
+            hint.set(early[1], verified=early[2])
         return hint
 
     def forget(self, provider: str, remote_id: str, *, ended_by_webhook: bool | None = None) -> None:
@@ -57,13 +59,19 @@ class WebhookHub:
                     if name == provider:
                         hint.look_now()
 
+    def waiting_for(self, provider: str, remote_id: str) -> bool:
+        """Whether a job this process follows waits for a call about this provider job."""
+        return (provider, remote_id) in self._waiting
+
     def arriving(self, provider: str) -> bool:
         return self._misses.get(provider, 0) < MISSES_BEFORE_DISTRUST
 
-    def notify(self, provider: str, remote_id: str, status: Terminal | None = None, *,
+    def notify(self, provider: str, remote_id: str, status: Terminal | None = None, *, verified: bool = False,
                forwarded: bool = False) -> bool:
-        """A webhook call for this job; `status` only when the call was verified. True if a job was waiting.
-        `forwarded`: another process received it (it carries no status then, and is not passed on again)."""
+        """A webhook call for this job; `status` (its outcome) only when the call was verified, `verified` when its
+        signature was (with or without an outcome). True if a job was waiting. `forwarded`: another process
+        received it (it is not passed on again)."""
+        verified = verified or status is not None
         if not forwarded:
             self.calls += 1
         hint = self._waiting.get((provider, remote_id))
@@ -71,12 +79,12 @@ class WebhookHub:
             # Proof that this provider's calls get through. A call about a job nobody follows is not: it may be
             # a late retry, a replay, or another account's request.
             self._misses[provider] = 0
-            hint.set(status)
+            hint.set(status, verified=verified)
             return True
         if self.forward is not None and not forwarded:
-            self.forward(provider, remote_id)
+            self.forward(provider, remote_id, verified, status)
         early = self._early.setdefault(provider, OrderedDict())
-        early[remote_id] = (time.monotonic(), status)
+        early[remote_id] = (time.monotonic(), status, verified)
         early.move_to_end(remote_id)
         while len(early) > EARLY_LIMIT:
             early.popitem(last=False)

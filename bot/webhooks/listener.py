@@ -145,7 +145,7 @@ class WebhookListener:
         except ProviderProtocolError as exc:
             return self._refuse("fal", 400, str(exc))
         # No outcome (signed, but the output did not fit in the call): the job looks the result up itself.
-        self.hub.notify("fal", request_id, outcome)
+        self.hub.notify("fal", request_id, outcome, verified=True)
         return web.json_response({"ok": True})
 
     async def _novita(self, request: web.Request) -> web.Response:

@@ -15,10 +15,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+from bot.providers.status import Terminal
 from bot.store.base import SharedJobStore
 from bot.store.channels import WEBHOOKS_CHANNEL
 from bot.tasks import TaskSet
+from bot.webhooks import outcomes
 from bot.webhooks.hub import WebhookHub
 
 log = logging.getLogger(__name__)
@@ -50,24 +53,37 @@ class SharedWebhooks:
     async def close(self) -> None:
         await self._tasks.close()
 
-    def _forward(self, provider: str, remote_id: str) -> None:
+    def _forward(self, provider: str, remote_id: str, verified: bool, outcome: Terminal | None) -> None:
         if self._forwards >= MAX_FORWARDS_IN_FLIGHT:
             log.warning("webhook calls arrive faster than the store takes them; one for %s was not passed on "
                         "(its job is polled anyway)", provider)
             return
         self._forwards += 1
-        self._tasks.spawn(self._record(provider, remote_id), name="forward")
+        self._tasks.spawn(self._record(provider, remote_id, verified, outcomes.encode(outcome)), name="forward")
 
-    async def _record(self, provider: str, remote_id: str) -> None:
+    async def _record(self, provider: str, remote_id: str, verified: bool, outcome: dict[str, Any] | None) -> None:
         try:
-            await self.store.record_webhook(provider, remote_id)
+            await self.store.record_webhook(provider, remote_id, verified=verified, outcome=outcome)
         finally:
             self._forwards -= 1
 
     def _notified(self, payload: str) -> None:
-        provider, _, remote_id = payload.partition(" ")
-        if provider and remote_id:
-            self.hub.notify(provider, remote_id, forwarded=True)
+        provider, remote_id, verified, call_id = [*payload.split(" "), "", "", "", ""][:4]
+        if not provider or not remote_id:
+            return
+        if verified == "outcome" and call_id.isdigit() and self.hub.waiting_for(provider, remote_id):
+            # The outcome is in the inbox row: read it rather than ask the provider (only if a job here waits).
+            self._tasks.spawn(self._with_outcome(int(call_id), provider, remote_id), name="outcome")
+            return
+        self.hub.notify(provider, remote_id, forwarded=True, verified=verified in ("verified", "outcome"))
+
+    async def _with_outcome(self, call_id: int, provider: str, remote_id: str) -> None:
+        outcome: Terminal | None = None
+        try:
+            outcome = outcomes.decode(await self.store.webhook_outcome(call_id))
+        except Exception as exc:  # the job still wakes, and asks the provider itself
+            log.warning("reading a webhook call's outcome failed: %s", exc)
+        self.hub.notify(provider, remote_id, outcome, forwarded=True, verified=True)
 
     async def _scan_loop(self) -> None:
         while True:
@@ -82,8 +98,8 @@ class SharedWebhooks:
     async def scan(self) -> int:
         """Hand every call recorded since the last scan to the hub; returns how many."""
         calls = await self.store.webhooks_after(self._last_id)
-        for call_id, provider, remote_id in calls:
-            self.hub.notify(provider, remote_id, forwarded=True)
+        for call_id, provider, remote_id, verified, outcome in calls:
+            self.hub.notify(provider, remote_id, outcomes.decode(outcome), forwarded=True, verified=verified)
             self._last_id = max(self._last_id, call_id)
         return len(calls)
 

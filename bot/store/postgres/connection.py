@@ -36,12 +36,6 @@ def connect_kwargs() -> dict[str, object]:
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
 
 
-async def _reset(conn: Connection) -> None:
-    # A connection goes back to the pool exactly as it came: no session advisory lock and no LISTEN may leak into
-    # the next borrower's work (transaction-level locks end with their transaction anyway).
-    await conn.execute("SELECT pg_advisory_unlock_all(); UNLISTEN *")
-
-
 async def open_pool(database_url: str, *, max_size: int) -> AsyncConnectionPool[Connection]:
     try:
         # One connection first: an unreachable server fails here at once, where the pool would keep retrying.
@@ -50,8 +44,12 @@ async def open_pool(database_url: str, *, max_size: int) -> AsyncConnectionPool[
         raise StoreUnreachableError(f"cannot reach PostgreSQL at {describe(database_url)}: is the server "
                                     "running, and does DATABASE_URL name it?") from exc
     await probe.close()
+    # No reset callback: pooled connections take only transaction-level advisory locks (released at commit or
+    # rollback) and never LISTEN (the presence connection, outside the pool, does both for the process), so a
+    # connection goes back as it came; the pool itself rolls back one returned inside a transaction. A reset
+    # would cost a round trip per borrow, made by the pool's few workers: under load, every borrower waits.
     pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-        database_url, min_size=1, max_size=max_size, kwargs=connect_kwargs(), reset=_reset, open=False,
+        database_url, min_size=1, max_size=max_size, kwargs=connect_kwargs(), open=False,
         timeout=POOL_WAIT_S, name="atelier", connection_class=psycopg.AsyncConnection[DictRow])
     try:
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)

@@ -268,26 +268,38 @@ class PgRecords(PgBase):
 
     # --- the webhook inbox -----------------------------------------------------------------------------------
 
-    async def record_webhook(self, provider: str, remote_id: str) -> None:
+    async def record_webhook(self, provider: str, remote_id: str, *, verified: bool,
+                             outcome: dict[str, Any] | None = None) -> None:
         """A verified call for this provider job reached this process: keep it for whichever process follows the
         job, and wake that one (NOTIFY is delivered at commit; the periodic scan covers a lost one)."""
         async with self._pool.connection() as conn, conn.transaction():
             # Only about a job at that provider now (or one being sent there, whose id is not stored yet), so
             # that made-up ids, which anyone can send to an unsigned endpoint, cost one indexed look-up.
-            kept = (await conn.execute(
-                "INSERT INTO webhook_inbox (provider, remote_id) SELECT %(p)s, %(r)s WHERE EXISTS"
+            kept = await (await conn.execute(
+                "INSERT INTO webhook_inbox (provider, remote_id, verified, outcome)"
+                " SELECT %(p)s, %(r)s, %(v)s, %(o)s::jsonb WHERE EXISTS"
                 " (SELECT 1 FROM jobs WHERE provider = %(p)s AND state = 'submitting')"
                 " OR EXISTS (SELECT 1 FROM jobs WHERE handle ->> 'remote_id' = %(r)s AND provider = %(p)s"
-                "            AND state = ANY(%(in_flight)s))",
-                {"p": provider, "r": remote_id, "in_flight": IN_FLIGHT})).rowcount
-            if kept:
-                await conn.execute("SELECT pg_notify(%s, %s)", (WEBHOOKS_CHANNEL, f"{provider} {remote_id}"))
+                "            AND state = ANY(%(in_flight)s)) RETURNING id",
+                {"p": provider, "r": remote_id, "v": verified, "in_flight": IN_FLIGHT,
+                 "o": None if outcome is None else to_json(outcome)})).fetchone()
+            if kept is not None:
+                # The outcome itself stays in the row (a NOTIFY payload is small): the follower reads it by id.
+                said = "outcome" if outcome is not None else "verified" if verified else "unsigned"
+                await conn.execute("SELECT pg_notify(%s, %s)",
+                                   (WEBHOOKS_CHANNEL, f"{provider} {remote_id} {said} {kept['id']}"))
 
-    async def webhooks_after(self, after_id: int, *, limit: int = 1000) -> list[tuple[int, str, str]]:
-        """Calls recorded after `after_id`, oldest first: (id, provider, remote_id)."""
-        rows = await self._all("SELECT id, provider, remote_id FROM webhook_inbox WHERE id > %s ORDER BY id"
-                               " LIMIT %s", (after_id, limit))
-        return [(int(r["id"]), str(r["provider"]), str(r["remote_id"])) for r in rows]
+    async def webhook_outcome(self, call_id: int) -> dict[str, Any] | None:
+        row = await self._one("SELECT outcome FROM webhook_inbox WHERE id = %s", (call_id,))
+        return row["outcome"] if row else None
+
+    async def webhooks_after(self, after_id: int, *,
+                             limit: int = 1000) -> list[tuple[int, str, str, bool, dict[str, Any] | None]]:
+        """Calls recorded after `after_id`, oldest first: (id, provider, remote_id, verified, outcome)."""
+        rows = await self._all("SELECT id, provider, remote_id, verified, outcome FROM webhook_inbox WHERE id > %s"
+                               " ORDER BY id LIMIT %s", (after_id, limit))
+        return [(int(r["id"]), str(r["provider"]), str(r["remote_id"]), bool(r["verified"]), r["outcome"])
+                for r in rows]
 
     async def newest_webhook_id(self, *, received_before: datetime) -> int:
         row = await self._one("SELECT COALESCE(MAX(id), 0) AS id FROM webhook_inbox WHERE received_at < %s",

@@ -157,6 +157,8 @@ CREATE TABLE webhook_inbox (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     provider    text        NOT NULL,
     remote_id   text        NOT NULL,
+    verified    boolean     NOT NULL,                    -- its signature checked out (fal's are signed)
+    outcome     jsonb,                                   -- a verified call's outcome (bot.webhooks.outcomes)
     received_at timestamptz NOT NULL DEFAULT now()
 );
 
