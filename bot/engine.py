@@ -7,7 +7,7 @@ what it gives the cogs is exactly what they may do, so nothing Discord-side writ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,10 +73,14 @@ class Engine:
                                              channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
-                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
+                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
+                    changes: Mapping[str, Any] | None = None) -> Job:
+        """Retry, vary or remix `original` as `subject`'s new job (its child). `changes`: the request's fields the
+        member changed (Remix), validated like a new job's."""
         preferred = self._resolve_order(original.operation, preferred)  # "cheapest first"
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
-                                            preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw)
+                                            preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw,
+                                            changes=changes)
 
     async def cancel(self, job_id: int, subject: Subject) -> Job:
         return await self._app.runner.cancel(job_id, subject)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import discord
 
@@ -29,14 +31,15 @@ async def start_job(interaction: Interaction, ctx: GuildContext, request: Reques
     return job
 
 
-async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: bool) -> tuple[Job, StatusPost]:
-    """Retry or vary `original` as ctx's member's new job (charged to them), shown in ctx's channel like any other.
-    🎲 on an operation without a seed acts as Retry."""
+async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: bool,
+                    changes: Mapping[str, Any] | None = None) -> tuple[Job, StatusPost]:
+    """Retry, vary or remix (`changes`) `original` as ctx's member's new job (charged to them), shown in ctx's
+    channel like any other. 🎲 on an operation without a seed acts as Retry."""
     shown = StatusPost(bot, ctx.channel, ctx.channel_id)
     job = await bot.engine.rerun(original, ctx.subject, vary=vary and takes_seed(original.operation),
                                  channel_id=str(ctx.channel_id), prepare=shown,
                                  preferred=ctx.provider_order_for(original.operation),
-                                 withhold_nsfw=not await shows_nsfw(bot, ctx))
+                                 withhold_nsfw=not await shows_nsfw(bot, ctx), changes=changes)
     await tell_budget_admins(bot, ctx)
     return job, shown
 

@@ -137,7 +137,7 @@ async def test_imagine_acknowledges_privately_then_posts_progress_and_the_image(
     job = await world.env.bot.app.store.get_job(1)  # type: ignore[attr-defined]
     assert job is not None and job.state is JobState.SUCCEEDED and job.message_id == str(posted.id)
     labels = [c.label for row in posted.components for c in row.children]  # type: ignore[union-attr]
-    assert labels == ["Retry", "Vary", "Delete"]
+    assert labels == ["Retry", "Vary", "Remix", "Delete"]
 
 
 async def test_a_text_file_named_png_is_refused_privately_and_nothing_is_sent(
@@ -160,7 +160,7 @@ async def test_tryon_sends_both_photos_and_the_mask_and_posts_glams_image(atelie
     posted = await wait_for_result(world, 1)
     assert await posted.attachments[0].read() in glam.files.values()
     assert "mask upper" in posted.content
-    assert buttons(posted) == ["Retry", "Delete"]  # no seed, so no Vary
+    assert buttons(posted) == ["Retry", "Remix", "Delete"]  # no seed, so no Vary
     assert len(glam.uploads) == 2
 
 
@@ -268,7 +268,7 @@ async def test_cancel_a_running_job(atelier: World, fal: FakeFal, app: App) -> N
     assert result.response is not None and "Job #1 is cancelled" in result.response.content
     assert "Nothing was charged" in result.response.content
     failed = await wait_for_result(world, 1)
-    assert "cancelled" in failed.content and buttons(failed) == ["Retry", "Vary"]
+    assert "cancelled" in failed.content and buttons(failed) == ["Retry", "Vary", "Remix"]
     job = await app.store.get_job(1)
     assert job is not None and job.state is JobState.CANCELLED and job.refunded
     assert len(fal.calls("PUT", "/cancel")) == 1
