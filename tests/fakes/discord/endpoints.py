@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.fakes.discord.mentions import InvalidAllowedMentions, Mentions, resolve
+from tests.fakes.discord.modals import validate_form
 from tests.fakes.discord.models import (
     DM,
     EPHEMERAL,
@@ -151,7 +152,7 @@ class Endpoints:
         data = payload.get("data") or {}
         message: Message | None = None
         component_message = self.fake.messages.get(int(interaction.payload["message"]["id"])) \
-            if interaction.type == 3 else None
+            if interaction.type in (3, 5) and "message" in interaction.payload else None
         if kind == 4:
             message = self._new_interaction_message(interaction, data, files, loading=False)
         elif kind == 5:
@@ -163,7 +164,12 @@ class Endpoints:
             if kind == 7:
                 self._apply(message, data, files, editing=True)
                 self._edited(message)
-        elif kind not in (8, 9):
+        elif kind == 9:
+            if interaction.type not in (2, 3):
+                raise ApiError(400, 50035, "Invalid Form Body: a modal answers only a command or a component")
+            validate_form(data)
+            interaction.modal = data
+        elif kind != 8:
             raise ApiError(400, 50035, "Invalid Form Body: unknown interaction response type")
         interaction.acked_at, interaction.ack_type = now, kind
         if message is not None:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tests.fakes.discord.modals import submission
 from tests.fakes.discord.models import (
     Attachment,
     Channel,
@@ -277,6 +278,24 @@ class MemberActor:
         data = {"custom_id": found["custom_id"], "component_type": 2}
         interaction = self._envelope(message.channel, 3, data)
         interaction.payload["message"] = message.to_json()
+        return await self._send(interaction)
+
+    @on_fake_loop
+    async def submit_modal(self, shown: InteractionRun, values: dict[str, Any]) -> InteractionRun:
+        """Fill in and send the form the bot answered `shown` with (values by custom_id: text for a text input, a
+        list of option values for a select; a field left out keeps what the form showed)."""
+        opened = shown.interaction
+        if opened.user.id != self.id:
+            raise LookupError(f"only {opened.user.username} sees that form")
+        if opened.modal is None:
+            raise LookupError("the bot did not answer with a form")
+        if opened.modal_submitted:
+            raise LookupError("that form was already sent (Discord closes it)")
+        data = submission(opened.modal, values)
+        opened.modal_submitted = True
+        interaction = self._envelope(opened.channel, 5, data)
+        if "message" in opened.payload:  # a form opened from a component carries that component's message
+            interaction.payload["message"] = opened.payload["message"]
         return await self._send(interaction)
 
     @on_fake_loop
