@@ -91,6 +91,9 @@ class Engine:
     async def jobs_of(self, subject: Subject, *, limit: int, states: Sequence[JobState] | None = None) -> list[Job]:
         return await self._app.store.list_jobs(subject, limit=limit, states=states)
 
+    async def job(self, job_id: int) -> Job | None:
+        return await self._app.store.get_job(job_id)
+
     async def job_by_token(self, token: str) -> Job | None:
         return await self._app.store.job_by_token(token)
 

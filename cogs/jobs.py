@@ -13,6 +13,7 @@ from bot.store.models import IN_FLIGHT_STATES, PostKind
 from cogs._common import Interaction, acknowledge, answer, guild_context
 from cogs._delivery import status_message_id
 from cogs._render import OPERATION_NAMES, jump_url
+from cogs._show import show_again, showable
 
 STATE_ICONS = {"pending": "⏳", "submitting": "📡", "queued": "🕒", "running": "🎨", "fetching": "📡",
                "succeeded": "✅", "failed": "❌", "cancelled": "🚫"}
@@ -46,6 +47,17 @@ class Jobs(commands.Cog):
                              + (f" · {detail[:80]}" if detail else "") + (f" · {note}" if note else "")
                              + (f" · [open]({link})" if link else ""))
             await answer(interaction, "\n".join(lines))
+
+    @app_commands.command(name="show", description="Post one of your finished jobs here again, with its buttons")
+    @app_commands.describe(job="The job number (see /jobs)")
+    @app_commands.guild_only()
+    async def show(self, interaction: Interaction, job: app_commands.Range[int, 1]) -> None:
+        async with handled(interaction, "/show"):
+            await acknowledge(interaction)
+            ctx = await guild_context(interaction, "show")
+            found = await showable(interaction, ctx, job)
+            message = await show_again(interaction, ctx, found)
+            await answer(interaction, f"Posted job #{found.id} again: {message.jump_url}")
 
     @app_commands.command(name="quota", description="What you have used and have left today (only you see this)")
     @app_commands.guild_only()
