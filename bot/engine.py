@@ -12,20 +12,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot import members
 from bot.app import App
 from bot.blobs import BlobStore
 from bot.images import ImageLimits
 from bot.jobs import Deliverer, Listener, Prepare
 from bot.money.caps import BUDGET_KEY, CHEAPEST, CapState, GuildBudget, day_bounds, month_bounds, reached_notice_share
-from bot.operations import Operation, Request
+from bot.operations import ImageInput, Operation, Request
 from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
 from bot.rules.blocklist import Blocklist, load_file
 from bot.store.models import (
+    PRIVATE_DELIVERY_KEY,
     DiscordPost,
+    Forgotten,
     Job,
     JobState,
+    MemberPrefs,
     Origin,
+    PhotoRef,
     PostKind,
     QuotaLimits,
     QuotaUsage,
@@ -65,22 +70,25 @@ class Engine:
     # --- jobs --------------------------------------------------------------------------------------------------
 
     async def start(self, subject: Subject, request: Request, *, channel_id: str,
-                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
+                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
+                    private: bool = False) -> Job:
         """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
-        `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged."""
+        `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged.
+        `private`: its result goes to the member by direct message instead of the channel."""
         preferred = self._resolve_order(request.operation.value, preferred)  # "cheapest first"
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
-                                             channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw)
+                                             channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw,
+                                             extra=_private(private))
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
-                    changes: Mapping[str, Any] | None = None) -> Job:
+                    changes: Mapping[str, Any] | None = None, private: bool = False) -> Job:
         """Retry, vary or remix `original` as `subject`'s new job (its child). `changes`: the request's fields the
         member changed (Remix), validated like a new job's."""
         preferred = self._resolve_order(original.operation, preferred)  # "cheapest first"
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
                                             preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw,
-                                            changes=changes)
+                                            changes=changes, extra=_private(private))
 
     async def cancel(self, job_id: int, subject: Subject) -> Job:
         return await self._app.runner.cancel(job_id, subject)
@@ -190,6 +198,24 @@ class Engine:
             return self.cheapest_order(Operation(operation))
         return preferred
 
+    # --- what members keep for themselves --------------------------------------------------------------------
+
+    async def member_prefs(self, user_id: int | str) -> MemberPrefs:
+        return await self._app.store.member_prefs(str(user_id))
+
+    async def save_member_prefs(self, prefs: MemberPrefs) -> None:
+        await self._app.store.save_member_prefs(prefs, now=self._app.runner.clock())
+
+    async def keep_photo(self, image: ImageInput) -> PhotoRef:
+        return await members.keep_photo(self._app.blobs, image)
+
+    async def photo_image(self, photo: PhotoRef) -> ImageInput | None:
+        return await members.photo_image(self._app.blobs, photo)
+
+    async def forget(self, user_id: int | str) -> Forgotten | None:
+        """Forget everything that identifies the user (bot.members.forget); None while a job of theirs runs."""
+        return await members.forget(self._app.store, self._app.blobs, str(user_id), clock=self._app.runner.clock)
+
     # --- owners' rules -----------------------------------------------------------------------------------------
 
     @property
@@ -208,3 +234,8 @@ class Engine:
 
     async def clear_guild_setting(self, guild_id: int, key: str) -> bool:
         return await self._app.store.clear_guild_setting(guild_id, key)
+
+
+def _private(private: bool) -> dict[str, Any]:
+    return {PRIVATE_DELIVERY_KEY: True} if private else {}
+

@@ -127,6 +127,12 @@ class DiscordDelivery:
         posts = await store.posts_of(job.id)
         if job.message_id or any(delivered(p) for p in posts):
             return  # already delivered and recorded
+        if job.private_delivery:
+            message = await self._privately(job)
+            await self._finish_status(job)
+            if message is not None:
+                self._audit(job, message, cost=await self._cost(job))
+            return
         message, problem, result = await self._post_in_channel(job, posts)
         if message is None:
             message = await self._dm_instead(job, problem, result)
@@ -176,6 +182,20 @@ class DiscordDelivery:
             await store.received_nothing(job)
         if result is None:
             result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
+        await store.record_post(result.id, message_id=None, note=note)
+        return message
+
+    async def _privately(self, job: Job) -> discord.Message | None:
+        """The member asked for results by direct message (/settings): never in the channel, even when DMs are
+        closed — then the result stays in /jobs and /show, and is not charged."""
+        store = self.bot.engine
+        message = await self._dm(job)
+        result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
+        if message is None:
+            await store.received_nothing(job)
+            note = "not sent: results go by direct message (/settings), and direct messages are closed"
+        else:
+            note = "sent by direct message (/settings)"
         await store.record_post(result.id, message_id=None, note=note)
         return message
 

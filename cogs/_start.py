@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 async def start_job(interaction: Interaction, ctx: GuildContext, request: Request) -> Job:
     """Charge the quota and record the job, post its public message, then let it run."""
     shown = StatusPost(interaction.client, ctx.channel, ctx.channel_id)
+    prefs = await interaction.client.engine.member_prefs(ctx.member.id)
     job = await interaction.client.engine.start(ctx.subject, request, channel_id=str(ctx.channel_id),
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
-                                                withhold_nsfw=not await shows_nsfw(interaction.client, ctx))
+                                                withhold_nsfw=not await shows_nsfw(interaction.client, ctx),
+                                                private=prefs.private_delivery)
     await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
     await tell_budget_admins(interaction.client, ctx)
     return job
@@ -36,10 +38,12 @@ async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: 
     """Retry, vary or remix (`changes`) `original` as ctx's member's new job (charged to them), shown in ctx's
     channel like any other. 🎲 on an operation without a seed acts as Retry."""
     shown = StatusPost(bot, ctx.channel, ctx.channel_id)
+    prefs = await bot.engine.member_prefs(ctx.member.id)  # whoever asks: their own way of getting results
     job = await bot.engine.rerun(original, ctx.subject, vary=vary and takes_seed(original.operation),
                                  channel_id=str(ctx.channel_id), prepare=shown,
                                  preferred=ctx.provider_order_for(original.operation),
-                                 withhold_nsfw=not await shows_nsfw(bot, ctx), changes=changes)
+                                 withhold_nsfw=not await shows_nsfw(bot, ctx), changes=changes,
+                                 private=prefs.private_delivery)
     await tell_budget_admins(bot, ctx)
     return job, shown
 

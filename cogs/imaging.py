@@ -11,8 +11,8 @@ from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import handled
-from bot.errors import AtelierError
-from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, Size, TryonRequest
+from bot.errors import AtelierError, Refusal
+from bot.operations import EditRequest, FilterRequest, ImageInput, ImagineRequest, Request, Size, TryonRequest
 from cogs._common import (
     GuildContext,
     Interaction,
@@ -51,15 +51,17 @@ class Imaging(commands.Cog):
                 await start_job(interaction, ctx, request)
 
     @app_commands.command(name="tryon", description="Put the garment from one photo onto the person in another")
-    @app_commands.describe(person="A photo of the person", garment="A photo of the garment",
+    @app_commands.describe(garment="A photo of the garment",
+                           person="A photo of the person (default: your photo from /settings)",
                            mask="Which part of the outfit to replace (default: whole outfit)")
     @app_commands.choices(mask=MASKS)
     @app_commands.guild_only()
-    async def tryon(self, interaction: Interaction, person: discord.Attachment, garment: discord.Attachment,
-                    mask: app_commands.Choice[str] | None = None) -> None:
+    async def tryon(self, interaction: Interaction, garment: discord.Attachment,
+                    person: discord.Attachment | None = None, mask: app_commands.Choice[str] | None = None) -> None:
         async def build(ctx: GuildContext) -> Request:
-            return TryonRequest(person=await read_attachment(self.bot, person, "person photo"),
-                                garment=await read_attachment(self.bot, garment, "garment photo"),
+            photo = await read_attachment(self.bot, person, "person photo") if person is not None else \
+                await saved_photo(self.bot, ctx)
+            return TryonRequest(person=photo, garment=await read_attachment(self.bot, garment, "garment photo"),
                                 mask=mask.value if mask else "overall")  # type: ignore[arg-type]
         await self._run(interaction, "tryon", build)
 
@@ -91,12 +93,12 @@ class Imaging(commands.Cog):
     async def edit(self, interaction: Interaction, image: discord.Attachment, prompt: str,
                    image2: discord.Attachment | None = None, image3: discord.Attachment | None = None,
                    image4: discord.Attachment | None = None, size: app_commands.Choice[str] | None = None,
-                   seed: SEED | None = None, count: COUNT = 1) -> None:
+                   seed: SEED | None = None, count: COUNT | None = None) -> None:
         async def build(ctx: GuildContext) -> Request:
             attachments = [a for a in (image, image2, image3, image4) if a is not None]
             images = tuple([await read_attachment(self.bot, a, f"image {i}") for i, a in enumerate(attachments, 1)])
-            return EditRequest(images=images, prompt=prompt.strip(), size=Size.parse(size.value) if size else None,
-                               seed=seed, count=count)
+            chosen, many = await defaults(self.bot, ctx, size, count)
+            return EditRequest(images=images, prompt=prompt.strip(), size=chosen, seed=seed, count=many)
         await self._run(interaction, "edit", build)
 
     @app_commands.command(name="imagine", description="Make an image from a prompt")
@@ -106,11 +108,28 @@ class Imaging(commands.Cog):
     @app_commands.guild_only()
     async def imagine(self, interaction: Interaction, prompt: str,
                       size: app_commands.Choice[str] | None = None, seed: SEED | None = None,
-                      count: COUNT = 1) -> None:
+                      count: COUNT | None = None) -> None:
         async def build(ctx: GuildContext) -> Request:
-            return ImagineRequest(prompt=prompt.strip(), size=Size.parse(size.value) if size else None, seed=seed,
-                                  count=count)
+            chosen, many = await defaults(self.bot, ctx, size, count)
+            return ImagineRequest(prompt=prompt.strip(), size=chosen, seed=seed, count=many)
         await self._run(interaction, "imagine", build)
+
+
+async def defaults(bot: AtelierBot, ctx: GuildContext, size: app_commands.Choice[str] | None,
+                   count: int | None) -> tuple[Size | None, int]:
+    """What the member said, else their /settings, else the provider's default size and one image."""
+    prefs = await bot.engine.member_prefs(ctx.member.id)
+    chosen = size.value if size is not None else prefs.size
+    return (Size.parse(chosen) if chosen else None), count or prefs.count or 1
+
+
+async def saved_photo(bot: AtelierBot, ctx: GuildContext) -> ImageInput:
+    """The member's own photo from /settings, for a try-on without a person photo."""
+    prefs = await bot.engine.member_prefs(ctx.member.id)
+    photo = await bot.engine.photo_image(prefs.photo) if prefs.photo is not None else None
+    if photo is None:
+        raise Refusal("Attach a photo of the person, or save yours once with `/settings photo:`.")
+    return photo
 
 
 async def setup(bot: AtelierBot) -> None:

@@ -86,6 +86,7 @@ from bot.store.rows import (
     ts,
     utcnow,
 )
+from bot.store.sqlite_members import SqliteMembers
 
 # How long a call outside a running job waits for another program's lock before StoreBusyError (a running job
 # waits until its deadline). Transactions here last milliseconds; this only runs out when something outside holds
@@ -208,7 +209,7 @@ def sqlite_path(database_url: str) -> str:
 # --- the store ---------------------------------------------------------------------------------------------
 
 @busy.patient_methods
-class SqliteJobStore:
+class SqliteJobStore(SqliteMembers):
     """`JobStore` on one SQLite file. Build it with `bot.store.open_store` (or `SqliteJobStore.open`)."""
 
     def __init__(self, db: aiosqlite.Connection, path: str, *, clock: Callable[[], datetime] = utcnow,

@@ -318,11 +318,12 @@ async def test_nsfw_results_are_withheld_outside_age_restricted_channels(atelier
 async def test_the_command_tree_has_exactly_the_contracted_commands(atelier: World) -> None:
     tree = world_tree(atelier)
     assert tree == {
-        "tryon": ["person", "garment", "mask"],
+        "tryon": ["garment", "person", "mask"],  # person is optional (the member's saved photo): listed after
         "filter": ["image", "name"],
         "edit": ["image", "prompt", "image2", "image3", "image4", "size", "seed", "count"],
         "imagine": ["prompt", "size", "seed", "count"],
-        "jobs": [], "quota": [], "cancel": ["job"],
+        "jobs": [], "quota": [], "cancel": ["job"], "show": ["job"],
+        "settings": ["size", "count", "private", "photo", "clear"],
         "atelier": ["channels", "block", "blocklist", "auditlog", "limits", "allowance", "command", "providers",
                     "cooldown", "usage", "budget"],
     }

@@ -1,0 +1,75 @@
+"""/settings: what a member's commands use when they say nothing else — size, count, results by DM, "my photo" for
+try-on. Always private."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_bot import AtelierBot
+from bot.discord_errors import handled
+from bot.store.models import MemberPrefs
+from cogs._common import Interaction, acknowledge, answer, guild_context, read_attachment
+from cogs._render import SIZE_CHOICES
+
+SIZES = [app_commands.Choice(name=label, value=value) for value, label in SIZE_CHOICES.items()]
+CLEARABLE = [app_commands.Choice(name="size", value="size"), app_commands.Choice(name="count", value="count"),
+             app_commands.Choice(name="my photo", value="photo"),
+             app_commands.Choice(name="everything", value="everything")]
+
+
+def describe(prefs: MemberPrefs) -> str:
+    size = SIZE_CHOICES.get(prefs.size, prefs.size) if prefs.size else "the provider's default"
+    photo = f"saved ({prefs.photo.width}x{prefs.photo.height})" if prefs.photo else "none"
+    where = "by direct message" if prefs.private_delivery else "in the channel"
+    return (f"**Your settings** (used wherever you do not say otherwise)\n"
+            f"Size: {size} · Images per job: {prefs.count or 1} · Results: {where} · My photo (for try-on): "
+            f"{photo}")
+
+
+class Members(commands.Cog):
+    def __init__(self, bot: AtelierBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="settings", description="Your defaults: size, count, results by DM, your photo")
+    @app_commands.describe(size="Default output shape for /edit and /imagine",
+                           count="Default number of images for /edit and /imagine (1-4)",
+                           private="Send your results to you by direct message instead of the channel",
+                           photo="A photo of you: the person in /tryon when you attach none",
+                           clear="Forget one setting (or all of them)")
+    @app_commands.choices(size=SIZES, clear=CLEARABLE)
+    @app_commands.guild_only()
+    async def settings(self, interaction: Interaction, size: app_commands.Choice[str] | None = None,
+                       count: app_commands.Range[int, 1, 4] | None = None, private: bool | None = None,
+                       photo: discord.Attachment | None = None,
+                       clear: app_commands.Choice[str] | None = None) -> None:
+        async with handled(interaction, "/settings"):
+            await acknowledge(interaction)
+            await guild_context(interaction, "settings")
+            engine = self.bot.engine
+            prefs = await engine.member_prefs(interaction.user.id)
+            changes: dict[str, object] = {}
+            if clear is not None and clear.value == "everything":
+                prefs = MemberPrefs(user_id=prefs.user_id)
+            elif clear is not None:
+                changes[clear.value] = None
+            if size is not None:
+                changes["size"] = size.value
+            if count is not None:
+                changes["count"] = count
+            if private is not None:
+                changes["private_delivery"] = private
+            if photo is not None:
+                # Checked like any input image (type, size, dimensions) before it is kept.
+                changes["photo"] = await engine.keep_photo(await read_attachment(self.bot, photo, "photo"))
+            prefs = dataclasses.replace(prefs, **changes)  # type: ignore[arg-type]
+            if clear is not None or changes:
+                await engine.save_member_prefs(prefs)
+            await answer(interaction, describe(prefs))
+
+
+async def setup(bot: AtelierBot) -> None:
+    await bot.add_cog(Members(bot))
