@@ -71,14 +71,15 @@ class Engine:
 
     async def start(self, subject: Subject, request: Request, *, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
-                    private: bool = False) -> Job:
+                    private: bool = False, parent_job_id: int | None = None) -> Job:
         """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
         `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged.
-        `private`: its result goes to the member by direct message instead of the channel."""
+        `private`: its result goes to the member by direct message instead of the channel. `parent_job_id`: the
+        job whose result it was made from."""
         preferred = self._resolve_order(request.operation.value, preferred)  # "cheapest first"
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
                                              channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw,
-                                             extra=_private(private))
+                                             extra=_private(private), parent_job_id=parent_job_id)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,

@@ -58,7 +58,7 @@ class RemixForm(discord.ui.Modal):
                                     description="The filter's name, as /filter offers them"))
         else:
             current = request.get("mask") or "overall"
-            select: discord.ui.Select[Any] = discord.ui.Select(custom_id="mask", options=[
+            select: discord.ui.Select[Any] = discord.ui.Select(custom_id="mask", required=False, options=[
                 discord.SelectOption(label=MASK_LABELS[m], value=m, default=m == current) for m in MASKS])
             self.fields["mask"] = select
             self.add_item(discord.ui.Label(text="Which part of the outfit to replace", component=select))

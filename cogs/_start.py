@@ -3,31 +3,60 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import discord
 
 from bot.codec import takes_seed
 from bot.discord_bot import AtelierBot
+from bot.discord_errors import handled
 from bot.money.caps import usd
 from bot.operations import Request
 from bot.store.models import Job
-from cogs._common import GuildContext, Interaction, answer
+from cogs._common import (
+    GuildContext,
+    Interaction,
+    acknowledge,
+    answer,
+    audited_refusals,
+    check_job_prompt,
+    guild_context,
+)
 from cogs._delivery import StatusPost
 from cogs._render import jump_url
 
 log = logging.getLogger(__name__)
 
 
-async def start_job(interaction: Interaction, ctx: GuildContext, request: Request) -> Job:
+Builder = Callable[[GuildContext], Awaitable[Request]]
+
+
+async def run_job_command(interaction: Interaction, command: str, build: Builder, *,
+                          parent: Callable[[], Awaitable[int | None]] | None = None) -> None:
+    """Everything a job command does, however the member asked (a slash command, a context menu's form):
+    acknowledge, check the owners' rules, build the request (downloads, checks), check the prompt, start the job.
+    Refusals and failures alike go to the one error handler (bot.discord_errors). `parent`: the job the new one
+    is made from (a context menu on a result), looked up once the interaction is acknowledged."""
+    bot = interaction.client
+    async with handled(interaction, f"/{command}"):
+        await acknowledge(interaction)
+        async with audited_refusals(bot, interaction.guild_id, interaction.user, command):
+            ctx = await guild_context(interaction, command)
+            request = await build(ctx)
+            await check_job_prompt(bot, ctx, command, getattr(request, "prompt", None))
+            await start_job(interaction, ctx, request, parent_job_id=await parent() if parent else None)
+
+
+async def start_job(interaction: Interaction, ctx: GuildContext, request: Request, *,
+                    parent_job_id: int | None = None) -> Job:
     """Charge the quota and record the job, post its public message, then let it run."""
     shown = StatusPost(interaction.client, ctx.channel, ctx.channel_id)
     prefs = await interaction.client.engine.member_prefs(ctx.member.id)
     job = await interaction.client.engine.start(ctx.subject, request, channel_id=str(ctx.channel_id),
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
                                                 withhold_nsfw=not await shows_nsfw(interaction.client, ctx),
-                                                private=prefs.private_delivery)
+                                                private=prefs.private_delivery, parent_job_id=parent_job_id)
     await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
     await tell_budget_admins(interaction.client, ctx)
     return job

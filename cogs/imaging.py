@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
-from bot.discord_errors import handled
-from bot.errors import AtelierError, Refusal
-from bot.operations import EditRequest, FilterRequest, ImageInput, ImagineRequest, Request, Size, TryonRequest
-from cogs._common import (
-    GuildContext,
-    Interaction,
-    acknowledge,
-    audited_refusals,
-    check_job_prompt,
-    guild_context,
-    read_attachment,
-)
+from bot.errors import AtelierError
+from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, TryonRequest
+from cogs._common import GuildContext, Interaction, read_attachment
+from cogs._prefs import defaults, saved_photo
 from cogs._render import SIZE_CHOICES
-from cogs._start import start_job
+from cogs._start import Builder, run_job_command
 
 log = logging.getLogger(__name__)
 
-Builder = Callable[[GuildContext], Awaitable[Request]]
 SIZES = [app_commands.Choice(name=label, value=value) for value, label in SIZE_CHOICES.items()]
 MASKS = [app_commands.Choice(name="Whole outfit", value="overall"),
          app_commands.Choice(name="Upper body", value="upper"),
@@ -41,14 +31,7 @@ class Imaging(commands.Cog):
         self.bot = bot
 
     async def _run(self, interaction: Interaction, command: str, build: Builder) -> None:
-        """Refusals and failures alike go to the one error handler (bot.discord_errors)."""
-        async with handled(interaction, f"/{command}"):
-            await acknowledge(interaction)
-            async with audited_refusals(self.bot, interaction.guild_id, interaction.user, command):
-                ctx = await guild_context(interaction, command)
-                request = await build(ctx)
-                await check_job_prompt(self.bot, ctx, command, getattr(request, "prompt", None))
-                await start_job(interaction, ctx, request)
+        await run_job_command(interaction, command, build)
 
     @app_commands.command(name="tryon", description="Put the garment from one photo onto the person in another")
     @app_commands.describe(garment="A photo of the garment",
@@ -113,23 +96,6 @@ class Imaging(commands.Cog):
             chosen, many = await defaults(self.bot, ctx, size, count)
             return ImagineRequest(prompt=prompt.strip(), size=chosen, seed=seed, count=many)
         await self._run(interaction, "imagine", build)
-
-
-async def defaults(bot: AtelierBot, ctx: GuildContext, size: app_commands.Choice[str] | None,
-                   count: int | None) -> tuple[Size | None, int]:
-    """What the member said, else their /settings, else the provider's default size and one image."""
-    prefs = await bot.engine.member_prefs(ctx.member.id)
-    chosen = size.value if size is not None else prefs.size
-    return (Size.parse(chosen) if chosen else None), count or prefs.count or 1
-
-
-async def saved_photo(bot: AtelierBot, ctx: GuildContext) -> ImageInput:
-    """The member's own photo from /settings, for a try-on without a person photo."""
-    prefs = await bot.engine.member_prefs(ctx.member.id)
-    photo = await bot.engine.photo_image(prefs.photo) if prefs.photo is not None else None
-    if photo is None:
-        raise Refusal("Attach a photo of the person, or save yours once with `/settings photo:`.")
-    return photo
 
 
 async def setup(bot: AtelierBot) -> None:
