@@ -45,6 +45,20 @@ if TYPE_CHECKING:
     from tests.fakes.discord.control import FakeDiscord
 
 
+def check_command(command: dict[str, Any]) -> None:
+    """What Discord refuses in a synced command: a user or message command (types 2, 3) has a name of 1-32
+    characters (spaces and capitals allowed), an empty description and no options."""
+    kind = command.get("type", 1)
+    if kind not in (1, 2, 3):
+        raise ApiError(400, 50035, "Invalid Form Body: type: not a command type")
+    if kind in (2, 3):
+        name = command.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 32:
+            raise ApiError(400, 50035, "Invalid Form Body: name: 1-32 characters")
+        if command.get("description") or command.get("options"):
+            raise ApiError(400, 50035, "Invalid Form Body: a context menu has no description or options")
+
+
 class Endpoints:
     def __init__(self, fake: FakeDiscord) -> None:
         self.fake = fake
@@ -121,8 +135,10 @@ class Endpoints:
         stored = []
         known = {c["name"]: c for c in self.fake.commands.get(guild_id, [])}
         for command in request[PAYLOAD]:
+            check_command(command)
             previous = known.get(command["name"])
-            entry = {**command, "id": previous["id"] if previous else str(snowflake()),
+            # Discord answers every command with a description ("" for a context menu, which is sent without one).
+            entry = {"description": "", **command, "id": previous["id"] if previous else str(snowflake()),
                      "application_id": str(self.fake.application_id), "version": str(snowflake()),
                      "type": command.get("type", 1)}
             if guild_id is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -195,12 +196,38 @@ class MemberActor:
             data["resolved"] = resolved
         return await self._send(self._envelope(channel, 2, data))
 
-    def _command(self, name: str) -> dict[str, Any]:
+    def _command(self, name: str, kind: int = 1) -> dict[str, Any]:
         for scope in (self.guild.id, None):
             for command in self.fake.commands.get(scope, []):
-                if command["name"] == name and command.get("type", 1) == 1:
+                if command["name"] == name and command.get("type", 1) == kind:
                     return command
-        raise LookupError(f"/{name} has not been synced to {self.guild.name} (or globally)")
+        raise LookupError(f"{name!r} (type {kind}) has not been synced to {self.guild.name} (or globally)")
+
+    @on_fake_loop
+    async def post(self, channel: Channel, content: str = "", *, files: Sequence[FileLike] = ()) -> Message:
+        """Post a message of their own in the channel, with files attached (bytes are named `file<n>.png`)."""
+        if not self.guild.permissions_of(self.member, channel) & Perm.SEND_MESSAGES:
+            raise PermissionError(f"{self.user.username} may not post in {channel.name}")
+        attachments = [self._attach(channel, f"file{i}", value) for i, value in enumerate(files, 1)]
+        message = Message(id=snowflake(), channel=channel, author=self.user, content=content,
+                          attachments=attachments)
+        message.versions.append(content)
+        self.fake.add_message(message)
+        self.fake.changed()
+        return message
+
+    @on_fake_loop
+    async def run_message_command(self, message: Message, name: str) -> InteractionRun:
+        """Apps → `name` on a message, as Discord sends a message command: interaction type 2 whose data has type
+        3, the message's id as target_id and the message itself in resolved.messages."""
+        if not self.can_see(message) or message.ephemeral:
+            raise LookupError(f"{self.user.username} cannot open the Apps menu on message {message.id}")
+        definition = self._command(name, kind=3)
+        data: dict[str, Any] = {"id": definition["id"], "name": name, "type": 3, "target_id": str(message.id),
+                                "resolved": {"messages": {str(message.id): message.to_json()}}}
+        if definition.get("guild_id"):
+            data["guild_id"] = definition["guild_id"]
+        return await self._send(self._envelope(message.channel, 2, data))
 
     def _options(self, command: str, channel: Channel, definitions: list[dict[str, Any]], given: dict[str, Any],
                  resolved: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
