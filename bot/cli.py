@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from bot.app import App, open_app
 from bot.blobs import BlobStore
 from bot.errors import AtelierError, ConfigError, InputError, ProviderError, QuotaError, StoreBusyError
+from bot.forget_cli import add_forget_parser, forget_main
 from bot.images import extension_for
 from bot.inputs import read_image
 from bot.jobs import JobNotFoundError, RunnerConfig
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_job_control(ops)
     add_usage_parser(sub)
+    add_forget_parser(sub)
 
     jobs = sub.add_parser("jobs", help="recent jobs")
     jobs.add_argument("--user", help="whose jobs (default: the OS user)")
@@ -209,6 +211,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _doctor(settings)
     if args.command == "usage":
         return await _usage_main(args, settings)
+    if args.command == "forget":
+        return await _forget_main(args, settings)
     return await _run_bot(settings)
 
 
@@ -552,6 +556,12 @@ async def _usage_main(args: argparse.Namespace, settings: Settings) -> int:
             print(f"atelier: {exc}", file=sys.stderr)
             return EXIT_REFUSED
     return EXIT_OK
+
+
+async def _forget_main(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        await _recover_abandoned(app)  # a dead `atelier job` of theirs would otherwise count as running
+        return await forget_main(args.user, yes=args.yes, store=app.store, blobs=app.blobs, clock=app.runner.clock)
 
 
 # --- atelier run ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""/settings: what a member's commands use when they say nothing else — size, count, results by DM, "my photo" for
-try-on. Always private."""
+"""A member's own: /settings (what their commands use when they say nothing else — size, count, results by DM,
+"my photo" for try-on) and /forget (delete what identifies them). Always private."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
-from bot.discord_errors import handled
+from bot.discord_errors import AtelierView, handled
+from bot.discord_mentions import NOBODY
+from bot.errors import Refusal
 from bot.store.models import MemberPrefs
 from cogs._common import Interaction, acknowledge, answer, guild_context, read_attachment
 from cogs._render import SIZE_CHOICES
 
 SIZES = [app_commands.Choice(name=label, value=value) for value, label in SIZE_CHOICES.items()]
+CONFIRM_TIMEOUT_S = 5 * 60
 CLEARABLE = [app_commands.Choice(name="size", value="size"), app_commands.Choice(name="count", value="count"),
              app_commands.Choice(name="my photo", value="photo"),
              app_commands.Choice(name="everything", value="everything")]
@@ -69,6 +72,44 @@ class Members(commands.Cog):
             if clear is not None or changes:
                 await engine.save_member_prefs(prefs)
             await answer(interaction, describe(prefs))
+
+
+    @app_commands.command(name="forget", description="Delete your prompts, images, settings and photo here")
+    async def forget(self, interaction: Interaction) -> None:
+        async with handled(interaction, "/forget"):
+            await interaction.response.send_message(
+                "This deletes, in every server this bot serves: your prompts, your images (inputs and results), "
+                "your /settings and your saved photo. What you used still counts toward quotas and budgets, "
+                "without your name. It cannot be undone.", view=ForgetConfirm(interaction.user.id), ephemeral=True,
+                allowed_mentions=NOBODY)
+
+
+class ForgetConfirm(AtelierView):
+    """The one step between /forget and forgetting: a button only its member sees (the message is private)."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(timeout=CONFIRM_TIMEOUT_S)
+        self.user_id = user_id
+
+    @discord.ui.button(label="Forget me", style=discord.ButtonStyle.danger)
+    async def confirm(self, interaction: Interaction, button: discord.ui.Button[ForgetConfirm]) -> None:
+        if interaction.user.id != self.user_id:
+            raise Refusal("Only the member who asked can confirm this.")
+        await interaction.response.edit_message(content="Forgetting you…", view=None)
+        done = await interaction.client.engine.forget(self.user_id)
+        if done is None:
+            text = ("You have a job still running (or its result is on its way): nothing was deleted. Try again "
+                    "once it has finished, or /cancel it.")
+        else:
+            text = (f"Done: {done.jobs} job(s) no longer name you, and {len(done.blobs)} image(s) and your "
+                    f"settings are deleted.")
+        await interaction.edit_original_response(content=text)
+        self.stop()
+
+    @discord.ui.button(label="Keep everything", style=discord.ButtonStyle.secondary)
+    async def keep(self, interaction: Interaction, button: discord.ui.Button[ForgetConfirm]) -> None:
+        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+        self.stop()
 
 
 async def setup(bot: AtelierBot) -> None:

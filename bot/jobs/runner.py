@@ -107,7 +107,7 @@ class Runner(Recovering, Walking, Upkeep):
             raise JobNotFoundError(f"There is no job {job_id}.")
         try:
             request = await codec.decode(original.request, self.blobs)
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, KeyError, ValueError) as exc:  # KeyError: its member was forgotten
             raise InputError(f"Job {job_id}'s input images are no longer kept, so it cannot be run again.") from exc
         if vary and isinstance(request, EditRequest | ImagineRequest):
             request = replace(request, seed=random.randint(0, 2**31 - 1))

@@ -83,6 +83,21 @@ class SqliteMembers:
                  ts(now)))
 
     async def forget_member(self, user_id: str, *, now: datetime) -> Forgotten | None:
+        # Deleted or rewritten content must not linger in the file's free space, nor in the write-ahead log's
+        # older copies of the pages: zero what is freed, and fold the log back into the file afterwards.
+        async with self._lock:
+            await self._db.execute("PRAGMA secure_delete = ON")
+        try:
+            done = await self._forget(user_id, now=now)
+        finally:
+            async with self._lock:
+                await self._db.execute("PRAGMA secure_delete = OFF")
+        if done is not None:
+            async with self._lock:
+                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return done
+
+    async def _forget(self, user_id: str, *, now: datetime) -> Forgotten | None:
         async with self._transaction() as db:
             busy_jobs = await self._rows(
                 db, "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND (state NOT IN (SELECT value FROM json_each(?))"

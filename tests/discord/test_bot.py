@@ -322,7 +322,7 @@ async def test_the_command_tree_has_exactly_the_contracted_commands(atelier: Wor
         "filter": ["image", "name"],
         "edit": ["image", "prompt", "image2", "image3", "image4", "size", "seed", "count"],
         "imagine": ["prompt", "size", "seed", "count"],
-        "jobs": [], "quota": [], "cancel": ["job"], "show": ["job"],
+        "jobs": [], "quota": [], "cancel": ["job"], "show": ["job"], "forget": [],
         "settings": ["size", "count", "private", "photo", "clear"],
         "atelier": ["channels", "block", "blocklist", "auditlog", "limits", "allowance", "command", "providers",
                     "cooldown", "usage", "budget"],
