@@ -324,6 +324,8 @@ async def test_the_command_tree_has_exactly_the_contracted_commands(atelier: Wor
         "imagine": ["prompt", "size", "seed", "count"],
         "jobs": [], "quota": [], "cancel": ["job"], "show": ["job"], "forget": [],
         "settings": ["size", "count", "private", "photo", "clear"],
+        "Apps → Edit this image": ["message"], "Apps → Apply a filter": ["message"],
+        "Apps → Try on: use as garment": ["message"], "Apps → Try on: use as person": ["message"],
         "atelier": ["channels", "block", "blocklist", "auditlog", "limits", "allowance", "command", "providers",
                     "cooldown", "usage", "budget"],
     }
@@ -333,7 +335,9 @@ def world_tree(world: World) -> dict[str, list[str]]:
     bot_ = world.env.bot
     result: dict[str, list[str]] = {}
     for command in bot_.tree.get_commands():
-        if isinstance(command, discord.app_commands.Group):
+        if isinstance(command, discord.app_commands.ContextMenu):
+            result[f"Apps → {command.name}"] = [command.type.name]
+        elif isinstance(command, discord.app_commands.Group):
             result[command.name] = [c.name for c in command.commands]
         else:
             result[command.name] = [p.name for p in command.parameters]  # type: ignore[union-attr]
