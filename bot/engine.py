@@ -18,11 +18,13 @@ from bot.blobs import BlobStore
 from bot.images import ImageLimits
 from bot.jobs import Deliverer, Listener, Prepare
 from bot.money.caps import BUDGET_KEY, CHEAPEST, CapState, GuildBudget, day_bounds, month_bounds, reached_notice_share
-from bot.operations import ImageInput, Operation, Request
+from bot.operations import ImageInput, Operation, Request, TryonRequest
 from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
 from bot.rules.blocklist import Blocklist, load_file
 from bot.store.models import (
+    OUTFIT_KEY,
+    OUTFIT_STEP_KEY,
     PRIVATE_DELIVERY_KEY,
     DiscordPost,
     Forgotten,
@@ -71,7 +73,8 @@ class Engine:
 
     async def start(self, subject: Subject, request: Request, *, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
-                    private: bool = False, parent_job_id: int | None = None) -> Job:
+                    private: bool = False, parent_job_id: int | None = None,
+                    extra: Mapping[str, Any] | None = None) -> Job:
         """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
         `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged.
         `private`: its result goes to the member by direct message instead of the channel. `parent_job_id`: the
@@ -79,7 +82,8 @@ class Engine:
         preferred = self._resolve_order(request.operation.value, preferred)  # "cheapest first"
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
                                              channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw,
-                                             extra=_private(private), parent_job_id=parent_job_id)
+                                             extra={**(extra or {}), **_private(private)},
+                                             parent_job_id=parent_job_id)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
@@ -90,6 +94,32 @@ class Engine:
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
                                             preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw,
                                             changes=changes, extra=_private(private))
+
+    async def continue_outfit(self, first: Job, *, prepare: Prepare) -> Job:
+        """An outfit's second step, once its first has succeeded: the second garment tried on the first step's
+        result, as the same member's job (charged its own image), its child. Raises like any new job (a quota, a
+        cap) — then the first step's result is the member's."""
+        spec = first.extra[OUTFIT_KEY]
+        made = first.outputs[0]
+        person = ImageInput(data=await self._app.blobs.get(made.sha256), mime=made.mime, width=made.width,
+                            height=made.height, filename="outfit-step-1", sha256=made.sha256)
+        ref = spec["garment"]
+        garment = ImageInput(data=await self._app.blobs.get(ref["sha256"]), mime=ref["mime"], width=ref["width"],
+                             height=ref["height"], filename=ref.get("filename") or "garment", sha256=ref["sha256"])
+        request = TryonRequest(person=person, garment=garment, mask=spec["mask"])
+        extra: dict[str, Any] = {OUTFIT_STEP_KEY: 2, **_private(first.private_delivery)}
+        return await self._app.runner.create(first.subject, Origin.DISCORD, request, provider=first.provider,
+                                             channel_id=first.channel_id, parent_job_id=first.id, extra=extra,
+                                             prepare=prepare, withhold_nsfw=first.withhold_nsfw)
+
+    async def child_jobs(self, job_id: int) -> list[Job]:
+        return await self._app.store.child_jobs(job_id)
+
+    async def keep_image(self, image: ImageInput) -> dict[str, Any]:
+        """Store an image by its content; the reference a job's `extra` may keep (an outfit's second garment)."""
+        photo = await members.keep_photo(self._app.blobs, image)
+        return {"sha256": photo.sha256, "mime": photo.mime, "width": photo.width, "height": photo.height,
+                "filename": photo.filename}
 
     async def cancel(self, job_id: int, subject: Subject) -> Job:
         return await self._app.runner.cancel(job_id, subject)

@@ -23,8 +23,8 @@ from cogs._common import (
     check_job_prompt,
     guild_context,
 )
-from cogs._delivery import StatusPost
 from cogs._render import jump_url
+from cogs._status import StatusPost
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,13 @@ Builder = Callable[[GuildContext], Awaitable[Request]]
 
 
 async def run_job_command(interaction: Interaction, command: str, build: Builder, *,
-                          parent: Callable[[], Awaitable[int | None]] | None = None) -> None:
+                          parent: Callable[[], Awaitable[int | None]] | None = None,
+                          extra: Callable[[], Mapping[str, Any]] | None = None) -> None:
     """Everything a job command does, however the member asked (a slash command, a context menu's form):
     acknowledge, check the owners' rules, build the request (downloads, checks), check the prompt, start the job.
     Refusals and failures alike go to the one error handler (bot.discord_errors). `parent`: the job the new one
-    is made from (a context menu on a result), looked up once the interaction is acknowledged."""
+    is made from (a context menu on a result), looked up once the interaction is acknowledged. `extra`: what the
+    job's record keeps besides its request, read once the request is built (an outfit's second garment)."""
     bot = interaction.client
     async with handled(interaction, f"/{command}"):
         await acknowledge(interaction)
@@ -45,18 +47,20 @@ async def run_job_command(interaction: Interaction, command: str, build: Builder
             ctx = await guild_context(interaction, command)
             request = await build(ctx)
             await check_job_prompt(bot, ctx, command, getattr(request, "prompt", None))
-            await start_job(interaction, ctx, request, parent_job_id=await parent() if parent else None)
+            await start_job(interaction, ctx, request, parent_job_id=await parent() if parent else None,
+                            extra=extra() if extra else None)
 
 
 async def start_job(interaction: Interaction, ctx: GuildContext, request: Request, *,
-                    parent_job_id: int | None = None) -> Job:
+                    parent_job_id: int | None = None, extra: Mapping[str, Any] | None = None) -> Job:
     """Charge the quota and record the job, post its public message, then let it run."""
     shown = StatusPost(interaction.client, ctx.channel, ctx.channel_id)
     prefs = await interaction.client.engine.member_prefs(ctx.member.id)
     job = await interaction.client.engine.start(ctx.subject, request, channel_id=str(ctx.channel_id),
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
                                                 withhold_nsfw=not await shows_nsfw(interaction.client, ctx),
-                                                private=prefs.private_delivery, parent_job_id=parent_job_id)
+                                                private=prefs.private_delivery, parent_job_id=parent_job_id,
+                                                extra=extra)
     await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
     await tell_budget_admins(interaction.client, ctx)
     return job

@@ -9,8 +9,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
-from bot.errors import AtelierError
+from bot.errors import AtelierError, Refusal
 from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, TryonRequest
+from bot.store.models import OUTFIT_KEY
 from cogs._common import GuildContext, Interaction, read_attachment
 from cogs._prefs import defaults, saved_photo
 from cogs._render import SIZE_CHOICES
@@ -34,19 +35,30 @@ class Imaging(commands.Cog):
         await run_job_command(interaction, command, build)
 
     @app_commands.command(name="tryon", description="Put the garment from one photo onto the person in another")
-    @app_commands.describe(garment="A photo of the garment",
+    @app_commands.describe(garment="A photo of the garment (with garment2: the upper one)",
                            person="A photo of the person (default: your photo from /settings)",
-                           mask="Which part of the outfit to replace (default: whole outfit)")
+                           mask="Which part of the outfit to replace (default: whole outfit)",
+                           garment2="A lower garment too: an outfit in two steps, costing two images")
     @app_commands.choices(mask=MASKS)
     @app_commands.guild_only()
     async def tryon(self, interaction: Interaction, garment: discord.Attachment,
-                    person: discord.Attachment | None = None, mask: app_commands.Choice[str] | None = None) -> None:
+                    person: discord.Attachment | None = None, mask: app_commands.Choice[str] | None = None,
+                    garment2: discord.Attachment | None = None) -> None:
+        outfit: dict[str, object] = {}
+
         async def build(ctx: GuildContext) -> Request:
+            if garment2 is not None:
+                await check_outfit(self.bot, ctx, mask)
             photo = await read_attachment(self.bot, person, "person photo") if person is not None else \
                 await saved_photo(self.bot, ctx)
-            return TryonRequest(person=photo, garment=await read_attachment(self.bot, garment, "garment photo"),
-                                mask=mask.value if mask else "overall")  # type: ignore[arg-type]
-        await self._run(interaction, "tryon", build)
+            upper = await read_attachment(self.bot, garment, "garment photo")
+            if garment2 is None:
+                return TryonRequest(person=photo, garment=upper, mask=mask.value if mask else "overall")  # type: ignore[arg-type]
+            lower = await read_attachment(self.bot, garment2, "second garment photo")
+            # Kept now, by content, so the second step has it whenever the first one ends (restarts included).
+            outfit[OUTFIT_KEY] = {"garment": await self.bot.engine.keep_image(lower), "mask": "lower"}
+            return TryonRequest(person=photo, garment=upper, mask="upper")
+        await run_job_command(interaction, "tryon", build, extra=lambda: outfit)
 
     @app_commands.command(name="filter", description="Restyle a photo with a named filter")
     @app_commands.describe(image="The photo to restyle", name="The filter (start typing to see them)")
@@ -96,6 +108,16 @@ class Imaging(commands.Cog):
             chosen, many = await defaults(self.bot, ctx, size, count)
             return ImagineRequest(prompt=prompt.strip(), size=chosen, seed=seed, count=many)
         await self._run(interaction, "imagine", build)
+
+
+async def check_outfit(bot: AtelierBot, ctx: GuildContext, mask: app_commands.Choice[str] | None) -> None:
+    """An outfit is an upper and a lower garment, two images: refused up front when it cannot be both."""
+    if mask is not None:
+        raise Refusal("With garment2 the outfit is upper (garment) and lower (garment2): leave mask out.")
+    usage = await bot.engine.usage(ctx.subject)
+    if usage.remaining_today < 2:
+        raise Refusal(f"An outfit makes two images and you have {usage.remaining_today} left today; the quota "
+                      f"resets {discord.utils.format_dt(usage.resets_at, 'R')}.")
 
 
 async def setup(bot: AtelierBot) -> None:

@@ -178,6 +178,10 @@ class JobStore(Protocol):
     async def save_member_prefs(self, prefs: MemberPrefs, *, now: datetime) -> None:
         """Replace the user's preferences with `prefs`: one row per user id, inserted or overwritten whole."""
 
+    async def child_jobs(self, parent_job_id: int) -> list[Job]:
+        """The jobs made from this one (parent_job_id = it: retries, remixes, an outfit's second step), oldest
+        first."""
+
     async def forget_member(self, user_id: str, *, now: datetime) -> Forgotten | None:
         """Forget everything that identifies a user, in one transaction; None (nothing changed) while any job of
         theirs (any scope) is unfinished or owed a delivery.
@@ -191,7 +195,8 @@ class JobStore(Protocol):
         - their job_spend rows keep every amount, scope and date with user_id FORGOTTEN_USER (caps and usage in
           dollars stay true).
 
-        Returns the counts and the sha256s those rows referenced (request inputs, outputs, the saved photo) that
+        Returns the counts and the sha256s those rows referenced (request inputs, outputs, image references in
+        `extra` such as an outfit's second garment, the saved photo) that
         no job left and no other user's preferences still reference: the images the caller may delete."""
 
 

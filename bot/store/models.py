@@ -160,6 +160,10 @@ class Job:
 
 WITHHOLD_NSFW_KEY = "withhold_nsfw"
 PRIVATE_DELIVERY_KEY = "private_delivery"  # in `extra`: the member's result goes by direct message, not the channel
+# An outfit is two try-on jobs: the first's `extra` holds what the second needs ({"garment": image reference,
+# "mask": ...}); the second's `extra` says it is step 2. The first's result is the second's person photo.
+OUTFIT_KEY = "outfit"
+OUTFIT_STEP_KEY = "outfit_step"
 
 
 class PostKind(StrEnum):

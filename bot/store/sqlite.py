@@ -70,6 +70,7 @@ from bot.store.models import (
 )
 from bot.store.quota import LIMIT_KINDS, day_bounds
 from bot.store.rows import (
+    JOB_SELECT,
     UPDATABLE,
     decode_outputs,
     delivery_from_row,
@@ -100,8 +101,7 @@ MAX_DELIVERY_ERROR_CHARS = 2000
 
 # Job rows as callers see them: the columns, and whether the outbox gave up delivering the job.
 # ('undeliverable' is DeliveryState.UNDELIVERABLE.)
-_JOB_SELECT = ("SELECT jobs.*, EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = jobs.id"
-               " AND d.state = 'undeliverable') AS undeliverable FROM jobs")
+_JOB_SELECT = JOB_SELECT
 
 # Bound as JSON arrays for `IN (SELECT value FROM json_each(?))`; sorted so statements are reproducible.
 _TERMINAL_JSON = json.dumps(sorted(s.value for s in TERMINAL_STATES))

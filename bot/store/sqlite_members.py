@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from bot.store import busy
-from bot.store.models import FORGOTTEN_USER, TERMINAL_STATES, DeliveryState, Forgotten, MemberPrefs, PhotoRef
-from bot.store.rows import to_json, ts
+from bot.store.models import FORGOTTEN_USER, TERMINAL_STATES, DeliveryState, Forgotten, Job, MemberPrefs, PhotoRef
+from bot.store.rows import JOB_SELECT, job_from_row, to_json, ts
 
 _TERMINAL_JSON = json.dumps(sorted(s.value for s in TERMINAL_STATES))
 
-# Every image a row references: inputs anywhere in a job's request (each reference has a sha256 key), outputs,
-# saved photos. `?` is the user whose rows count (NULL: everyone's).
+# Every image a row references: inputs anywhere in a job's request or extra (each reference has a sha256 key),
+# outputs, saved photos. `?` is the user whose rows count (NULL: everyone's).
 _REFERENCED = (
     "SELECT t.value AS sha FROM jobs, json_tree(jobs.request) AS t"
+    " WHERE t.key = 'sha256' AND (?1 IS NULL OR jobs.user_id = ?1)"
+    " UNION SELECT t.value FROM jobs, json_tree(jobs.extra) AS t"
     " WHERE t.key = 'sha256' AND (?1 IS NULL OR jobs.user_id = ?1)"
     " UNION SELECT json_extract(o.value, '$.sha256') FROM jobs, json_each(jobs.outputs) AS o"
     " WHERE ?1 IS NULL OR jobs.user_id = ?1"
@@ -81,6 +83,11 @@ class SqliteMembers:
                     " photo = excluded.photo, updated_at = excluded.updated_at",
                 (prefs.user_id, prefs.size, prefs.count, int(prefs.private_delivery), _photo_to_json(prefs.photo),
                  ts(now)))
+
+    async def child_jobs(self, parent_job_id: int) -> list[Job]:
+        async with self._lock:
+            rows = await self._rows(self._db, f"{JOB_SELECT} WHERE parent_job_id = ? ORDER BY id", (parent_job_id,))
+        return [job_from_row(row) for row in rows]
 
     async def forget_member(self, user_id: str, *, now: datetime) -> Forgotten | None:
         # Deleted or rewritten content must not linger in the file's free space, nor in the write-ahead log's

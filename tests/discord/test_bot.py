@@ -318,7 +318,7 @@ async def test_nsfw_results_are_withheld_outside_age_restricted_channels(atelier
 async def test_the_command_tree_has_exactly_the_contracted_commands(atelier: World) -> None:
     tree = world_tree(atelier)
     assert tree == {
-        "tryon": ["garment", "person", "mask"],  # person is optional (the member's saved photo): listed after
+        "tryon": ["garment", "person", "mask", "garment2"],  # person is optional (the saved photo): listed after
         "filter": ["image", "name"],
         "edit": ["image", "prompt", "image2", "image3", "image4", "size", "seed", "count"],
         "imagine": ["prompt", "size", "seed", "count"],
