@@ -59,3 +59,12 @@ async def test_forget_refuses_while_a_job_runs_then_anonymises_and_names_the_ima
     assert (await store.get_job(bobs.id)).request == edit(SHARED)  # type: ignore[union-attr]
     assert await store.list_jobs(ALICE, limit=10) == [] and await store.list_jobs(other_guild, limit=10) == []
     assert (await store.usage(ALICE, defaults=GENEROUS, now=NOW)).limits.daily == GENEROUS.daily  # override gone
+
+
+async def test_child_jobs_are_the_jobs_made_from_one_oldest_first(store: JobStore) -> None:
+    parent = await store.create_job(new_job(), defaults=GENEROUS, now=NOW)
+    first = await store.create_job(new_job(BOB, parent_job_id=parent.id), defaults=GENEROUS, now=NOW)
+    await store.create_job(new_job(), defaults=GENEROUS, now=NOW)  # unrelated
+    second = await store.create_job(new_job(parent_job_id=parent.id), defaults=GENEROUS, now=NOW)
+    assert [j.id for j in await store.child_jobs(parent.id)] == [first.id, second.id]
+    assert await store.child_jobs(first.id) == []
