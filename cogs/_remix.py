@@ -38,8 +38,8 @@ class RemixForm(discord.ui.Modal):
     filter's name (filter) or the mask (try-on). At most five components, as Discord allows."""
 
     def __init__(self, job: Job) -> None:
-        super().__init__(title=f"Remix job #{job.id}"[:45], timeout=FORM_TIMEOUT_S,
-                         custom_id=f"atelier:v2:remix-form:{job.token}")
+        # A random custom_id (discord.py's default): two members may have this job's form open at once.
+        super().__init__(title=f"Remix job #{job.id}"[:45], timeout=FORM_TIMEOUT_S)
         self.job = job
         self.fields: dict[str, discord.ui.TextInput[Any] | discord.ui.Select[Any]] = {}
         request = job.request

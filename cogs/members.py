@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
-from bot.discord_errors import AtelierView, handled
+from bot.discord_errors import AtelierView, handled, report_interaction
 from bot.discord_mentions import NOBODY
 from bot.errors import Refusal
 from bot.store.models import MemberPrefs
@@ -18,7 +20,6 @@ from cogs._common import Interaction, acknowledge, answer, guild_context, read_a
 from cogs._render import SIZE_CHOICES
 
 SIZES = [app_commands.Choice(name=label, value=value) for value, label in SIZE_CHOICES.items()]
-CONFIRM_TIMEOUT_S = 5 * 60
 CLEARABLE = [app_commands.Choice(name="size", value="size"), app_commands.Choice(name="count", value="count"),
              app_commands.Choice(name="my photo", value="photo"),
              app_commands.Choice(name="everything", value="everything")]
@@ -36,6 +37,12 @@ def describe(prefs: MemberPrefs) -> str:
 class Members(commands.Cog):
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(ForgetButton)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(ForgetButton)
 
     @app_commands.command(name="settings", description="Your defaults: size, count, results by DM, your photo")
     @app_commands.describe(size="Default output shape for /edit and /imagine",
@@ -80,21 +87,40 @@ class Members(commands.Cog):
             await interaction.response.send_message(
                 "This deletes, in every server this bot serves: your prompts, your images (inputs and results), "
                 "your /settings and your saved photo. What you used still counts toward quotas and budgets, "
-                "without your name. It cannot be undone.", view=ForgetConfirm(interaction.user.id), ephemeral=True,
+                "without your name. It cannot be undone.", view=forget_view(interaction.user.id), ephemeral=True,
                 allowed_mentions=NOBODY)
 
 
-class ForgetConfirm(AtelierView):
-    """The one step between /forget and forgetting: a button only its member sees (the message is private)."""
+class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
+                   template=r"atelier:v2:forget:(?P<user>[0-9]{1,20}):(?P<choice>yes|no)"):
+    """The one step between /forget and forgetting. Stateless (the member's id is in its custom_id), so it works
+    after a restart too; only that member can see it (the message is private), and only they may use it."""
 
-    def __init__(self, user_id: int) -> None:
-        super().__init__(timeout=CONFIRM_TIMEOUT_S)
+    def __init__(self, user_id: int, choice: str) -> None:
+        label, style = ("Forget me", discord.ButtonStyle.danger) if choice == "yes" else \
+            ("Keep everything", discord.ButtonStyle.secondary)
+        super().__init__(discord.ui.Button(label=label, style=style,
+                                           custom_id=f"atelier:v2:forget:{user_id}:{choice}"))
         self.user_id = user_id
+        self.choice = choice
 
-    @discord.ui.button(label="Forget me", style=discord.ButtonStyle.danger)
-    async def confirm(self, interaction: Interaction, button: discord.ui.Button[ForgetConfirm]) -> None:
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> ForgetButton:
+        return cls(int(match["user"]), match["choice"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await self._act(interaction)
+        except Exception as exc:
+            await report_interaction(interaction, exc, "the /forget button")
+
+    async def _act(self, interaction: Interaction) -> None:
         if interaction.user.id != self.user_id:
-            raise Refusal("Only the member who asked can confirm this.")
+            raise Refusal("Only the member who asked can answer this.")
+        if self.choice == "no":
+            await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+            return
         await interaction.response.edit_message(content="Forgetting you…", view=None)
         done = await interaction.client.engine.forget(self.user_id)
         if done is None:
@@ -104,12 +130,13 @@ class ForgetConfirm(AtelierView):
             text = (f"Done: {done.jobs} job(s) no longer name you, and {len(done.blobs)} image(s) and your "
                     f"settings are deleted.")
         await interaction.edit_original_response(content=text)
-        self.stop()
 
-    @discord.ui.button(label="Keep everything", style=discord.ButtonStyle.secondary)
-    async def keep(self, interaction: Interaction, button: discord.ui.Button[ForgetConfirm]) -> None:
-        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
-        self.stop()
+
+def forget_view(user_id: int) -> discord.ui.View:
+    view = AtelierView(timeout=None)
+    view.add_item(ForgetButton(user_id, "yes"))
+    view.add_item(ForgetButton(user_id, "no"))
+    return view
 
 
 async def setup(bot: AtelierBot) -> None:

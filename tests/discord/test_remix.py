@@ -146,3 +146,28 @@ async def test_a_remix_obeys_the_blocklist_and_the_channel_rules(atelier: World,
     assert refused.response is not None and refused.ephemeral and "imagine" in refused.response.content
     assert len(fal.jobs) == 1
     assert await app.store.list_jobs(Subject.member(world.guild.id, world.bob.id, ()), limit=5) == []
+
+
+async def test_a_form_left_open_across_a_restart_is_answered_not_left_to_fail(atelier: World, fal: FakeFal,
+                                                                             app: App) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    shown = await world.bob.click(await wait_for_result(world, 1), label="Remix")
+    # A restart forgets every open form: the process that showed it is gone.
+    world.env.bot._connection._view_store._modals.clear()  # type: ignore[attr-defined]
+    answered = await world.bob.submit_modal(shown, {"prompt": "a wolf", "count": "1"})
+    assert answered.ephemeral and answered.response is not None
+    assert "expired" in answered.response.content and len(fal.jobs) == 1
+
+
+async def test_two_members_remix_the_same_result_at_once(atelier: World, fal: FakeFal, app: App) -> None:
+    world = atelier
+    await world.alice.slash(world.channel, "imagine", prompt="a fox")
+    first = await wait_for_result(world, 1)
+    alices, bobs = await world.alice.click(first, label="Remix"), await world.bob.click(first, label="Remix")
+    by_bob = await world.bob.submit_modal(bobs, {"prompt": "a wolf", "count": "1"})
+    by_alice = await world.alice.submit_modal(alices, {"prompt": "a lynx", "count": "1"})
+    assert by_bob.response is not None and by_bob.response.content.startswith("Started job #2")
+    assert by_alice.response is not None and by_alice.response.content.startswith("Started job #3")
+    await wait_for_result(world, 3)
+    assert sorted(job.body["input"]["prompt"] for job in fal.jobs.values()) == ["a fox", "a lynx", "a wolf"]
