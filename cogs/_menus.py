@@ -22,7 +22,7 @@ from cogs._start import run_job_command
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 IMAGE_NAMES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-Role = Literal["garment", "person"]
+Side = Literal["garment", "person"]  # what the message's image is in a try-on
 
 
 def image_of(message: discord.Message) -> discord.Attachment:
@@ -100,7 +100,7 @@ class TryonForm(ImageForm):
 
     command = "tryon"
 
-    def __init__(self, bot: AtelierBot, message: discord.Message, role: Role) -> None:
+    def __init__(self, bot: AtelierBot, message: discord.Message, role: Side) -> None:
         super().__init__(bot, title=f"Try on: use as {role}", message=message)
         self.role = role
         other = "person" if role == "garment" else "garment"
