@@ -11,6 +11,8 @@ from tests.e2e.conftest import E2E
 from tests.e2e.harness import started_job
 
 SKETCH = png_bytes(240, 180, (210, 90, 20))
+PORTRAIT = png_bytes(200, 230, (80, 150, 40))  # photos no other test uses, so they are recognisable at Glam
+JACKET = png_bytes(130, 150, (150, 20, 150))
 
 
 async def test_edit_this_image_from_the_apps_menu(e2e: E2E) -> None:
@@ -38,3 +40,19 @@ async def test_edit_this_image_from_the_apps_menu(e2e: E2E) -> None:
     assert second["parent_job_id"] == first_id and int(second["user_id"]) == alice.id
     # The fakes' images fit the upload limit, so the posted image is the job's output byte for byte.
     assert [ref["sha256"] for ref in second["request"]["images"]] == [job["outputs"][0]["sha256"]]
+
+
+async def test_try_on_as_person_with_the_garment_uploaded_in_the_form(e2e: E2E) -> None:
+    alice = await e2e.member("alice")
+    portrait = await alice.post(e2e.channel, "me today", files=[("me.png", PORTRAIT)])
+    opened = await alice.run_message_command(portrait, "Try on: use as person")
+    assert await opened.acked() < 3.0 and opened.interaction.ack_type == 9
+    sent = await alice.submit_modal(opened, {"other": [("jacket.png", JACKET)], "mask": ["upper"]})
+    job_id = started_job((await sent.reply()).content)
+    posted = await e2e.result(job_id)
+    assert "mask upper" in posted.content and posted.attachments
+    job = await e2e.job(job_id)
+    sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    assert job["request"]["person"]["sha256"] == sha(PORTRAIT) and job["request"]["garment"]["sha256"] == sha(JACKET)
+    uploaded = set((await e2e.providers.stats("glam"))["files"].values())
+    assert {sha(PORTRAIT), sha(JACKET)} <= uploaded, "both photos reached Glam byte for byte"

@@ -310,7 +310,8 @@ class MemberActor:
     @on_fake_loop
     async def submit_modal(self, shown: InteractionRun, values: dict[str, Any]) -> InteractionRun:
         """Fill in and send the form the bot answered `shown` with (values by custom_id: text for a text input, a
-        list of option values for a select; a field left out keeps what the form showed)."""
+        list of option values for a select, a list of (filename, bytes) for a file upload; a field left out keeps
+        what the form showed)."""
         opened = shown.interaction
         if opened.user.id != self.id:
             raise LookupError(f"only {opened.user.username} sees that form")
@@ -318,7 +319,8 @@ class MemberActor:
             raise LookupError("the bot did not answer with a form")
         if opened.modal_submitted:
             raise LookupError("that form was already sent (Discord closes it)")
-        data = submission(opened.modal, values)
+        data = submission(opened.modal, values,
+                          upload=lambda name, blob: self._attach(opened.channel, "upload", (name, blob)).to_json())
         opened.modal_submitted = True
         interaction = self._envelope(opened.channel, 5, data)
         if "message" in opened.payload:  # a form opened from a component carries that component's message

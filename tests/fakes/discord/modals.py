@@ -2,12 +2,14 @@
 checks it, and the member's submission (interaction type 5), shaped as Discord sends it.
 
 A form answers only a slash command, a message command or a component click (types 2 and 3), as the interaction's
-first and only response; it holds 1–5 top-level components: a Label (type 18) wrapping a text input (4) or a string
-select (3), a text display (10), or the legacy action row (1) holding one text input that carries its own label.
+first and only response; it holds 1–5 top-level components: a Label (type 18) wrapping a text input (4), a string
+select (3) or a file upload (19), a text display (10), or the legacy action row (1) holding one text input that
+carries its own label. Uploaded files come in the submit as attachment ids, resolved in `resolved.attachments`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.discord.rest import ApiError
@@ -58,6 +60,12 @@ def _select(control: dict[str, Any], where: str) -> None:
     _int(control.get("max_values"), f"{where}.max_values", 1, 25)
 
 
+def _count(control: dict[str, Any], key: str) -> int:
+    """min_values / max_values: 1 when absent or null (discord.py sends null for what it leaves unset)."""
+    value = control.get(key)
+    return 1 if value is None else int(value)
+
+
 def validate_form(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The form's controls (text inputs and selects), or the 50035 Discord answers for a malformed form."""
     _text(data.get("custom_id"), "data.custom_id", 1, 100)
@@ -79,6 +87,10 @@ def validate_form(data: dict[str, Any]) -> list[dict[str, Any]]:
                 _text_input(control, f"{where}.component", labelled=True)
             elif control.get("type") == STRING_SELECT:
                 _select(control, f"{where}.component")
+            elif control.get("type") == FILE_UPLOAD:
+                _text(control.get("custom_id"), f"{where}.component.custom_id", 1, 100)
+                _int(control.get("min_values"), f"{where}.component.min_values", 0, 10)
+                _int(control.get("max_values"), f"{where}.component.max_values", 1, 10)
             else:
                 raise invalid(f"{where}.component.type", "not a control this fake Discord knows in a modal")
             controls.append(control)
@@ -98,25 +110,52 @@ def validate_form(data: dict[str, Any]) -> list[dict[str, Any]]:
     return controls
 
 
-def submission(form: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+def submission(form: dict[str, Any], values: dict[str, Any],
+               upload: Callable[[str, bytes], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The `data` of the modal-submit interaction for a member who filled `form` with `values` (by custom_id;
-    text for inputs, a list of option values for selects). A control left out keeps the value the form showed.
+    text for inputs, a list of option values for selects, a list of (filename, bytes) for a file upload, which
+    `upload` stores and answers as an attachment object). A control left out keeps the value the form showed.
     What a member's client would not let them send raises instead."""
     controls = {c["custom_id"]: c for c in validate_form(form)}
     unknown = set(values) - set(controls)
     if unknown:
         raise LookupError(f"the form has no field(s) {sorted(unknown)}; it has {sorted(controls)}")
     out = []
+    attachments: dict[str, Any] = {}
     for component in form["components"]:
         if component["type"] == TEXT_DISPLAY:
             continue
         control = component.get("component") or component["components"][0]
-        answered = _answer(control, values.get(control["custom_id"]))
+        if control["type"] == FILE_UPLOAD:
+            answered = _files(control, values.get(control["custom_id"]) or [], upload, attachments)
+        else:
+            answered = _answer(control, values.get(control["custom_id"]))
         if component["type"] == LABEL:
             out.append({"type": LABEL, "component": answered})
         else:
             out.append({"type": ACTION_ROW, "components": [answered]})
-    return {"custom_id": form["custom_id"], "components": out}
+    data: dict[str, Any] = {"custom_id": form["custom_id"], "components": out}
+    if attachments:
+        data["resolved"] = {"attachments": attachments}
+    return data
+
+
+def _files(control: dict[str, Any], files: list[tuple[str, bytes]],
+           upload: Callable[[str, bytes], dict[str, Any]] | None, resolved: dict[str, Any]) -> dict[str, Any]:
+    custom_id = control["custom_id"]
+    low, high = _count(control, "min_values"), _count(control, "max_values")
+    if control.get("required", True) and not files:
+        raise ValueError(f"{custom_id} is required: the client does not let the form be sent without a file")
+    if files and not low <= len(files) <= high:
+        raise ValueError(f"{custom_id}: upload {low}-{high} files")
+    ids = []
+    for filename, data in files:
+        if upload is None:
+            raise TypeError("files need somewhere to be uploaded")
+        attachment = upload(filename, data)
+        resolved[attachment["id"]] = attachment
+        ids.append(attachment["id"])
+    return {"type": FILE_UPLOAD, "custom_id": custom_id, "values": ids}
 
 
 def _answer(control: dict[str, Any], value: Any) -> dict[str, Any]:
@@ -135,7 +174,7 @@ def _answer(control: dict[str, Any], value: Any) -> dict[str, Any]:
     allowed = {o["value"] for o in control["options"]}
     if any(v not in allowed for v in chosen):
         raise ValueError(f"{custom_id}: {chosen} are not all among {sorted(allowed)}")
-    low, high = control.get("min_values", 1), control.get("max_values", 1)
+    low, high = _count(control, "min_values"), _count(control, "max_values")
     if not low <= len(chosen) <= high:
         raise ValueError(f"{custom_id}: choose {low}-{high}")
     return {"type": STRING_SELECT, "custom_id": custom_id, "values": chosen}
