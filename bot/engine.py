@@ -235,7 +235,15 @@ class Engine:
         return await self._app.store.member_prefs(str(user_id))
 
     async def save_member_prefs(self, prefs: MemberPrefs) -> None:
-        await self._app.store.save_member_prefs(prefs, now=self._app.runner.clock())
+        """Save the member's preferences; a saved photo they replaced or cleared is deleted unless something else
+        (a job of anyone's, another member's photo) uses the same image."""
+        now = self._app.runner.clock()
+        before = await self._app.store.member_prefs(prefs.user_id)
+        await self._app.store.save_member_prefs(prefs, now=now)
+        old = before.photo.sha256 if before.photo is not None else None
+        if old is not None and (prefs.photo is None or prefs.photo.sha256 != old) and \
+                not await self._app.store.images_referenced([old]):
+            await self._app.blobs.delete_unless_written_since(old, now)
 
     async def keep_photo(self, image: ImageInput) -> PhotoRef:
         return await members.keep_photo(self._app.blobs, image)

@@ -178,6 +178,10 @@ class JobStore(Protocol):
     async def save_member_prefs(self, prefs: MemberPrefs, *, now: datetime) -> None:
         """Replace the user's preferences with `prefs`: one row per user id, inserted or overwritten whole."""
 
+    async def images_referenced(self, sha256s: Sequence[str]) -> set[str]:
+        """Those of the sha256s that some row still references — any job's request, extra or outputs (whatever
+        its age), any user's saved photo: an image not among them is no one's any more."""
+
     async def child_jobs(self, parent_job_id: int) -> list[Job]:
         """The jobs made from this one (parent_job_id = it: retries, remixes, an outfit's second step), oldest
         first."""

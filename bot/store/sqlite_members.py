@@ -84,6 +84,13 @@ class SqliteMembers:
                 (prefs.user_id, prefs.size, prefs.count, int(prefs.private_delivery), _photo_to_json(prefs.photo),
                  ts(now)))
 
+    async def images_referenced(self, sha256s: Sequence[str]) -> set[str]:
+        if not sha256s:
+            return set()
+        async with self._lock:
+            rows = await self._rows(self._db, _REFERENCED, (None,))  # a scan, as forgetting does: rare enough
+        return set(sha256s) & {str(r[0]) for r in rows if r[0] is not None}
+
     async def child_jobs(self, parent_job_id: int) -> list[Job]:
         async with self._lock:
             rows = await self._rows(self._db, f"{JOB_SELECT} WHERE parent_job_id = ? ORDER BY id", (parent_job_id,))

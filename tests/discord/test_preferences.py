@@ -4,6 +4,7 @@ and shown back to them privately."""
 # ruff: noqa: F811 - the fixtures are imported from test_bot and named again as parameters
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from bot.app import App
@@ -96,3 +97,17 @@ async def test_my_photo_is_the_person_in_a_tryon_without_one(atelier: World, gla
                             person=("friend.png", other))
     await wait_for_result(world, 2)
     assert other in [u.data for u in glam.uploads[2:]] and ME not in [u.data for u in glam.uploads[2:]]
+
+
+async def test_a_replaced_or_cleared_photo_is_deleted_unless_a_job_uses_it(atelier: World, glam: FakeGlam,
+                                                                            app: App) -> None:
+    world = atelier
+    first, second = png_bytes(200, 200, (1, 2, 3)), png_bytes(210, 200, (4, 5, 6))
+    path = lambda data: app.blobs.path_for(hashlib.sha256(data).hexdigest())  # noqa: E731
+    await world.alice.slash(world.channel, "settings", photo=("one.png", first))
+    await world.alice.slash(world.channel, "settings", photo=("two.png", second))
+    assert not path(first).exists() and path(second).exists(), "the replaced photo is gone"
+    await world.alice.slash(world.channel, "tryon", garment=("shirt.png", png_bytes(120, 120)))  # uses it
+    await wait_for_result(world, 1)
+    await world.alice.slash(world.channel, "settings", clear="photo")
+    assert path(second).exists(), "job #1 still uses it as its person photo"

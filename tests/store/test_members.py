@@ -68,3 +68,10 @@ async def test_child_jobs_are_the_jobs_made_from_one_oldest_first(store: JobStor
     second = await store.create_job(new_job(parent_job_id=parent.id), defaults=GENEROUS, now=NOW)
     assert [j.id for j in await store.child_jobs(parent.id)] == [first.id, second.id]
     assert await store.child_jobs(first.id) == []
+
+
+async def test_images_referenced_by_any_job_or_saved_photo(store: JobStore) -> None:
+    await store.create_job(new_job(ALICE, operation="edit", request=edit(SHARED)), defaults=GENEROUS, now=NOW)
+    await store.save_member_prefs(MemberPrefs(user_id="200", photo=PhotoRef(PHOTO, "image/png", 9, 9)), now=NOW)
+    assert await store.images_referenced([SHARED, HERS, PHOTO]) == {SHARED, PHOTO}
+    assert await store.images_referenced([]) == set()
