@@ -33,6 +33,7 @@ from bot.errors import (
     StoreBusyError,
     StoreUnreachableError,
 )
+from bot.forget_cli import add_forget_parser, forget_main
 from bot.images import extension_for
 from bot.inputs import read_image
 from bot.jobs import JobNotFoundError, RunnerConfig
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_job_control(ops)
     add_usage_parser(sub)
+    add_forget_parser(sub)
 
     jobs = sub.add_parser("jobs", help="recent jobs")
     jobs.add_argument("--user", help="whose jobs (default: the OS user)")
@@ -226,6 +228,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _usage_main(args, settings)
     if args.command == "db":
         return await _db_main(settings)
+    if args.command == "forget":
+        return await _forget_main(args, settings)
     return await _serve_main(args.command, settings)
 
 
@@ -569,6 +573,12 @@ async def _usage_main(args: argparse.Namespace, settings: Settings) -> int:
             print(f"atelier: {exc}", file=sys.stderr)
             return EXIT_REFUSED
     return EXIT_OK
+
+
+async def _forget_main(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings, deliverers={}, config=RunnerConfig(adopt=False), start=False) as app:
+        await _recover_abandoned(app)  # a dead `atelier job` of theirs would otherwise count as running
+        return await forget_main(args.user, yes=args.yes, store=app.store, blobs=app.blobs, clock=app.runner.clock)
 
 
 # --- atelier db ------------------------------------------------------------------------------------------------

@@ -7,25 +7,32 @@ what it gives the cogs is exactly what they may do, so nothing Discord-side writ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot import members
 from bot.app import App
 from bot.blobs import Blobs
 from bot.images import ImageLimits
 from bot.jobs import Deliverer, Listener, Prepare
 from bot.money.caps import BUDGET_KEY, CHEAPEST, CapState, GuildBudget, day_bounds, month_bounds, reached_notice_share
-from bot.operations import Operation, Request
+from bot.operations import ImageInput, Operation, Request, TryonRequest
 from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
 from bot.rules.blocklist import Blocklist, load_file
 from bot.store.models import (
+    OUTFIT_KEY,
+    OUTFIT_STEP_KEY,
+    PRIVATE_DELIVERY_KEY,
     DiscordPost,
+    Forgotten,
     Job,
     JobState,
+    MemberPrefs,
     Origin,
+    PhotoRef,
     PostKind,
     QuotaLimits,
     QuotaUsage,
@@ -65,18 +72,54 @@ class Engine:
     # --- jobs --------------------------------------------------------------------------------------------------
 
     async def start(self, subject: Subject, request: Request, *, channel_id: str,
-                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
+                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
+                    private: bool = False, parent_job_id: int | None = None,
+                    extra: Mapping[str, Any] | None = None) -> Job:
         """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
-        `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged."""
+        `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged.
+        `private`: its result goes to the member by direct message instead of the channel. `parent_job_id`: the
+        job whose result it was made from."""
         preferred = self._resolve_order(request.operation.value, preferred)  # "cheapest first"
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
-                                             channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw)
+                                             channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw,
+                                             extra={**(extra or {}), **_private(private)},
+                                             parent_job_id=parent_job_id)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
-                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool) -> Job:
+                    preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
+                    changes: Mapping[str, Any] | None = None, private: bool = False) -> Job:
+        """Retry, vary or remix `original` as `subject`'s new job (its child). `changes`: the request's fields the
+        member changed (Remix), validated like a new job's."""
         preferred = self._resolve_order(original.operation, preferred)  # "cheapest first"
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
-                                            preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw)
+                                            preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw,
+                                            changes=changes, extra=_private(private))
+
+    async def continue_outfit(self, first: Job, *, prepare: Prepare) -> Job:
+        """An outfit's second step, once its first has succeeded: the second garment tried on the first step's
+        result, as the same member's job (charged its own image), its child. Raises like any new job (a quota, a
+        cap) — then the first step's result is the member's."""
+        spec = first.extra[OUTFIT_KEY]
+        made = first.outputs[0]
+        person = ImageInput(data=await self._app.blobs.get(made.sha256), mime=made.mime, width=made.width,
+                            height=made.height, filename="outfit-step-1", sha256=made.sha256)
+        ref = spec["garment"]
+        garment = ImageInput(data=await self._app.blobs.get(ref["sha256"]), mime=ref["mime"], width=ref["width"],
+                             height=ref["height"], filename=ref.get("filename") or "garment", sha256=ref["sha256"])
+        request = TryonRequest(person=person, garment=garment, mask=spec["mask"])
+        extra: dict[str, Any] = {OUTFIT_STEP_KEY: 2, **_private(first.private_delivery)}
+        return await self._app.runner.create(first.subject, Origin.DISCORD, request, provider=first.provider,
+                                             channel_id=first.channel_id, parent_job_id=first.id, extra=extra,
+                                             prepare=prepare, withhold_nsfw=first.withhold_nsfw)
+
+    async def child_jobs(self, job_id: int) -> list[Job]:
+        return await self._app.store.child_jobs(job_id)
+
+    async def keep_image(self, image: ImageInput) -> dict[str, Any]:
+        """Store an image by its content; the reference a job's `extra` may keep (an outfit's second garment)."""
+        photo = await members.keep_photo(self._app.blobs, image)
+        return {"sha256": photo.sha256, "mime": photo.mime, "width": photo.width, "height": photo.height,
+                "filename": photo.filename}
 
     async def cancel(self, job_id: int, subject: Subject) -> Job:
         return await self._app.runner.cancel(job_id, subject)
@@ -86,6 +129,9 @@ class Engine:
 
     async def jobs_of(self, subject: Subject, *, limit: int, states: Sequence[JobState] | None = None) -> list[Job]:
         return await self._app.store.list_jobs(subject, limit=limit, states=states)
+
+    async def job(self, job_id: int) -> Job | None:
+        return await self._app.store.get_job(job_id)
 
     async def job_by_token(self, token: str) -> Job | None:
         return await self._app.store.job_by_token(token)
@@ -183,6 +229,32 @@ class Engine:
             return self.cheapest_order(Operation(operation))
         return preferred
 
+    # --- what members keep for themselves --------------------------------------------------------------------
+
+    async def member_prefs(self, user_id: int | str) -> MemberPrefs:
+        return await self._app.store.member_prefs(str(user_id))
+
+    async def save_member_prefs(self, prefs: MemberPrefs) -> None:
+        """Save the member's preferences; a saved photo they replaced or cleared is deleted unless something else
+        (a job of anyone's, another member's photo) uses the same image."""
+        now = self._app.runner.clock()
+        before = await self._app.store.member_prefs(prefs.user_id)
+        await self._app.store.save_member_prefs(prefs, now=now)
+        old = before.photo.sha256 if before.photo is not None else None
+        if old is not None and (prefs.photo is None or prefs.photo.sha256 != old) and \
+                not await self._app.store.images_referenced([old]):
+            await self._app.blobs.delete_unless_written_since(old, now)
+
+    async def keep_photo(self, image: ImageInput) -> PhotoRef:
+        return await members.keep_photo(self._app.blobs, image)
+
+    async def photo_image(self, photo: PhotoRef) -> ImageInput | None:
+        return await members.photo_image(self._app.blobs, photo)
+
+    async def forget(self, user_id: int | str) -> Forgotten | None:
+        """Forget everything that identifies the user (bot.members.forget); None while a job of theirs runs."""
+        return await members.forget(self._app.store, self._app.blobs, str(user_id), clock=self._app.runner.clock)
+
     # --- owners' rules -----------------------------------------------------------------------------------------
 
     @property
@@ -201,3 +273,8 @@ class Engine:
 
     async def clear_guild_setting(self, guild_id: int, key: str) -> bool:
         return await self._app.store.clear_guild_setting(guild_id, key)
+
+
+def _private(private: bool) -> dict[str, Any]:
+    return {PRIVATE_DELIVERY_KEY: True} if private else {}
+

@@ -15,13 +15,16 @@ from bot.errors import Refusal
 from bot.store.models import Job, JobState
 from cogs._common import Interaction, acknowledge
 
-RETRY, VARY, DELETE, CANCEL, MAIL = "🔄", "🎲", "❌", "🚫", "✉️"
-ACTIONS = "retry|vary|delete|cancel"
+RETRY, VARY, REMIX, DELETE, CANCEL, MAIL = "🔄", "🎲", "🎛️", "❌", "🚫", "✉️"
+ACTIONS = "retry|vary|remix|delete|cancel"
+# These answer with a form, which must be the interaction's first response: no defer before them.
+OPENS_A_FORM = frozenset({"remix"})
 RESULT_ACTIONS = ("retry", "vary", "delete")
 EARLIER_INSTALLATION = ("This button is from an earlier installation of Atelier, so it no longer does anything here. "
                         "Start a new job with a command.")
 LABELS = {"retry": ("Retry", RETRY, discord.ButtonStyle.secondary),
           "vary": ("Vary", VARY, discord.ButtonStyle.secondary),
+          "remix": ("Remix", REMIX, discord.ButtonStyle.secondary),
           "delete": ("Delete", DELETE, discord.ButtonStyle.danger),
           "cancel": ("Cancel", CANCEL, discord.ButtonStyle.secondary)}
 
@@ -37,7 +40,8 @@ class ButtonActions(Protocol):
 
 async def _act(interaction: Interaction, action: str, job: Job | None) -> None:
     async with handled(interaction, f"the {action} button"):
-        await acknowledge(interaction)
+        if action not in OPENS_A_FORM:
+            await acknowledge(interaction)
         if job is None:
             raise Refusal(EARLIER_INSTALLATION)
         # The actions live with the Results cog, which owns everything a result can do.
@@ -97,6 +101,7 @@ def result_view(job: Job) -> discord.ui.View:
     view.add_item(JobButton("retry", job.token))
     if takes_seed(job.operation):
         view.add_item(JobButton("vary", job.token))
+    view.add_item(JobButton("remix", job.token))
     if job.state is JobState.SUCCEEDED:
         view.add_item(JobButton("delete", job.token))
     return view

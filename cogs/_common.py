@@ -21,6 +21,7 @@ from cogs._rules import OTHER_GUILD, RuleRefusal, check_blocked, check_channel, 
 Interaction: TypeAlias = discord.Interaction[AtelierBot]
 
 COMMANDS = ("tryon", "filter", "edit", "imagine")
+POSTING = (*COMMANDS, "show")  # what posts in the channel it is used in, so needs the bot's permissions there
 
 
 @dataclass
@@ -71,7 +72,7 @@ async def guild_context(interaction: Interaction, command: str) -> GuildContext:
     in_thread = isinstance(channel_obj, discord.Thread)
     parent_id = getattr(channel_obj, "parent_id", None) if in_thread else None
     check_rules(settings, command, interaction.channel_id, parent_id, interaction.user)
-    if command in COMMANDS:
+    if command in POSTING:
         # What the bot may do in this very channel, as Discord computed it for this interaction.
         check_permissions(interaction.app_permissions, in_thread=in_thread)
     check_allowed(bot, interaction.guild_id, interaction.user.id, settings, command)

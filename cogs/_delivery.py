@@ -39,18 +39,15 @@ from cogs._buttons import (
     result_view,
     status_view,
 )
+from cogs._outfits import continue_outfit, first_step_done, second_step, settle_failed_second_step
 from cogs._render import failure_caption, nsfw_caption, result_caption, result_files, status_line
+from cogs._status import STATUS_MENTIONS, guild_of
 
 log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord allows in any guild
 EDIT_INTERVAL_S = 2.5  # Discord rate-limits message edits; a few seconds apart reads as "live" anyway
 LOOKBACK = 50  # messages searched for an already-posted result
-
-
-def guild_of(job: Job) -> int | None:
-    scope = job.subject.scope
-    return int(scope.removeprefix("guild:")) if scope.startswith("guild:") else None
 
 
 def status_message_id(posts: list[DiscordPost]) -> int | None:
@@ -63,40 +60,10 @@ def result_mentions(job: Job) -> discord.AllowedMentions:
     return only(job.subject.user_id)
 
 
-STATUS_MENTIONS = NOBODY  # a status message names its owner but pings nobody (the result will)
-
-
 def delivered(post: DiscordPost) -> bool:
     """A result that reached the member, or a final word on why it could not."""
     return (post.kind in (PostKind.RESULT, PostKind.DM) and post.message_id is not None) or \
         (post.kind is PostKind.RESULT and post.note is not None)
-
-
-class StatusPost:
-    """The step Runner.create runs before a Discord job starts: post its public status message there and record it,
-    so that progress has somewhere to go. A channel the bot may not post in is noted; the job runs all the same."""
-
-    def __init__(self, bot: AtelierBot, channel: discord.abc.Messageable, channel_id: int) -> None:
-        self.bot = bot
-        self.channel = channel
-        self.channel_id = channel_id
-        self.message_id: int | None = None
-
-    async def __call__(self, job: Job) -> None:
-        store = self.bot.engine
-        post, _ = await store.open_post(job.id, PostKind.STATUS, channel_id=self.channel_id)
-        try:
-            message = await self.channel.send(status_line(job), nonce=post.nonce, view=status_view(job),
-                                              allowed_mentions=STATUS_MENTIONS)
-        except (discord.Forbidden, discord.NotFound) as exc:
-            # Surely not posted. (Other failures may have posted: the post stays open, and the delivery looks.)
-            await store.record_post(post.id, message_id=None, note=f"status not posted ({exc.status} {exc.code})")
-            return
-        except discord.HTTPException as exc:
-            log.warning("job %s: posting its status message failed (%s); it runs anyway", job.id, exc.status)
-            return
-        await store.record_post(post.id, message_id=message.id)
-        self.message_id = message.id
 
 
 class DiscordDelivery:
@@ -127,6 +94,17 @@ class DiscordDelivery:
         posts = await store.posts_of(job.id)
         if job.message_id or any(delivered(p) for p in posts):
             return  # already delivered and recorded
+        if first_step_done(job) and await continue_outfit(self.bot, job):
+            await self._finish_status(job)  # the member's result is the second step's
+            return
+        if second_step(job):
+            await settle_failed_second_step(self.bot, job)
+        if job.private_delivery:
+            message = await self._privately(job)
+            await self._finish_status(job)
+            if message is not None:
+                self._audit(job, message, cost=await self._cost(job))
+            return
         message, problem, result = await self._post_in_channel(job, posts)
         if message is None:
             message = await self._dm_instead(job, problem, result)
@@ -176,6 +154,20 @@ class DiscordDelivery:
             await store.received_nothing(job)
         if result is None:
             result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
+        await store.record_post(result.id, message_id=None, note=note)
+        return message
+
+    async def _privately(self, job: Job) -> discord.Message | None:
+        """The member asked for results by direct message (/settings): never in the channel, even when DMs are
+        closed — then the result stays in /jobs and /show, and is not charged."""
+        store = self.bot.engine
+        message = await self._dm(job)
+        result, _ = await store.open_post(job.id, PostKind.RESULT, channel_id=job.channel_id)
+        if message is None:
+            await store.received_nothing(job)
+            note = "not sent: results go by direct message (/settings), and direct messages are closed"
+        else:
+            note = "sent by direct message (/settings)"
         await store.record_post(result.id, message_id=None, note=note)
         return message
 

@@ -3,40 +3,80 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import discord
 
 from bot.codec import takes_seed
 from bot.discord_bot import AtelierBot
+from bot.discord_errors import handled
 from bot.money.caps import usd
 from bot.operations import Request
 from bot.store.models import Job
-from cogs._common import GuildContext, Interaction, answer
-from cogs._delivery import StatusPost
+from cogs._common import (
+    GuildContext,
+    Interaction,
+    acknowledge,
+    answer,
+    audited_refusals,
+    check_job_prompt,
+    guild_context,
+)
 from cogs._render import jump_url
+from cogs._status import StatusPost
 
 log = logging.getLogger(__name__)
 
 
-async def start_job(interaction: Interaction, ctx: GuildContext, request: Request) -> Job:
+Builder = Callable[[GuildContext], Awaitable[Request]]
+
+
+async def run_job_command(interaction: Interaction, command: str, build: Builder, *,
+                          parent: Callable[[], Awaitable[int | None]] | None = None,
+                          extra: Callable[[], Mapping[str, Any]] | None = None) -> None:
+    """Everything a job command does, however the member asked (a slash command, a context menu's form):
+    acknowledge, check the owners' rules, build the request (downloads, checks), check the prompt, start the job.
+    Refusals and failures alike go to the one error handler (bot.discord_errors). `parent`: the job the new one
+    is made from (a context menu on a result), looked up once the interaction is acknowledged. `extra`: what the
+    job's record keeps besides its request, read once the request is built (an outfit's second garment)."""
+    bot = interaction.client
+    async with handled(interaction, f"/{command}"):
+        await acknowledge(interaction)
+        async with audited_refusals(bot, interaction.guild_id, interaction.user, command):
+            ctx = await guild_context(interaction, command)
+            request = await build(ctx)
+            await check_job_prompt(bot, ctx, command, getattr(request, "prompt", None))
+            await start_job(interaction, ctx, request, parent_job_id=await parent() if parent else None,
+                            extra=extra() if extra else None)
+
+
+async def start_job(interaction: Interaction, ctx: GuildContext, request: Request, *,
+                    parent_job_id: int | None = None, extra: Mapping[str, Any] | None = None) -> Job:
     """Charge the quota and record the job, post its public message, then let it run."""
     shown = StatusPost(interaction.client, ctx.channel, ctx.channel_id)
+    prefs = await interaction.client.engine.member_prefs(ctx.member.id)
     job = await interaction.client.engine.start(ctx.subject, request, channel_id=str(ctx.channel_id),
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
-                                                withhold_nsfw=not await shows_nsfw(interaction.client, ctx))
+                                                withhold_nsfw=not await shows_nsfw(interaction.client, ctx),
+                                                private=prefs.private_delivery, parent_job_id=parent_job_id,
+                                                extra=extra)
     await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
     await tell_budget_admins(interaction.client, ctx)
     return job
 
 
-async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: bool) -> tuple[Job, StatusPost]:
-    """Retry or vary `original` as ctx's member's new job (charged to them), shown in ctx's channel like any other.
-    🎲 on an operation without a seed acts as Retry."""
+async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: bool,
+                    changes: Mapping[str, Any] | None = None) -> tuple[Job, StatusPost]:
+    """Retry, vary or remix (`changes`) `original` as ctx's member's new job (charged to them), shown in ctx's
+    channel like any other. 🎲 on an operation without a seed acts as Retry."""
     shown = StatusPost(bot, ctx.channel, ctx.channel_id)
+    prefs = await bot.engine.member_prefs(ctx.member.id)  # whoever asks: their own way of getting results
     job = await bot.engine.rerun(original, ctx.subject, vary=vary and takes_seed(original.operation),
                                  channel_id=str(ctx.channel_id), prepare=shown,
                                  preferred=ctx.provider_order_for(original.operation),
-                                 withhold_nsfw=not await shows_nsfw(bot, ctx))
+                                 withhold_nsfw=not await shows_nsfw(bot, ctx), changes=changes,
+                                 private=prefs.private_delivery)
     await tell_budget_admins(bot, ctx)
     return job, shown
 

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
-from bot.discord_errors import handled
-from bot.errors import AtelierError
-from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, Size, TryonRequest
-from cogs._common import (
-    GuildContext,
-    Interaction,
-    acknowledge,
-    audited_refusals,
-    check_job_prompt,
-    guild_context,
-    read_attachment,
-)
+from bot.errors import AtelierError, Refusal
+from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, TryonRequest
+from bot.store.models import OUTFIT_KEY
+from cogs._common import GuildContext, Interaction, read_attachment
+from cogs._prefs import defaults, saved_photo
 from cogs._render import SIZE_CHOICES
-from cogs._start import start_job
+from cogs._start import Builder, run_job_command
 
 log = logging.getLogger(__name__)
 
-Builder = Callable[[GuildContext], Awaitable[Request]]
 SIZES = [app_commands.Choice(name=label, value=value) for value, label in SIZE_CHOICES.items()]
 MASKS = [app_commands.Choice(name="Whole outfit", value="overall"),
          app_commands.Choice(name="Upper body", value="upper"),
@@ -41,27 +32,33 @@ class Imaging(commands.Cog):
         self.bot = bot
 
     async def _run(self, interaction: Interaction, command: str, build: Builder) -> None:
-        """Refusals and failures alike go to the one error handler (bot.discord_errors)."""
-        async with handled(interaction, f"/{command}"):
-            await acknowledge(interaction)
-            async with audited_refusals(self.bot, interaction.guild_id, interaction.user, command):
-                ctx = await guild_context(interaction, command)
-                request = await build(ctx)
-                await check_job_prompt(self.bot, ctx, command, getattr(request, "prompt", None))
-                await start_job(interaction, ctx, request)
+        await run_job_command(interaction, command, build)
 
     @app_commands.command(name="tryon", description="Put the garment from one photo onto the person in another")
-    @app_commands.describe(person="A photo of the person", garment="A photo of the garment",
-                           mask="Which part of the outfit to replace (default: whole outfit)")
+    @app_commands.describe(garment="A photo of the garment (with garment2: the upper one)",
+                           person="A photo of the person (default: your photo from /settings)",
+                           mask="Which part of the outfit to replace (default: whole outfit)",
+                           garment2="A lower garment too: an outfit in two steps, costing two images")
     @app_commands.choices(mask=MASKS)
     @app_commands.guild_only()
-    async def tryon(self, interaction: Interaction, person: discord.Attachment, garment: discord.Attachment,
-                    mask: app_commands.Choice[str] | None = None) -> None:
+    async def tryon(self, interaction: Interaction, garment: discord.Attachment,
+                    person: discord.Attachment | None = None, mask: app_commands.Choice[str] | None = None,
+                    garment2: discord.Attachment | None = None) -> None:
+        outfit: dict[str, object] = {}
+
         async def build(ctx: GuildContext) -> Request:
-            return TryonRequest(person=await read_attachment(self.bot, person, "person photo"),
-                                garment=await read_attachment(self.bot, garment, "garment photo"),
-                                mask=mask.value if mask else "overall")  # type: ignore[arg-type]
-        await self._run(interaction, "tryon", build)
+            if garment2 is not None:
+                await check_outfit(self.bot, ctx, mask)
+            photo = await read_attachment(self.bot, person, "person photo") if person is not None else \
+                await saved_photo(self.bot, ctx)
+            upper = await read_attachment(self.bot, garment, "garment photo")
+            if garment2 is None:
+                return TryonRequest(person=photo, garment=upper, mask=mask.value if mask else "overall")  # type: ignore[arg-type]
+            lower = await read_attachment(self.bot, garment2, "second garment photo")
+            # Kept now, by content, so the second step has it whenever the first one ends (restarts included).
+            outfit[OUTFIT_KEY] = {"garment": await self.bot.engine.keep_image(lower), "mask": "lower"}
+            return TryonRequest(person=photo, garment=upper, mask="upper")
+        await run_job_command(interaction, "tryon", build, extra=lambda: outfit)
 
     @app_commands.command(name="filter", description="Restyle a photo with a named filter")
     @app_commands.describe(image="The photo to restyle", name="The filter (start typing to see them)")
@@ -91,12 +88,12 @@ class Imaging(commands.Cog):
     async def edit(self, interaction: Interaction, image: discord.Attachment, prompt: str,
                    image2: discord.Attachment | None = None, image3: discord.Attachment | None = None,
                    image4: discord.Attachment | None = None, size: app_commands.Choice[str] | None = None,
-                   seed: SEED | None = None, count: COUNT = 1) -> None:
+                   seed: SEED | None = None, count: COUNT | None = None) -> None:
         async def build(ctx: GuildContext) -> Request:
             attachments = [a for a in (image, image2, image3, image4) if a is not None]
             images = tuple([await read_attachment(self.bot, a, f"image {i}") for i, a in enumerate(attachments, 1)])
-            return EditRequest(images=images, prompt=prompt.strip(), size=Size.parse(size.value) if size else None,
-                               seed=seed, count=count)
+            chosen, many = await defaults(self.bot, ctx, size, count)
+            return EditRequest(images=images, prompt=prompt.strip(), size=chosen, seed=seed, count=many)
         await self._run(interaction, "edit", build)
 
     @app_commands.command(name="imagine", description="Make an image from a prompt")
@@ -106,11 +103,21 @@ class Imaging(commands.Cog):
     @app_commands.guild_only()
     async def imagine(self, interaction: Interaction, prompt: str,
                       size: app_commands.Choice[str] | None = None, seed: SEED | None = None,
-                      count: COUNT = 1) -> None:
+                      count: COUNT | None = None) -> None:
         async def build(ctx: GuildContext) -> Request:
-            return ImagineRequest(prompt=prompt.strip(), size=Size.parse(size.value) if size else None, seed=seed,
-                                  count=count)
+            chosen, many = await defaults(self.bot, ctx, size, count)
+            return ImagineRequest(prompt=prompt.strip(), size=chosen, seed=seed, count=many)
         await self._run(interaction, "imagine", build)
+
+
+async def check_outfit(bot: AtelierBot, ctx: GuildContext, mask: app_commands.Choice[str] | None) -> None:
+    """An outfit is an upper and a lower garment, two images: refused up front when it cannot be both."""
+    if mask is not None:
+        raise Refusal("With garment2 the outfit is upper (garment) and lower (garment2): leave mask out.")
+    usage = await bot.engine.usage(ctx.subject)
+    if usage.remaining_today < 2:
+        raise Refusal(f"An outfit makes two images and you have {usage.remaining_today} left today; the quota "
+                      f"resets {discord.utils.format_dt(usage.resets_at, 'R')}.")
 
 
 async def setup(bot: AtelierBot) -> None:

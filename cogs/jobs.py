@@ -9,10 +9,11 @@ from discord.ext import commands
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import handled
 from bot.errors import Refusal
-from bot.store.models import IN_FLIGHT_STATES, PostKind
+from bot.store.models import IN_FLIGHT_STATES, OUTFIT_KEY, OUTFIT_STEP_KEY, PostKind
 from cogs._common import Interaction, acknowledge, answer, guild_context
 from cogs._delivery import status_message_id
 from cogs._render import OPERATION_NAMES, jump_url
+from cogs._show import show_again, showable
 
 STATE_ICONS = {"pending": "⏳", "submitting": "📡", "queued": "🕒", "running": "🎨", "fetching": "📡",
                "succeeded": "✅", "failed": "❌", "cancelled": "🚫"}
@@ -32,20 +33,36 @@ class Jobs(commands.Cog):
             if not jobs:
                 await answer(interaction, "You have no jobs in this server yet. Try /imagine.")
                 return
+            # An outfit is two jobs and one entry: its second step's, once that has started.
+            continued = {j.parent_job_id for j in jobs if j.extra.get(OUTFIT_STEP_KEY) == 2}
             lines = []
             for job in jobs:
+                if job.id in continued:
+                    continue
                 posts = await self.bot.engine.posts_of(job.id)
                 link = jump_url(ctx.guild_id, job.channel_id, job.message_id or status_message_id(posts))
                 when = discord.utils.format_dt(job.created_at, "R")
                 detail = f"{len(job.outputs)} image(s)" if job.outputs else (job.error_message or "")
                 note = "undeliverable: the result could not be posted" if job.undeliverable else \
                     next((p.note for p in reversed(posts) if p.kind is PostKind.RESULT and p.note), None)
-                name = OPERATION_NAMES.get(job.operation, job.operation)
+                name = "Outfit" if job.extra.get(OUTFIT_STEP_KEY) == 2 else "Outfit (step 1 of 2)" \
+                    if job.extra.get(OUTFIT_KEY) else OPERATION_NAMES.get(job.operation, job.operation)
                 lines.append(f"{STATE_ICONS.get(job.state.value, '')} **#{job.id}** "
                              f"{name} · {job.provider} · {job.state.value} · {when}"
                              + (f" · {detail[:80]}" if detail else "") + (f" · {note}" if note else "")
                              + (f" · [open]({link})" if link else ""))
             await answer(interaction, "\n".join(lines))
+
+    @app_commands.command(name="show", description="Post one of your finished jobs here again, with its buttons")
+    @app_commands.describe(job="The job number (see /jobs)")
+    @app_commands.guild_only()
+    async def show(self, interaction: Interaction, job: app_commands.Range[int, 1]) -> None:
+        async with handled(interaction, "/show"):
+            await acknowledge(interaction)
+            ctx = await guild_context(interaction, "show")
+            found = await showable(interaction, ctx, job)
+            message = await show_again(interaction, ctx, found)
+            await answer(interaction, f"Posted job #{found.id} again: {message.jump_url}")
 
     @app_commands.command(name="quota", description="What you have used and have left today (only you see this)")
     @app_commands.guild_only()

@@ -24,6 +24,7 @@ from cogs._common import (
     guild_context,
 )
 from cogs._delivery import DEFAULT_UPLOAD_LIMIT, DiscordDelivery, ProgressEditor
+from cogs._remix import open_remix
 from cogs._render import result_caption, result_files
 from cogs._rules import check_permissions, serves
 from cogs._start import rerun_job, tell_started
@@ -50,6 +51,8 @@ class Results(commands.Cog):
         """A button on one of `job`'s posts (errors go to the one handler, in cogs._buttons)."""
         if action in ("retry", "vary"):
             await rerun_by_button(interaction, job, vary=action == "vary")
+        elif action == "remix":
+            await open_remix(interaction, job)
         elif action == "delete":
             await delete_result(interaction, job)
         else:

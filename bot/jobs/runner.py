@@ -144,17 +144,25 @@ class Runner(Recovering, Walking, Upkeep):
     async def rerun(self, job_id: int, subject: Subject, *, vary: bool, origin: Origin = Origin.DISCORD,
                     channel_id: str | None = None, extra: Mapping[str, Any] | None = None,
                     preferred: Sequence[str] | None = None, start: bool = True,
-                    prepare: Prepare | None = None, withhold_nsfw: bool = False) -> Job:
-        """Retry (the same request) or vary (a new random seed) any job, as `subject`'s new job."""
+                    prepare: Prepare | None = None, withhold_nsfw: bool = False,
+                    changes: Mapping[str, Any] | None = None) -> Job:
+        """Retry (the same request), vary (a new random seed) or remix (`changes`: new values for the request's
+        fields, such as a prompt or a size, checked like a new job's) any job, as `subject`'s new job."""
         original = await self.store.get_job(job_id)
         if original is None:
             raise JobNotFoundError(f"There is no job {job_id}.")
         try:
             request = await codec.decode(original.request, self.blobs)
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, KeyError, ValueError) as exc:  # KeyError: its member was forgotten
             raise InputError(f"Job {job_id}'s input images are no longer kept, so it cannot be run again.") from exc
         if vary and isinstance(request, EditRequest | ImagineRequest):
             request = replace(request, seed=random.randint(0, 2**31 - 1))
+        if changes:
+            try:
+                request = replace(request, **changes)
+            except TypeError as exc:  # a field this operation does not have: the caller's mistake, not the member's
+                raise ValueError(f"job {job_id}: {request.operation.value} has no field among {sorted(changes)}") \
+                    from exc
         return await self.create(subject, origin, request, provider=await self._original_provider(original, request),
                                  preferred=preferred, channel_id=channel_id or original.channel_id,
                                  parent_job_id=original.id, extra=extra, start=start, prepare=prepare,

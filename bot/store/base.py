@@ -10,9 +10,11 @@ from bot.money.caps import CapState
 from bot.store.models import (
     Delivery,
     DiscordPost,
+    Forgotten,
     Job,
     JobSpend,
     JobState,
+    MemberPrefs,
     NewJob,
     Origin,
     PostKind,
@@ -176,6 +178,39 @@ class JobStore(Protocol):
 
     async def spend_report(self, scope: str | None, *, since: datetime, until: datetime) -> list[SpendRow]:
         """Spend by UTC day, scope, member, operation and provider (scope None: every scope)."""
+
+    # --- members' own: preferences, a saved photo, being forgotten (sqlite: bot/store/sqlite_members.py) ---
+
+    async def member_prefs(self, user_id: str) -> MemberPrefs:
+        """The user's saved preferences; MemberPrefs(user_id) (every default) when they saved none."""
+
+    async def save_member_prefs(self, prefs: MemberPrefs, *, now: datetime) -> None:
+        """Replace the user's preferences with `prefs`: one row per user id, inserted or overwritten whole."""
+
+    async def images_referenced(self, sha256s: Sequence[str]) -> set[str]:
+        """Those of the sha256s that some row still references — any job's request, extra or outputs (whatever
+        its age), any user's saved photo: an image not among them is no one's any more."""
+
+    async def child_jobs(self, parent_job_id: int) -> list[Job]:
+        """The jobs made from this one (parent_job_id = it: retries, remixes, an outfit's second step), oldest
+        first."""
+
+    async def forget_member(self, user_id: str, *, now: datetime) -> Forgotten | None:
+        """Forget everything that identifies a user, in one transaction; None (nothing changed) while any job of
+        theirs (any scope) is unfinished or owed a delivery.
+
+        - their preferences row (and so their saved photo's reference) is deleted;
+        - the Discord posts of their jobs are deleted (a DM post names their DM channel), and their quota overrides
+          (quota_limits rows of kind 'member' with their id, in every scope);
+        - every job of theirs keeps its row, its scope, operation, provider, state, cost, dates and token (quotas
+          and job numbers stay true) with user_id FORGOTTEN_USER, request reduced to {"operation": ...}, outputs
+          [], seed, error message, channel, message and lease NULL, extra {};
+        - their job_spend rows keep every amount, scope and date with user_id FORGOTTEN_USER (caps and usage in
+          dollars stay true).
+
+        Returns the counts and the sha256s those rows referenced (request inputs, outputs, image references in
+        `extra` such as an outfit's second garment, the saved photo) that
+        no job left and no other user's preferences still reference: the images the caller may delete."""
 
 
 class SharedJobStore(JobStore, Protocol):

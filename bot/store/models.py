@@ -152,8 +152,18 @@ class Job:
         """Written into `extra` once, at creation; every writer of `extra` copies the job's own, so it stays."""
         return bool(self.extra.get(WITHHOLD_NSFW_KEY))
 
+    @property
+    def private_delivery(self) -> bool:
+        """Written into `extra` at creation from the member's preferences (results by DM)."""
+        return bool(self.extra.get(PRIVATE_DELIVERY_KEY))
+
 
 WITHHOLD_NSFW_KEY = "withhold_nsfw"
+PRIVATE_DELIVERY_KEY = "private_delivery"  # in `extra`: the member's result goes by direct message, not the channel
+# An outfit is two try-on jobs: the first's `extra` holds what the second needs ({"garment": image reference,
+# "mask": ...}); the second's `extra` says it is step 2. The first's result is the second's person photo.
+OUTFIT_KEY = "outfit"
+OUTFIT_STEP_KEY = "outfit_step"
 
 
 class PostKind(StrEnum):
@@ -247,3 +257,40 @@ class SpendRow:
     jobs: int
     images: int
     micro: int
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoRef:
+    """An image kept by its content (bot.blobs), as a request references its inputs."""
+
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    filename: str = "photo"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPrefs:
+    """What a member's commands use when they say nothing else; one per Discord user, in every server."""
+
+    user_id: str
+    size: str | None = None  # a size preset; None: the provider's default
+    count: int | None = None  # None: one image
+    private_delivery: bool = False  # results by direct message instead of in the channel
+    photo: PhotoRef | None = None  # "my photo", the person in a try-on when none is attached
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What forgetting a member did: `blobs` are the images their rows referenced that no other row references any
+    more (the caller deletes them from the blob store)."""
+
+    jobs: int
+    posts: int
+    prefs: bool
+    blobs: tuple[str, ...]
+
+
+FORGOTTEN_USER = "forgotten"  # the user id of a forgotten member's jobs and spend: counted, identifying nobody
+

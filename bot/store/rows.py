@@ -28,6 +28,11 @@ class Row(Protocol):
     def keys(self) -> Iterable[str]: ...
 
 
+# Every job read carries whether its delivery was given up (from the outbox).
+JOB_SELECT = ("SELECT jobs.*, EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = jobs.id"
+              " AND d.state = 'undeliverable') AS undeliverable FROM jobs")
+
+
 def ts(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) datetime")

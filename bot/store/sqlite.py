@@ -70,6 +70,7 @@ from bot.store.models import (
 )
 from bot.store.quota import LIMIT_KINDS, day_bounds
 from bot.store.rows import (
+    JOB_SELECT,
     UPDATABLE,
     decode_outputs,
     delivery_from_row,
@@ -86,6 +87,7 @@ from bot.store.rows import (
     ts,
     utcnow,
 )
+from bot.store.sqlite_members import SqliteMembers
 
 # How long a call outside a running job waits for another program's lock before StoreBusyError (a running job
 # waits until its deadline). Transactions here last milliseconds; this only runs out when something outside holds
@@ -99,8 +101,7 @@ MAX_DELIVERY_ERROR_CHARS = 2000
 
 # Job rows as callers see them: the columns, and whether the outbox gave up delivering the job.
 # ('undeliverable' is DeliveryState.UNDELIVERABLE.)
-_JOB_SELECT = ("SELECT jobs.*, EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = jobs.id"
-               " AND d.state = 'undeliverable') AS undeliverable FROM jobs")
+_JOB_SELECT = JOB_SELECT
 
 # Bound as JSON arrays for `IN (SELECT value FROM json_each(?))`; sorted so statements are reproducible.
 _TERMINAL_JSON = json.dumps(sorted(s.value for s in TERMINAL_STATES))
@@ -220,7 +221,7 @@ def sqlite_path(database_url: str) -> str:
 # --- the store ---------------------------------------------------------------------------------------------
 
 @busy.patient_methods
-class SqliteJobStore:
+class SqliteJobStore(SqliteMembers):
     """`JobStore` on one SQLite file. Build it with `bot.store.open_store` (or `SqliteJobStore.open`)."""
 
     def __init__(self, db: aiosqlite.Connection, path: str, *, clock: Callable[[], datetime] = utcnow,

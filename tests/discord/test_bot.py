@@ -137,7 +137,7 @@ async def test_imagine_acknowledges_privately_then_posts_progress_and_the_image(
     job = await world.env.bot.app.store.get_job(1)  # type: ignore[attr-defined]
     assert job is not None and job.state is JobState.SUCCEEDED and job.message_id == str(posted.id)
     labels = [c.label for row in posted.components for c in row.children]  # type: ignore[union-attr]
-    assert labels == ["Retry", "Vary", "Delete"]
+    assert labels == ["Retry", "Vary", "Remix", "Delete"]
 
 
 async def test_a_text_file_named_png_is_refused_privately_and_nothing_is_sent(
@@ -160,7 +160,7 @@ async def test_tryon_sends_both_photos_and_the_mask_and_posts_glams_image(atelie
     posted = await wait_for_result(world, 1)
     assert await posted.attachments[0].read() in glam.files.values()
     assert "mask upper" in posted.content
-    assert buttons(posted) == ["Retry", "Delete"]  # no seed, so no Vary
+    assert buttons(posted) == ["Retry", "Remix", "Delete"]  # no seed, so no Vary
     assert len(glam.uploads) == 2
 
 
@@ -268,7 +268,7 @@ async def test_cancel_a_running_job(atelier: World, fal: FakeFal, app: App) -> N
     assert result.response is not None and "Job #1 is cancelled" in result.response.content
     assert "Nothing was charged" in result.response.content
     failed = await wait_for_result(world, 1)
-    assert "cancelled" in failed.content and buttons(failed) == ["Retry", "Vary"]
+    assert "cancelled" in failed.content and buttons(failed) == ["Retry", "Vary", "Remix"]
     job = await app.store.get_job(1)
     assert job is not None and job.state is JobState.CANCELLED and job.refunded
     assert len(fal.calls("PUT", "/cancel")) == 1
@@ -318,11 +318,14 @@ async def test_nsfw_results_are_withheld_outside_age_restricted_channels(atelier
 async def test_the_command_tree_has_exactly_the_contracted_commands(atelier: World) -> None:
     tree = world_tree(atelier)
     assert tree == {
-        "tryon": ["person", "garment", "mask"],
+        "tryon": ["garment", "person", "mask", "garment2"],  # person is optional (the saved photo): listed after
         "filter": ["image", "name"],
         "edit": ["image", "prompt", "image2", "image3", "image4", "size", "seed", "count"],
         "imagine": ["prompt", "size", "seed", "count"],
-        "jobs": [], "quota": [], "cancel": ["job"],
+        "jobs": [], "quota": [], "cancel": ["job"], "show": ["job"], "forget": [],
+        "settings": ["size", "count", "private", "photo", "clear"],
+        "Apps → Edit this image": ["message"], "Apps → Apply a filter": ["message"],
+        "Apps → Try on: use as garment": ["message"], "Apps → Try on: use as person": ["message"],
         "atelier": ["channels", "block", "blocklist", "auditlog", "limits", "allowance", "command", "providers",
                     "cooldown", "usage", "budget"],
     }
@@ -332,7 +335,9 @@ def world_tree(world: World) -> dict[str, list[str]]:
     bot_ = world.env.bot
     result: dict[str, list[str]] = {}
     for command in bot_.tree.get_commands():
-        if isinstance(command, discord.app_commands.Group):
+        if isinstance(command, discord.app_commands.ContextMenu):
+            result[f"Apps → {command.name}"] = [command.type.name]
+        elif isinstance(command, discord.app_commands.Group):
             result[command.name] = [c.name for c in command.commands]
         else:
             result[command.name] = [p.name for p in command.parameters]  # type: ignore[union-attr]

@@ -113,6 +113,10 @@ class ProviderFakes:
         """How many API requests each provider has received so far."""
         return {name: (await self.stats(name))["requests"] for name in PROVIDERS}
 
+    async def submitted(self, provider: str, remote_id: str) -> Any:
+        """The body one of the provider's jobs was submitted with, as the fake recorded it."""
+        return (await self._call(provider, "GET", f"/_admin/jobs/{remote_id}"))["body"]
+
     async def output_bytes(self, provider: str, remote_id: str) -> list[bytes]:
         """The images the provider made for one of its jobs, as it serves them."""
         job = (await self.stats(provider))["jobs"][remote_id]

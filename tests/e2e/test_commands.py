@@ -54,7 +54,7 @@ async def test_imagine_posts_novitas_image(e2e: E2E) -> None:
     alice = await e2e.member("alice")
     result = await run_to_result(e2e, alice, "imagine", "novita", prompt="a lighthouse at dusk")
     assert "“a lighthouse at dusk”" in result.content and "novita" in result.content
-    assert result.labels() == ["Retry", "Vary", "Delete"]
+    assert result.labels() == ["Retry", "Vary", "Remix", "Delete"]
 
 
 async def test_edit_sends_the_photo_and_prompt_to_fal(e2e: E2E) -> None:
@@ -70,7 +70,7 @@ async def test_filter_restyles_with_a_glam_filter(e2e: E2E) -> None:
     alice = await e2e.member("alice")
     result = await run_to_result(e2e, alice, "filter", "glam", image=("me.jpg", PHOTO), name="real_sunset")
     assert "filter **real\\_sunset**" in result.content  # markdown-escaped, shown as typed
-    assert result.labels() == ["Retry", "Delete"]  # a filter takes no seed: nothing to vary
+    assert result.labels() == ["Retry", "Remix", "Delete"]  # a filter takes no seed: nothing to vary
 
 
 async def test_tryon_puts_the_garment_on_the_person(e2e: E2E) -> None:
@@ -79,7 +79,7 @@ async def test_tryon_puts_the_garment_on_the_person(e2e: E2E) -> None:
     before = (await e2e.providers.stats("glam"))["files"]
     result = await run_to_result(e2e, alice, "tryon", "glam", person=("me.png", person),
                                  garment=("shirt.png", GARMENT), mask="upper")
-    assert "mask upper" in result.content and result.labels() == ["Retry", "Delete"]
+    assert "mask upper" in result.content and result.labels() == ["Retry", "Remix", "Delete"]
     # Both photos reached Glam, byte for byte as the member attached them.
     uploaded = set((await e2e.providers.stats("glam"))["files"].values()) - set(before.values())
     assert {hashlib.sha256(person).hexdigest(), hashlib.sha256(GARMENT).hexdigest()} <= uploaded

@@ -23,7 +23,7 @@ async def test_retry_and_vary_by_button_and_reaction_charge_whoever_asked(e2e: E
     first = await e2e.result(first_id)
     # The member sees the bot's reactions appear under the result: the cue that they can be used.
     await e2e.discord.wait_for(lambda: e2e.discord.bot.id in first.reacted("🔄"), what="the bot's 🔄")
-    assert first.labels() == ["Retry", "Vary", "Delete"]
+    assert first.labels() == ["Retry", "Vary", "Remix", "Delete"]
 
     async def click(member: MemberActor, message: Message, button: str) -> int:
         clicked = await member.click(message, button)

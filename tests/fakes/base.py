@@ -179,6 +179,7 @@ class FakeServer:
         self.app.router.add_get("/_files/{name}", self._serve_file)
         self.app.router.add_get("/_redirect/{name}", self._redirect_file)
         self.app.router.add_get("/_admin/stats", self._admin_stats)
+        self.app.router.add_get("/_admin/jobs/{id}", self._admin_job)
         self.app.router.add_post("/_admin/script", self._admin_script)
         self.app.router.add_post("/_admin/fail_next", self._admin_fail_next)
         self.app.router.add_post("/_admin/hold", self._admin_hold)
@@ -316,6 +317,13 @@ class FakeServer:
         return json_response({"requests": len(provider_requests), "downloads": self.file_downloads,
                               "status_polls": sum(j.polls for j in self.jobs.values()), "jobs": jobs,
                               "files": files})
+
+    async def _admin_job(self, request: web.Request) -> web.Response:
+        """What one job was submitted with, for a test in another process that checks what the provider got."""
+        job = self.jobs.get(request.match_info["id"])
+        if job is None:
+            return json_response({"detail": "no such job"}, 404)
+        return json_response({"id": job.id, "operation": job.operation, "body": job.body})
 
     async def _admin_script(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.store.channels import CHANNELS, JOBS_CHANNEL
 from bot.store.postgres.connection import Connection, describe, open_pool, unreachable_as_error
 from bot.store.postgres.jobs import PgJobs
+from bot.store.postgres.members import PgMembers
 from bot.store.postgres.migrate import apply_migrations, schema_version
 from bot.store.postgres.presence import PROCESS_ALIVE, Presence
 from bot.store.postgres.records import PgRecords
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_POOL_SIZE = 10
 
 
-class PostgresJobStore(PgJobs, PgRecords):
+class PostgresJobStore(PgJobs, PgRecords, PgMembers):
     shared = True  # other processes, on other hosts, work on the same jobs
 
     def __init__(self, pool: AsyncConnectionPool[Connection], database_url: str, *,

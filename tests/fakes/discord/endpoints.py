@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.fakes.discord.mentions import InvalidAllowedMentions, Mentions, resolve
+from tests.fakes.discord.modals import validate_form
 from tests.fakes.discord.models import (
     DM,
     EPHEMERAL,
@@ -42,6 +43,20 @@ from tests.fakes.discord.rest import (
 
 if TYPE_CHECKING:
     from tests.fakes.discord.control import FakeDiscord
+
+
+def check_command(command: dict[str, Any]) -> None:
+    """What Discord refuses in a synced command: a user or message command (types 2, 3) has a name of 1-32
+    characters (spaces and capitals allowed), an empty description and no options."""
+    kind = command.get("type", 1)
+    if kind not in (1, 2, 3):
+        raise ApiError(400, 50035, "Invalid Form Body: type: not a command type")
+    if kind in (2, 3):
+        name = command.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 32:
+            raise ApiError(400, 50035, "Invalid Form Body: name: 1-32 characters")
+        if command.get("description") or command.get("options"):
+            raise ApiError(400, 50035, "Invalid Form Body: a context menu has no description or options")
 
 
 class Endpoints:
@@ -120,8 +135,10 @@ class Endpoints:
         stored = []
         known = {c["name"]: c for c in self.fake.commands.get(guild_id, [])}
         for command in request[PAYLOAD]:
+            check_command(command)
             previous = known.get(command["name"])
-            entry = {**command, "id": previous["id"] if previous else str(snowflake()),
+            # Discord answers every command with a description ("" for a context menu, which is sent without one).
+            entry = {"description": "", **command, "id": previous["id"] if previous else str(snowflake()),
                      "application_id": str(self.fake.application_id), "version": str(snowflake()),
                      "type": command.get("type", 1)}
             if guild_id is not None:
@@ -151,7 +168,7 @@ class Endpoints:
         data = payload.get("data") or {}
         message: Message | None = None
         component_message = self.fake.messages.get(int(interaction.payload["message"]["id"])) \
-            if interaction.type == 3 else None
+            if interaction.type in (3, 5) and "message" in interaction.payload else None
         if kind == 4:
             message = self._new_interaction_message(interaction, data, files, loading=False)
         elif kind == 5:
@@ -163,7 +180,12 @@ class Endpoints:
             if kind == 7:
                 self._apply(message, data, files, editing=True)
                 self._edited(message)
-        elif kind not in (8, 9):
+        elif kind == 9:
+            if interaction.type not in (2, 3):
+                raise ApiError(400, 50035, "Invalid Form Body: a modal answers only a command or a component")
+            validate_form(data)
+            interaction.modal = data
+        elif kind != 8:
             raise ApiError(400, 50035, "Invalid Form Body: unknown interaction response type")
         interaction.acked_at, interaction.ack_type = now, kind
         if message is not None:

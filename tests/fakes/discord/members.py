@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tests.fakes.discord.modals import submission
 from tests.fakes.discord.models import (
     Attachment,
     Channel,
@@ -194,12 +196,38 @@ class MemberActor:
             data["resolved"] = resolved
         return await self._send(self._envelope(channel, 2, data))
 
-    def _command(self, name: str) -> dict[str, Any]:
+    def _command(self, name: str, kind: int = 1) -> dict[str, Any]:
         for scope in (self.guild.id, None):
             for command in self.fake.commands.get(scope, []):
-                if command["name"] == name and command.get("type", 1) == 1:
+                if command["name"] == name and command.get("type", 1) == kind:
                     return command
-        raise LookupError(f"/{name} has not been synced to {self.guild.name} (or globally)")
+        raise LookupError(f"{name!r} (type {kind}) has not been synced to {self.guild.name} (or globally)")
+
+    @on_fake_loop
+    async def post(self, channel: Channel, content: str = "", *, files: Sequence[FileLike] = ()) -> Message:
+        """Post a message of their own in the channel, with files attached (bytes are named `file<n>.png`)."""
+        if not self.guild.permissions_of(self.member, channel) & Perm.SEND_MESSAGES:
+            raise PermissionError(f"{self.user.username} may not post in {channel.name}")
+        attachments = [self._attach(channel, f"file{i}", value) for i, value in enumerate(files, 1)]
+        message = Message(id=snowflake(), channel=channel, author=self.user, content=content,
+                          attachments=attachments)
+        message.versions.append(content)
+        self.fake.add_message(message)
+        self.fake.changed()
+        return message
+
+    @on_fake_loop
+    async def run_message_command(self, message: Message, name: str) -> InteractionRun:
+        """Apps → `name` on a message, as Discord sends a message command: interaction type 2 whose data has type
+        3, the message's id as target_id and the message itself in resolved.messages."""
+        if not self.can_see(message) or message.ephemeral:
+            raise LookupError(f"{self.user.username} cannot open the Apps menu on message {message.id}")
+        definition = self._command(name, kind=3)
+        data: dict[str, Any] = {"id": definition["id"], "name": name, "type": 3, "target_id": str(message.id),
+                                "resolved": {"messages": {str(message.id): message.to_json()}}}
+        if definition.get("guild_id"):
+            data["guild_id"] = definition["guild_id"]
+        return await self._send(self._envelope(message.channel, 2, data))
 
     def _options(self, command: str, channel: Channel, definitions: list[dict[str, Any]], given: dict[str, Any],
                  resolved: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -277,6 +305,26 @@ class MemberActor:
         data = {"custom_id": found["custom_id"], "component_type": 2}
         interaction = self._envelope(message.channel, 3, data)
         interaction.payload["message"] = message.to_json()
+        return await self._send(interaction)
+
+    @on_fake_loop
+    async def submit_modal(self, shown: InteractionRun, values: dict[str, Any]) -> InteractionRun:
+        """Fill in and send the form the bot answered `shown` with (values by custom_id: text for a text input, a
+        list of option values for a select, a list of (filename, bytes) for a file upload; a field left out keeps
+        what the form showed)."""
+        opened = shown.interaction
+        if opened.user.id != self.id:
+            raise LookupError(f"only {opened.user.username} sees that form")
+        if opened.modal is None:
+            raise LookupError("the bot did not answer with a form")
+        if opened.modal_submitted:
+            raise LookupError("that form was already sent (Discord closes it)")
+        data = submission(opened.modal, values,
+                          upload=lambda name, blob: self._attach(opened.channel, "upload", (name, blob)).to_json())
+        opened.modal_submitted = True
+        interaction = self._envelope(opened.channel, 5, data)
+        if "message" in opened.payload:  # a form opened from a component carries that component's message
+            interaction.payload["message"] = opened.payload["message"]
         return await self._send(interaction)
 
     @on_fake_loop

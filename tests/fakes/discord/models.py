@@ -398,7 +398,8 @@ class Channel:
 
 @dataclass
 class Interaction:
-    """One interaction: a slash command (type 2) or a component click (type 3), and what the bot did with it."""
+    """One interaction: a command (type 2), a component click (type 3) or a modal submit (type 5), and what the bot
+    did with it."""
 
     id: int
     token: str
@@ -413,6 +414,8 @@ class Interaction:
     original: Message | None = None  # the response message (loading while deferred)
     followups: list[Message] = field(default_factory=list)
     rejected: list[tuple[str, int, int]] = field(default_factory=list)  # (what, status, code) Discord refused
+    modal: dict[str, Any] | None = None  # the form the bot answered with (callback type 9), as it sent it
+    modal_submitted: bool = False  # a form closes once sent
 
     @property
     def ack_latency(self) -> float | None:

@@ -1,0 +1,50 @@
+"""Work on any image in the channel, the bot's results included: message context menus (Apps → …) that open a
+form asking for what the image lacks, then run the job as its slash command would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_bot import AtelierBot
+from bot.discord_errors import report_interaction
+from cogs._common import Interaction
+from cogs._menus import EditForm, FilterForm, ImageForm, TryonForm
+
+EDIT, FILTER, AS_GARMENT, AS_PERSON = "Edit this image", "Apply a filter", "Try on: use as garment", \
+    "Try on: use as person"
+
+
+class Menus(commands.Cog):
+    def __init__(self, bot: AtelierBot) -> None:
+        self.bot = bot
+        self.menus = [
+            self._menu(EDIT, lambda message: EditForm(bot, message)),
+            self._menu(FILTER, lambda message: FilterForm(bot, message)),
+            self._menu(AS_GARMENT, lambda message: TryonForm(bot, message, "garment")),
+            self._menu(AS_PERSON, lambda message: TryonForm(bot, message, "person")),
+        ]
+
+    def _menu(self, name: str, form: Callable[[discord.Message], ImageForm]) -> app_commands.ContextMenu:
+        async def opened(interaction: Interaction, message: discord.Message) -> None:
+            # The form is the first response, within three seconds: nothing slow happens before it.
+            try:
+                await interaction.response.send_modal(form(message))
+            except Exception as exc:
+                await report_interaction(interaction, exc, f"the {name!r} menu")
+        return app_commands.guild_only(app_commands.ContextMenu(name=name, callback=opened))
+
+    async def cog_load(self) -> None:
+        for menu in self.menus:
+            self.bot.tree.add_command(menu)
+
+    async def cog_unload(self) -> None:
+        for menu in self.menus:
+            self.bot.tree.remove_command(menu.name, type=menu.type)
+
+
+async def setup(bot: AtelierBot) -> None:
+    await bot.add_cog(Menus(bot))
