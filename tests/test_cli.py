@@ -8,7 +8,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,15 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 async def atelier(*args: str, cwd: Path, env: dict[str, str], timeout: float = 60,
-                  interrupt_after: float | None = None) -> tuple[int, dict[str, Any] | None, str]:
+                  interrupt_when: Callable[[], bool] | None = None) -> tuple[int, dict[str, Any] | None, str]:
+    """Run `atelier ARGS` to its end; with `interrupt_when`, press Ctrl-C (SIGINT) as soon as it says so."""
     proc = await asyncio.create_subprocess_exec(ATELIER, *args, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
-    if interrupt_after is not None:
-        await asyncio.sleep(interrupt_after)
+    if interrupt_when is not None:
+        deadline = time.monotonic() + timeout
+        while not interrupt_when():
+            assert time.monotonic() < deadline, "the moment to interrupt never came"
+            await asyncio.sleep(0.02)
         proc.send_signal(signal.SIGINT)
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     lines = out.decode().strip().splitlines()
@@ -122,7 +127,9 @@ async def test_a_rejected_key_names_the_provider_and_hides_the_key(tmp_path: Pat
 
 async def test_ctrl_c_cancels_at_the_provider_and_exits_130(tmp_path: Path, fal: FakeFal) -> None:
     fal.script = JobScript(outcome="never")
-    code, result, _ = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path, interrupt_after=2.0,
+    # Ctrl-C once the job is at fal and being followed (its first status poll has arrived).
+    code, result, _ = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path,
+                                    interrupt_when=lambda: bool(fal.calls("GET", "/status")),
                                     env=clean_env(FAL_KEY=fal.key, FAL_QUEUE_URL=fal.base_url))
     assert code == 130 and result is not None and result["state"] == "cancelled"
     assert len(fal.calls("PUT", "/cancel")) == 1

@@ -184,12 +184,19 @@ async def test_ctrl_c_during_the_synchronous_call_exits_130_promptly_and_refunds
     # The call cannot be cancelled at Novita and its answer is no longer wanted: nothing is left to wait for.
     novita.hold_paths = [SEEDREAM]
     env = novita_env(novita)
-    started = time.monotonic()
+    interrupted: list[float] = []
+
+    def call_under_way() -> bool:  # Ctrl-C once the call has reached Novita (it is held there)
+        if novita.calls("POST", SEEDREAM):
+            interrupted.append(time.monotonic())
+            return True
+        return False
+
     code, result, _ = await atelier("job", "imagine", "--prompt", "x", "--provider", "novita", cwd=tmp_path,
-                                    env=env, interrupt_after=2.0)
-    took = time.monotonic() - started
+                                    env=env, interrupt_when=call_under_way)
+    took = time.monotonic() - interrupted[0]
     assert code == 130 and result is not None and result["state"] == "cancelled", result
-    assert took < 8, f"Ctrl-C took {took - 2.0:.1f} s to end the command"
+    assert took < 6, f"Ctrl-C took {took:.1f} s to end the command"
     novita.release.set()
     store = await open_store(f"sqlite:///{tmp_path}/data/atelier.db")
     try:

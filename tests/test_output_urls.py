@@ -59,8 +59,8 @@ async def test_status_result_and_cancel_urls_on_another_host_never_get_the_key(
 async def test_a_cancel_url_on_another_host_is_not_followed_either(
         tmp_path: Path, fal: FakeFal, other: FakeFal) -> None:
     fal.urls_base, fal.script = other.base_url, JobScript(outcome="never")
-    code, result, _ = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path, interrupt_after=2.0,
-                                    env=env_for(fal))
+    code, result, _ = await atelier("job", "imagine", "--prompt", "x", cwd=tmp_path, env=env_for(fal),
+                                    interrupt_when=lambda: bool(fal.calls("GET", "/status")))
     assert code == 130 and result is not None and result["state"] == "cancelled", result
     assert len(fal.calls("PUT", "/cancel")) == 1  # cancelled on the configured host
     assert other.requests == []
