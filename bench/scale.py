@@ -40,7 +40,7 @@ def run_size(jobs: int, completion: str, low: float, high: float) -> dict[str, A
         return result
 
 
-def run_shared(jobs: int, processes: int, low: float, high: float) -> dict[str, Any]:
+def run_shared(jobs: int, processes: int, low: float, high: float, completion: str) -> dict[str, Any]:
     from tests.pg import fresh_database
 
     with tempfile.TemporaryDirectory() as tmp, fresh_database() as url, fake_providers("fal") as fakes:
@@ -51,7 +51,8 @@ def run_shared(jobs: int, processes: int, low: float, high: float) -> dict[str, 
         procs = [subprocess.Popen(
             [sys.executable, "-m", "bench.runner_load", "--jobs", str(share[n]), "--min", str(low), "--max",
              str(high), "--json", str(outs[n]), "--database-url", url, "--fake-url", fakes["fal"], "--go", str(go),
-             "--tag", f"p{n}"], cwd=ROOT, stdout=subprocess.PIPE, text=True) for n in range(processes)]
+             "--tag", f"p{n}", *(["--webhooks"] if completion == "webhooks" else [])],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True) for n in range(processes)]
         for proc in procs:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         go.touch()  # every process is connected: they create their jobs at once
@@ -71,15 +72,16 @@ def run_shared(jobs: int, processes: int, low: float, high: float) -> dict[str, 
 
 
 SHARED_COLUMNS = ("jobs", "processes", "peak_in_flight", "creates_per_s", "loop_lag_p99_ms", "peak_rss_mb",
-                  "cpu_ms_per_job", "wall_s")
+                  "cpu_ms_per_job", "added_latency_p50_ms", "wall_s")
 
 
 def main_shared(args: argparse.Namespace) -> None:
     rows = []
     for jobs in [int(s) for s in args.sizes.split(",")]:
-        rows.append(run_shared(jobs, args.processes, args.min, args.max))
+        rows.append(run_shared(jobs, args.processes, args.min, args.max, args.completion))
         print(f"{jobs} jobs done", file=sys.stderr, flush=True)
-    print(f"PostgreSQL, {args.processes} processes; jobs of {args.min:g}-{args.max:g} s, polled; {machine()}")
+    print(f"PostgreSQL, {args.processes} processes; completion: {args.completion}; jobs of {args.min:g}-{args.max:g} s;"
+          f" {machine()}")
     print("  ".join(f"{c:>22}" for c in SHARED_COLUMNS))
     for row in rows:
         print("  ".join(f"{row[c]!s:>22}" for c in SHARED_COLUMNS))

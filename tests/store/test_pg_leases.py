@@ -174,3 +174,4 @@ async def test_renewal_keeps_unfinished_and_undelivered_work(pg: PostgresJobStor
     after = {j: (await pg.get_job(j)).lease_expires_at for j in before}  # type: ignore[union-attr]
     moved = {j for j in before if after[j] != before[j]}
     assert moved == {running, undelivered}
+

@@ -4,8 +4,9 @@ decide whether a lease may be taken."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,16 +47,29 @@ class PgBase:
         self._renewed: dict[str, tuple[float, float]] = {}
         self._renewals: dict[str, asyncio.Future[int]] = {}
 
-    async def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection for one task's statements. psycopg_pool can lose a cancellation that arrives while
+        it hands a connection over under contention (the task then runs on as if never cancelled, and a stopping
+        runner waits for it forever): a cancellation requested meanwhile is raised here once the connection is
+        back."""
+        task = asyncio.current_task()
+        requested = task.cancelling() if task is not None else 0
         async with self._pool.connection() as conn:
+            yield conn
+        if task is not None and task.cancelling() > requested:
+            raise asyncio.CancelledError
+
+    async def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        async with self._connection() as conn:
             return await (await conn.execute(sql, params)).fetchall()
 
     async def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             return await (await conn.execute(sql, params)).fetchone()
 
     async def _count(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             return (await conn.execute(sql, params)).rowcount
 
     @staticmethod

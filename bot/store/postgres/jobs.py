@@ -48,6 +48,23 @@ _CASTS = {"handle": "::jsonb", "outputs": "::jsonb", "extra": "::jsonb", "charge
           "submitted_at": "::timestamptz", "finished_at": "::timestamptz"}
 
 
+# The job, the delivery it is owed from its first moment, and its money, in one statement (one round trip).
+_INSERT_JOB = (
+    "WITH j AS (INSERT INTO jobs (token, scope, user_id, origin, operation, request, provider, state, cost,"
+    "   created_at, updated_at, deadline_at, parent_job_id, channel_id, seed, extra,"
+    "   lease_owner, lease_host, lease_pid, lease_expires_at)"
+    " VALUES (%(token)s, %(scope)s, %(user)s, %(origin)s, %(operation)s, %(request)s::jsonb, %(provider)s,"
+    "   'pending', %(cost)s, %(now)s, %(now)s, %(deadline)s, %(parent)s, %(channel)s, %(seed)s, %(extra)s::jsonb,"
+    "   %(owner)s, %(host)s, %(pid)s, CASE WHEN %(lease)s::float8 IS NULL THEN NULL"
+    "                                ELSE now() + %(lease)s::float8 * interval '1 second' END) RETURNING *),"
+    " d AS (INSERT INTO deliveries (job_id, target, state, attempts, next_attempt_at, created_at)"
+    "   SELECT id, %(target)s, 'pending', 0, %(now)s, %(now)s FROM j WHERE %(target)s::text IS NOT NULL),"
+    " s AS (INSERT INTO job_spend (job_id, scope, user_id, operation, provider, created_at, images, reserved_micro,"
+    "   member_micro) SELECT id, scope, user_id, operation, provider, created_at, cost, %(worst)s, %(worst)s"
+    "   FROM j WHERE %(spend)s)"
+    " SELECT j.*, false AS undeliverable FROM j")
+
+
 class PgJobs(PgBase):
     # --- jobs ----------------------------------------------------------------------------------------------
 
@@ -59,7 +76,7 @@ class PgJobs(PgBase):
         ts(now)  # refuses a naive datetime, as every store does
         extra = {**new.extra, WITHHOLD_NSFW_KEY: True} if new.withhold_nsfw else new.extra
         subject = new.subject
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             budget = await self._lock_for(conn, new)
             usage = await self._usage(conn, subject, defaults=defaults, now=now)
             if usage.used_today + new.cost > usage.limits.daily:
@@ -77,35 +94,22 @@ class PgJobs(PgBase):
                                               install_daily_micro=new.spend.install_daily_micro, now=now)
                 if (refused := first_exceeded(caps, new.spend.worst_micro, now=now)) is not None:
                     raise refused
-            lease = new.lease
-            row = await (await conn.execute(
-                "INSERT INTO jobs (token, scope, user_id, origin, operation, request, provider, state, cost,"
-                " created_at, updated_at, deadline_at, parent_job_id, channel_id, seed, extra,"
-                " lease_owner, lease_host, lease_pid, lease_expires_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s::jsonb,"
-                " %s, %s, %s, CASE WHEN %s::float8 IS NULL THEN NULL"
-                "                  ELSE now() + %s::float8 * interval '1 second' END) RETURNING id",
-                (new_token(), subject.scope, subject.user_id, Origin(new.origin).value,
-                 Operation(new.operation).value, to_json(new.request), new.provider, new.cost, now, now,
-                 now + timedelta(seconds=new.deadline_s), new.parent_job_id, text_or_none(new.channel_id),
-                 text_or_none(new.seed), encode_extra(extra), lease.owner if lease else None,
-                 lease.host if lease else None, lease.pid if lease else None,
-                 lease.seconds if lease else None, lease.seconds if lease else None))).fetchone()
-            assert row is not None
-            job_id = int(row["id"])
-            if new.delivery_target is not None:
-                await conn.execute(
-                    "INSERT INTO deliveries (job_id, target, state, attempts, next_attempt_at, created_at)"
-                    " VALUES (%s, %s, 'pending', 0, %s, %s)", (job_id, new.delivery_target, now, now))
-            if new.spend is not None:
-                await conn.execute(
-                    "INSERT INTO job_spend (job_id, scope, user_id, operation, provider, created_at, images,"
-                    " reserved_micro, member_micro) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (job_id, subject.scope, subject.user_id, Operation(new.operation).value, new.provider, now,
-                     new.cost, new.spend.worst_micro, new.spend.worst_micro))
-            job = await self._job(conn, job_id)
-        assert job is not None
-        return job
+            row = await (await conn.execute(_INSERT_JOB, self._insert_params(new, extra, now))).fetchone()
+        assert row is not None
+        return job_from_row(row)
+
+    @staticmethod
+    def _insert_params(new: NewJob, extra: dict[str, Any], now: datetime) -> dict[str, Any]:
+        lease, spend = new.lease, new.spend
+        return {"token": new_token(), "scope": new.subject.scope, "user": new.subject.user_id,
+                "origin": Origin(new.origin).value, "operation": Operation(new.operation).value,
+                "request": to_json(new.request), "provider": new.provider, "cost": new.cost, "now": now,
+                "deadline": now + timedelta(seconds=new.deadline_s), "parent": new.parent_job_id,
+                "channel": text_or_none(new.channel_id), "seed": text_or_none(new.seed), "extra": encode_extra(extra),
+                "owner": lease.owner if lease else None, "host": lease.host if lease else None,
+                "pid": lease.pid if lease else None, "lease": lease.seconds if lease else None,
+                "target": new.delivery_target, "spend": spend is not None,
+                "worst": spend.worst_micro if spend else 0}
 
     async def _lock_for(self, conn: Connection, new: NewJob) -> GuildBudget:
         """Take the locks that serialise the checks `new` must pass, each in a statement of its own (see the
@@ -121,7 +125,7 @@ class PgJobs(PgBase):
         return budget
 
     async def get_job(self, job_id: int) -> Job | None:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             return await self._job(conn, job_id)
 
     async def job_by_message(self, message_id: int | str) -> Job | None:
@@ -165,7 +169,7 @@ class PgJobs(PgBase):
     async def update_job(self, job_id: int, *, now: datetime, **fields: Any) -> Job:
         assignments, params = self._set_clause(fields, now)
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             changed = (await conn.execute(
                 f"UPDATE jobs SET {assignments} WHERE id = %s AND (%s::text IS NULL OR lease_owner = %s)",  # noqa: S608 - constant SQL fragments
                 [*params, job_id, owner, owner])).rowcount
@@ -184,7 +188,7 @@ class PgJobs(PgBase):
         assignments, params = self._set_clause({"state": to, **fields}, now)
         sources = sorted(s.value for s in states.sources(to))
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             changed = (await conn.execute(
                 f"UPDATE jobs SET {assignments} WHERE id = %s AND state = ANY(%s)"  # noqa: S608 - constant SQL fragments
                 " AND (%s::text IS NULL OR lease_owner = %s)", [*params, job_id, sources, owner, owner])).rowcount
@@ -204,7 +208,7 @@ class PgJobs(PgBase):
 
     async def refund(self, job_id: int, *, now: datetime) -> bool:
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             changed = (await conn.execute(
                 "UPDATE jobs SET refunded = true, updated_at = %s WHERE id = %s AND NOT refunded"
                 " AND (%s::text IS NULL OR lease_owner = %s)", (now, job_id, owner, owner))).rowcount
@@ -218,7 +222,7 @@ class PgJobs(PgBase):
         if images == 0:
             return await self.refund(job_id, now=now)
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             changed = (await conn.execute(
                 "UPDATE jobs SET cost = %s, updated_at = %s WHERE id = %s AND cost > %s AND NOT refunded"
                 " AND (%s::text IS NULL OR lease_owner = %s)",
@@ -240,25 +244,29 @@ class PgJobs(PgBase):
 
     async def _usage(self, conn: Connection, subject: Subject, *, defaults: QuotaLimits,
                      now: datetime) -> QuotaUsage:
-        rows = await (await conn.execute(
-            "SELECT kind, daily, concurrent FROM quota_limits WHERE scope = %s AND ("
-            " (kind = 'member' AND subject_id = %s) OR (kind = 'role' AND subject_id = ANY(%s))"
-            " OR (kind = 'scope' AND subject_id = ''))",
-            (subject.scope, subject.user_id, [str(r) for r in subject.role_ids]))).fetchall()
+        day_start, resets_at = day_bounds(now)
+        # The overrides and both figures in one statement (one round trip, one snapshot).
+        figures = await (await conn.execute(
+            "SELECT COALESCE((SELECT jsonb_agg(jsonb_build_object('kind', kind, 'daily', daily,"
+            "   'concurrent', concurrent)) FROM quota_limits WHERE scope = %(scope)s AND ("
+            "   (kind = 'member' AND subject_id = %(user)s) OR (kind = 'role' AND subject_id = ANY(%(roles)s))"
+            "   OR (kind = 'scope' AND subject_id = ''))), '[]'::jsonb) AS limits,"
+            " COALESCE(SUM(cost) FILTER (WHERE created_at >= %(start)s AND created_at < %(end)s AND NOT refunded),"
+            "   0) AS used, COUNT(*) FILTER (WHERE state = ANY(%(in_flight)s)) AS in_flight"
+            # Only today's rows and the unfinished ones count: a member's older history is never read.
+            " FROM jobs WHERE scope = %(scope)s AND user_id = %(user)s"
+            " AND ((created_at >= %(start)s AND created_at < %(end)s) OR state = ANY(%(in_flight)s))",
+            {"scope": subject.scope, "user": subject.user_id, "roles": [str(r) for r in subject.role_ids],
+             "start": day_start, "end": resets_at, "in_flight": IN_FLIGHT})).fetchone()
+        assert figures is not None
+        rows = figures["limits"]
         limits = QuotaLimits(daily=quota.resolve_limit(rows, "daily", defaults.daily),
                              concurrent=quota.resolve_limit(rows, "concurrent", defaults.concurrent))
-        day_start, resets_at = day_bounds(now)
-        figures = await (await conn.execute(
-            "SELECT COALESCE(SUM(cost) FILTER (WHERE created_at >= %s AND created_at < %s AND NOT refunded), 0)"
-            " AS used, COUNT(*) FILTER (WHERE state = ANY(%s)) AS in_flight"
-            " FROM jobs WHERE scope = %s AND user_id = %s",
-            (day_start, resets_at, IN_FLIGHT, subject.scope, subject.user_id))).fetchone()
-        assert figures is not None
         return QuotaUsage(subject=subject, limits=limits, used_today=int(figures["used"]),
                           in_flight=int(figures["in_flight"]), resets_at=resets_at)
 
     async def usage(self, subject: Subject, *, defaults: QuotaLimits, now: datetime) -> QuotaUsage:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             return await self._usage(conn, subject, defaults=defaults, now=now)
 
     async def scope_usage(self, scope: str, *, now: datetime | None = None) -> list[tuple[str, int, int]]:
@@ -342,7 +350,7 @@ class PgJobs(PgBase):
 
     async def spend_caps(self, scope: str, user_id: str, *, install_daily_micro: int | None,
                          now: datetime) -> list[CapState]:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             return await self._spend_caps(conn, scope, user_id, install_daily_micro=install_daily_micro, now=now)
 
     # --- leases ----------------------------------------------------------------------------------------------
@@ -409,7 +417,7 @@ class PgJobs(PgBase):
         on; among the same turn, the member served longest ago goes first (as a rotation does: whoever just took a
         slot goes to the back). Jobs whose lease lapsed (their process is gone) are not in it."""
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (SLOT_CLASS, key(provider)))
             row = await (await conn.execute(
                 "UPDATE jobs SET waiting_since = COALESCE(waiting_since, clock_timestamp()), provider = %s"

@@ -65,7 +65,7 @@ class PgMembers(PgBase):
     async def forget_member(self, user_id: str, *, now: datetime) -> Forgotten | None:
         # PostgreSQL keeps old row versions until VACUUM reclaims them: forgetting is complete for every reader at
         # once, and on disk after the next vacuum of these tables (autovacuum, or the operator's).
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             busy = await (await conn.execute(
                 "SELECT COUNT(*) AS n FROM jobs WHERE user_id = %s AND (state = ANY(%s)"
                 " OR id IN (SELECT job_id FROM deliveries WHERE state = 'pending'))",

@@ -57,7 +57,7 @@ class PgRecords(PgBase):
 
     async def delivery_failed(self, job_id: int, target: str, *, error: str, next_attempt_at: datetime) -> int:
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await self._hold(conn, job_id, owner)
             row = await (await conn.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = %s, next_attempt_at = %s"
@@ -67,7 +67,7 @@ class PgRecords(PgBase):
 
     async def give_up_delivery(self, job_id: int, target: str, *, error: str, now: datetime) -> bool:
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await self._hold(conn, job_id, owner)
             changed = (await conn.execute(
                 "UPDATE deliveries SET state = %s, last_error = %s, done_at = %s"
@@ -78,7 +78,7 @@ class PgRecords(PgBase):
 
     async def delivery_done(self, job_id: int, target: str, *, now: datetime) -> bool:
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await self._hold(conn, job_id, owner)
             changed = (await conn.execute(
                 "INSERT INTO deliveries (job_id, target, state, attempts, next_attempt_at, created_at, done_at)"
@@ -119,7 +119,7 @@ class PgRecords(PgBase):
         return {str(row["sha"]) for row in rows}
 
     async def mark_outputs_pruned(self, job_id: int) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             row = await (await conn.execute("SELECT outputs FROM jobs WHERE id = %s FOR UPDATE",
                                             (job_id,))).fetchone()
             if row is None:
@@ -152,7 +152,7 @@ class PgRecords(PgBase):
                         channel_id: int | str | None) -> tuple[DiscordPost, bool]:
         kind = PostKind(kind)
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await self._hold(conn, job_id, owner)
             token = await (await conn.execute("SELECT token FROM jobs WHERE id = %s FOR UPDATE",
                                               (job_id,))).fetchone()
@@ -176,7 +176,7 @@ class PgRecords(PgBase):
                           note: str | None = None, in_guild: bool = True) -> DiscordPost:
         now = self.clock()
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             found = await (await conn.execute("SELECT job_id FROM discord_posts WHERE id = %s",
                                               (post_id,))).fetchone()
             if found is None:
@@ -205,7 +205,7 @@ class PgRecords(PgBase):
 
     async def mark_retired(self, provider: str, model: str, *, reason: str, now: datetime,
                            until: datetime) -> bool:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             live = await (await conn.execute(
                 "SELECT 1 AS yes FROM retired_models WHERE provider = %s AND model = %s AND expires_at > %s"
                 " FOR UPDATE", (provider, model, now))).fetchone()
@@ -237,7 +237,7 @@ class PgRecords(PgBase):
         if min(images, reserved_micro, member_micro) < 0:
             raise ValueError("a settlement is 0 or more")
         owner = await self.fenced()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await self._hold(conn, job_id, owner)
             changed = (await conn.execute(
                 "UPDATE job_spend SET images = LEAST(images, %(i)s), reserved_micro = LEAST(reserved_micro, %(r)s),"
@@ -272,7 +272,7 @@ class PgRecords(PgBase):
                              outcome: dict[str, Any] | None = None) -> None:
         """A verified call for this provider job reached this process: keep it for whichever process follows the
         job, and wake that one (NOTIFY is delivered at commit; the periodic scan covers a lost one)."""
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             # Only about a job at that provider now (or one being sent there, whose id is not stored yet), so
             # that made-up ids, which anyone can send to an unsigned endpoint, cost one indexed look-up.
             kept = await (await conn.execute(

@@ -78,7 +78,7 @@ class PostgresJobStore(PgJobs, PgRecords, PgMembers):
         await self.close()
 
     async def schema_version(self) -> int:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             return await schema_version(conn)
 
     async def ping(self) -> None:
