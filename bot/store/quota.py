@@ -21,6 +21,22 @@ def day_bounds(now: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def check_limit_key(scope: str, kind: str, subject_id: str) -> None:
+    """Refuse (ValueError) an override key no store may write."""
+    if kind not in LIMIT_KINDS:
+        raise ValueError(f"limit kind must be one of {sorted(LIMIT_KINDS)}, not {kind!r}")
+    if (kind == "scope") != (subject_id == ""):
+        raise ValueError('subject_id must be "" for kind "scope" and an id for "member" and "role"')
+    if not scope:
+        raise ValueError("scope must not be empty")
+
+
+def check_limit_values(*, daily: int | None, concurrent: int | None) -> None:
+    for name, value in (("daily", daily), ("concurrent", concurrent)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} limit must be 0 or more, not {value}")
+
+
 def resolve_limit(rows: Iterable[Row], column: str, default: int) -> int:
     """member override, else the largest role allowance, else the scope default, else the settings default.
 

@@ -68,7 +68,7 @@ from bot.store.models import (
     StoredOutput,
     Subject,
 )
-from bot.store.quota import LIMIT_KINDS, day_bounds
+from bot.store.quota import day_bounds
 from bot.store.rows import (
     JOB_SELECT,
     UPDATABLE,
@@ -525,21 +525,10 @@ class SqliteJobStore(SqliteMembers):
         async with self._transaction(write=False) as db:  # one snapshot for all three figures
             return await self._usage(db, subject, defaults=defaults, now=now)
 
-    @staticmethod
-    def _check_limit_key(scope: str, kind: str, subject_id: str) -> None:
-        if kind not in LIMIT_KINDS:
-            raise ValueError(f"limit kind must be one of {sorted(LIMIT_KINDS)}, not {kind!r}")
-        if (kind == "scope") != (subject_id == ""):
-            raise ValueError('subject_id must be "" for kind "scope" and an id for "member" and "role"')
-        if not scope:
-            raise ValueError("scope must not be empty")
-
     async def set_limit(self, scope: str, kind: str, subject_id: str, *, daily: int | None,
                         concurrent: int | None) -> None:
-        self._check_limit_key(scope, kind, subject_id)
-        for name, value in (("daily", daily), ("concurrent", concurrent)):
-            if value is not None and value < 0:
-                raise ValueError(f"{name} limit must be 0 or more, not {value}")
+        quota.check_limit_key(scope, kind, subject_id)
+        quota.check_limit_values(daily=daily, concurrent=concurrent)
         if daily is None and concurrent is None:
             # A row that sets nothing would only hide that no override exists.
             await self.clear_limit(scope, kind, subject_id)
@@ -553,7 +542,7 @@ class SqliteJobStore(SqliteMembers):
                 (scope, kind, subject_id, daily, concurrent))
 
     async def clear_limit(self, scope: str, kind: str, subject_id: str) -> None:
-        self._check_limit_key(scope, kind, subject_id)
+        quota.check_limit_key(scope, kind, subject_id)
         async with self._lock:
             await self._changes(self._db,
                                 "DELETE FROM quota_limits WHERE scope = ? AND kind = ? AND subject_id = ?",

@@ -40,7 +40,7 @@ from bot.store.postgres.base import AT_PROVIDER, IN_FLIGHT, JOB_SELECT, OWED, TA
 from bot.store.postgres.connection import Connection
 from bot.store.postgres.locks import MEMBER_CLASS, SCOPE_CLASS, SLOT_CLASS, key
 from bot.store.postgres.presence import PROCESS_ALIVE
-from bot.store.quota import LIMIT_KINDS, day_bounds
+from bot.store.quota import day_bounds
 from bot.store.rows import UPDATABLE, encode_extra, job_from_row, new_token, text_or_none, to_json, ts
 
 # How each updatable column's encoded value (bot.store.rows.UPDATABLE: text for times and JSON) is read here.
@@ -277,21 +277,10 @@ class PgJobs(PgBase):
             " GROUP BY user_id ORDER BY 2 DESC, 3 DESC", (scope, day_start, resets_at))
         return [(str(r["user_id"]), int(r["used"]), int(r["n"])) for r in rows]
 
-    @staticmethod
-    def _check_limit_key(scope: str, kind: str, subject_id: str) -> None:
-        if kind not in LIMIT_KINDS:
-            raise ValueError(f"limit kind must be one of {sorted(LIMIT_KINDS)}, not {kind!r}")
-        if (kind == "scope") != (subject_id == ""):
-            raise ValueError('subject_id must be "" for kind "scope" and an id for "member" and "role"')
-        if not scope:
-            raise ValueError("scope must not be empty")
-
     async def set_limit(self, scope: str, kind: str, subject_id: str, *, daily: int | None,
                         concurrent: int | None) -> None:
-        self._check_limit_key(scope, kind, subject_id)
-        for name, value in (("daily", daily), ("concurrent", concurrent)):
-            if value is not None and value < 0:
-                raise ValueError(f"{name} limit must be 0 or more, not {value}")
+        quota.check_limit_key(scope, kind, subject_id)
+        quota.check_limit_values(daily=daily, concurrent=concurrent)
         if daily is None and concurrent is None:
             await self.clear_limit(scope, kind, subject_id)
             return
@@ -302,7 +291,7 @@ class PgJobs(PgBase):
             (scope, kind, subject_id, daily, concurrent))
 
     async def clear_limit(self, scope: str, kind: str, subject_id: str) -> None:
-        self._check_limit_key(scope, kind, subject_id)
+        quota.check_limit_key(scope, kind, subject_id)
         await self._count("DELETE FROM quota_limits WHERE scope = %s AND kind = %s AND subject_id = %s",
                           (scope, kind, subject_id))
 
