@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from bot.errors import QuotaError
+from bot.store.models import QuotaUsage
 from bot.store.rows import Row
 
 LIMIT_KINDS = frozenset({"member", "role", "scope"})
@@ -19,6 +21,20 @@ def day_bounds(now: datetime) -> tuple[datetime, datetime]:
     """The UTC day containing `now`: its start and the next midnight (when the daily quota resets)."""
     start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return start, start + timedelta(days=1)
+
+
+def refuse_if_over(usage: QuotaUsage, *, cost: int, now: datetime) -> None:
+    """Raise QuotaError, in the member's words, when a job costing `cost` images would pass their daily allowance or
+    their cap on jobs at once. Every store calls this inside the transaction that then records the job."""
+    if usage.used_today + cost > usage.limits.daily:
+        raise QuotaError(
+            daily_message(used=usage.used_today, limit=usage.limits.daily, cost=cost, now=now,
+                          resets_at=usage.resets_at),
+            kind="daily", limit=usage.limits.daily, used=usage.used_today, resets_at=usage.resets_at)
+    if usage.in_flight >= usage.limits.concurrent:
+        raise QuotaError(
+            concurrent_message(in_flight=usage.in_flight, limit=usage.limits.concurrent, scope=usage.subject.scope),
+            kind="concurrent", limit=usage.limits.concurrent, used=usage.in_flight)
 
 
 def check_limit_key(scope: str, kind: str, subject_id: str) -> None:

@@ -43,7 +43,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.errors import ConfigError, QuotaError
+from bot.errors import ConfigError
 from bot.money.caps import BUDGET_KEY, CapState, GuildBudget, first_exceeded, month_bounds
 from bot.money.caps import day_bounds as _utc_day
 from bot.operations import Operation
@@ -333,16 +333,7 @@ class SqliteJobStore(SqliteMembers):
         extra = {**new.extra, WITHHOLD_NSFW_KEY: True} if new.withhold_nsfw else new.extra
         async with self._transaction() as db:
             usage = await self._usage(db, new.subject, defaults=defaults, now=now)
-            if usage.used_today + new.cost > usage.limits.daily:
-                raise QuotaError(
-                    quota.daily_message(used=usage.used_today, limit=usage.limits.daily, cost=new.cost, now=now,
-                                   resets_at=usage.resets_at),
-                    kind="daily", limit=usage.limits.daily, used=usage.used_today, resets_at=usage.resets_at)
-            if usage.in_flight >= usage.limits.concurrent:
-                raise QuotaError(
-                    quota.concurrent_message(in_flight=usage.in_flight, limit=usage.limits.concurrent,
-                                        scope=new.subject.scope),
-                    kind="concurrent", limit=usage.limits.concurrent, used=usage.in_flight)
+            quota.refuse_if_over(usage, cost=new.cost, now=now)
             # Spend caps (bot.money.caps): against every process's reservations, in this same transaction.
             if new.spend is not None:
                 caps = await self._spend_caps(db, new.subject.scope, new.subject.user_id,

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.errors import QuotaError
 from bot.money.caps import BUDGET_KEY, CapState, GuildBudget, first_exceeded, month_bounds
 from bot.money.caps import day_bounds as utc_day
 from bot.operations import Operation
@@ -79,16 +78,7 @@ class PgJobs(PgBase):
         async with self._connection() as conn, conn.transaction():
             budget = await self._lock_for(conn, new)
             usage = await self._usage(conn, subject, defaults=defaults, now=now)
-            if usage.used_today + new.cost > usage.limits.daily:
-                raise QuotaError(
-                    quota.daily_message(used=usage.used_today, limit=usage.limits.daily, cost=new.cost, now=now,
-                                        resets_at=usage.resets_at),
-                    kind="daily", limit=usage.limits.daily, used=usage.used_today, resets_at=usage.resets_at)
-            if usage.in_flight >= usage.limits.concurrent:
-                raise QuotaError(
-                    quota.concurrent_message(in_flight=usage.in_flight, limit=usage.limits.concurrent,
-                                             scope=subject.scope),
-                    kind="concurrent", limit=usage.limits.concurrent, used=usage.in_flight)
+            quota.refuse_if_over(usage, cost=new.cost, now=now)
             if new.spend is not None:
                 caps = await self._spend_caps(conn, subject.scope, subject.user_id, budget=budget,
                                               install_daily_micro=new.spend.install_daily_micro, now=now)
