@@ -64,6 +64,3 @@ def fresh_database() -> Iterator[str]:
         with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-
-def pg_params(*, marks: tuple[pytest.MarkDecorator, ...] = ()) -> object:
-    return pytest.param("postgres", marks=marks, id="postgres")

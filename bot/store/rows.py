@@ -149,6 +149,26 @@ UPDATABLE: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def set_clause(fields: dict[str, Any], now: datetime, *, placeholder: str,
+               now_value: Any, cast: Callable[[str], str] = lambda _: "") -> tuple[str, list[Any]]:
+    """The SET list of update_job and transition, in a store's placeholder style: every named column (checked
+    against UPDATABLE, the only names that reach SQL text) and updated_at; a first terminal state also sets
+    finished_at. `now_value` is `now` as the store binds times; `cast(name)` what follows a column's placeholder."""
+    unknown = sorted(set(fields) - UPDATABLE.keys())
+    if unknown:
+        raise ValueError(f"unknown job field(s) {unknown}; updatable: {sorted(UPDATABLE)}")
+    assignments = [f"updated_at = {placeholder}"]
+    params: list[Any] = [now_value]
+    for name, value in fields.items():
+        assignments.append(f"{name} = {placeholder}{cast(name)}")  # name is a key of UPDATABLE, checked above
+        params.append(UPDATABLE[name](value))
+    if "state" in fields and JobState(fields["state"]).terminal and "finished_at" not in fields:
+        # Pruning and history rely on finished_at; a caller that forgets it gets the first terminal time.
+        assignments.append(f"finished_at = COALESCE(finished_at, {placeholder})")
+        params.append(now_value)
+    return ", ".join(assignments), params
+
+
 def job_from_row(row: Row) -> Job:
     seed = row["seed"]
     charged = row["charged"]

@@ -71,7 +71,6 @@ from bot.store.models import (
 from bot.store.quota import day_bounds
 from bot.store.rows import (
     JOB_SELECT,
-    UPDATABLE,
     decode_outputs,
     delivery_from_row,
     dt,
@@ -82,6 +81,7 @@ from bot.store.rows import (
     new_nonce,
     new_token,
     post_from_row,
+    set_clause,
     text_or_none,
     to_json,
     ts,
@@ -403,19 +403,7 @@ class SqliteJobStore(SqliteMembers):
 
     @staticmethod
     def _set_clause(fields: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
-        unknown = sorted(set(fields) - UPDATABLE.keys())
-        if unknown:
-            raise ValueError(f"unknown job field(s) {unknown}; updatable: {sorted(UPDATABLE)}")
-        assignments = ["updated_at = ?"]
-        params: list[Any] = [ts(now)]
-        for name, value in fields.items():
-            assignments.append(f"{name} = ?")  # name is a key of UPDATABLE, checked above
-            params.append(UPDATABLE[name](value))
-        if "state" in fields and JobState(fields["state"]).terminal and "finished_at" not in fields:
-            # Pruning and history rely on finished_at; a caller that forgets it gets the first terminal time.
-            assignments.append("finished_at = COALESCE(finished_at, ?)")
-            params.append(ts(now))
-        return ", ".join(assignments), params
+        return set_clause(fields, now, placeholder="?", now_value=ts(now))
 
     async def update_job(self, job_id: int, *, now: datetime, **fields: Any) -> Job:
         assignments, params = self._set_clause(fields, now)

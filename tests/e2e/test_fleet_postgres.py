@@ -103,9 +103,9 @@ async def test_bot_and_workers_on_postgres_survive_kills_and_a_frozen_worker(fle
     assert len(held) == len(names)
     assert {p.pid for p in everyone} == set(held.values()), held
 
+    bot_pid = fleet.bot.pid
     await fleet.bot.kill()
     # The workers take the bot's jobs at once; then one of them dies too, with its own jobs and the bot's.
-    bot_pid = next(pid for pid in held.values() if pid == fleet.bot.pid) if fleet.bot.pid else None
     await until(lambda: _none_held_by(database_url, bot_pid), what="the workers to take the bot's jobs", timeout=10)
     await workers[0].kill()
     survivor = workers[1]

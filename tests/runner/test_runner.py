@@ -294,6 +294,10 @@ async def test_a_job_that_waited_in_line_past_its_deadline_is_not_sent(harness: 
     h.fal.script = JobScript(duration_s=1.0)
     h.app.runner.config.deadlines = {"imagine": 5}
     first = await h.app.runner.create(ALICE, Origin.DISCORD, ImagineRequest(prompt="1"))
+    deadline = time.monotonic() + 10
+    while not h.fal.calls("POST"):  # the first job holds the only slot (at the provider) before the second comes
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
     # The second job's deadline passes well before the first job frees the only slot.
     h.app.runner.config.deadlines = {"imagine": 0.4}
     second = await h.app.runner.create(BOB, Origin.DISCORD, ImagineRequest(prompt="2"))

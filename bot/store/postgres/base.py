@@ -17,14 +17,14 @@ from bot.store.fencing import LeaseLostError
 from bot.store.models import IN_FLIGHT_STATES, TERMINAL_STATES, Job
 from bot.store.postgres.connection import Connection
 from bot.store.postgres.presence import PROCESS_ALIVE
-from bot.store.rows import job_from_row
+from bot.store.rows import JOB_SELECT, job_from_row
+
+__all__ = ["AT_PROVIDER", "IN_FLIGHT", "JOB_SELECT", "OWED", "TAKEABLE", "TERMINAL", "PgBase"]
 
 IN_FLIGHT = sorted(s.value for s in IN_FLIGHT_STATES)
 TERMINAL = sorted(s.value for s in TERMINAL_STATES)
 AT_PROVIDER = ["fetching", "queued", "running", "submitting"]
 
-JOB_SELECT = ("SELECT jobs.*, EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = jobs.id"
-              " AND d.state = 'undeliverable') AS undeliverable FROM jobs")
 
 # The lease of `jobs` may be taken by %(me)s: free, ours, lapsed by the database's clock, or held by a registered
 # process whose liveness lock is gone (it died, on whatever host). An owner that never registered (an older

@@ -40,7 +40,7 @@ from bot.store.postgres.connection import Connection
 from bot.store.postgres.locks import MEMBER_CLASS, SCOPE_CLASS, SLOT_CLASS, key
 from bot.store.postgres.presence import PROCESS_ALIVE
 from bot.store.quota import day_bounds
-from bot.store.rows import UPDATABLE, encode_extra, job_from_row, new_token, text_or_none, to_json, ts
+from bot.store.rows import encode_extra, job_from_row, new_token, set_clause, text_or_none, to_json, ts
 
 # How each updatable column's encoded value (bot.store.rows.UPDATABLE: text for times and JSON) is read here.
 _CASTS = {"handle": "::jsonb", "outputs": "::jsonb", "extra": "::jsonb", "charged": "::int::boolean",
@@ -141,20 +141,11 @@ class PgJobs(PgBase):
 
     @staticmethod
     def _set_clause(fields: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
-        unknown = sorted(set(fields) - UPDATABLE.keys())
-        if unknown:
-            raise ValueError(f"unknown job field(s) {unknown}; updatable: {sorted(UPDATABLE)}")
-        assignments = ["updated_at = %s"]
-        params: list[Any] = [now]
-        for name, value in fields.items():
-            assignments.append(f"{name} = %s{_CASTS.get(name, '')}")  # name is a key of UPDATABLE
-            params.append(UPDATABLE[name](value))
-        if "state" in fields and JobState(fields["state"]).terminal and "finished_at" not in fields:
-            assignments.append("finished_at = COALESCE(finished_at, %s)")
-            params.append(now)
+        assignments, params = set_clause(fields, now, placeholder="%s", now_value=now,
+                                         cast=lambda name: _CASTS.get(name, ""))
         if "state" in fields and JobState(fields["state"]) is not JobState.PENDING:
-            assignments.append("waiting_since = NULL")  # out of the line for a slot
-        return ", ".join(assignments), params
+            assignments += ", waiting_since = NULL"  # out of the line for a slot
+        return assignments, params
 
     async def update_job(self, job_id: int, *, now: datetime, **fields: Any) -> Job:
         assignments, params = self._set_clause(fields, now)
