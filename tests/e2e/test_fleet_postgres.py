@@ -77,18 +77,20 @@ async def test_bot_and_workers_on_postgres_survive_kills_and_a_frozen_worker(fle
     await providers.release("novita")
     await discord.wait_for(lambda: sum(c.status == 429 for c in discord.calls("POST", MESSAGES)) >= 2,
                            timeout=30, what="both result posts to be rate-limited")
-    # Queued at Novita, running at fal: each polled once, then their polls hang.
-    await providers.script("novita", queue_polls=5, running_polls=1)
-    await providers.script("fal", queue_polls=0, running_polls=5)
+    # Queued at Novita, running at fal: each polled once, then their polls hang. Thirty polls to go (at most 0.3 s
+    # apart) keep each job unfinished until its provider's polls are held, however slowly the next one starts.
+    await providers.script("novita", queue_polls=30, running_polls=1)
+    await providers.script("fal", queue_polls=0, running_polls=30)
     for n in (1, 2):
         known = (await provider_jobs(providers))["novita"]
         await start(members[f"queued-{n}"], channels[f"queued-{n}"], "imagine", prompt=f"queued {n}")
         await new_polled_job(providers, "novita", known)
+    await providers.hold("novita", NOVITA_POLL)
+    for n in (1, 2):
         known = (await provider_jobs(providers))["fal"]
         await start(members[f"running-{n}"], channels[f"running-{n}"], "edit", image=("room.png", PHOTO),
                     prompt=f"running {n}")
         await new_polled_job(providers, "fal", known)
-    await providers.hold("novita", NOVITA_POLL)
     await providers.hold("fal", FAL_STATUS)
     # Glam takes two jobs at once across all processes: two hang there, two wait in line.
     await providers.hold("glam", GLAM_RESULT)
