@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import pkgutil
+from typing import Any
 
 import discord
 import yarl
 from discord.ext import commands
 
 from bot.app import App
+from bot.command_sync import publish_if_changed
 from bot.cooldowns import Cooldowns
 from bot.discord_audit import SETTING as AUDIT_SETTING
 from bot.discord_audit import AuditLog, discord_sender
@@ -47,14 +49,14 @@ def point_at(settings: Settings) -> None:
 
 
 class AtelierBot(commands.Bot):
-    def __init__(self, app: App, *, start_runner: bool = True) -> None:
+    def __init__(self, app: App, *, start_runner: bool = True, **client_options: Any) -> None:
         # Atelier never joins voice: the warnings about missing voice libraries would only confuse operators.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
         # Nothing the bot sends pings anyone unless that message names who (bot.discord_mentions).
         super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None,
                          tree_cls=AtelierTree, allowed_mentions=NOBODY,
-                         http_trace=http_trace(app.settings.discord_api_base))
+                         http_trace=http_trace(app.settings.discord_api_base), **client_options)
         self.app = app
         # Ready means the gateway's shards are connected too; the metrics show them (bot.discord_metrics).
         app.health.add_check("discord", lambda: shards_ready(self))
@@ -87,27 +89,33 @@ class AtelierBot(commands.Bot):
                 await self.load_extension(f"cogs.{module.name}")
 
     async def sync_commands(self) -> None:
-        """Publish the slash commands where this installation serves (bot.worker's WorkerBot publishes none)."""
+        """Publish the slash commands where this installation serves (bot.worker's WorkerBot publishes none), each
+        scope only when its commands changed since they were last published, by whichever process comes first
+        (bot.command_sync)."""
         guild_ids = self.app.settings.guild_ids
         allowed = self.engine.allowed_guilds
+        scopes: list[discord.Object | None]
         if allowed:
             # Serving listed guilds only: commands exist there and nowhere else (stale global ones are cleared).
             targets = sorted(allowed & set(guild_ids)) if guild_ids else sorted(allowed)
-            for guild_id in targets:
-                guild = discord.Object(id=guild_id)
-                self.tree.copy_global_to(guild=guild)
-                await self.tree.sync(guild=guild)
-            self.tree.clear_commands(guild=None)
-            await self.tree.sync()
+            scopes = [discord.Object(id=guild_id) for guild_id in targets]
             guild_ids = targets
         elif guild_ids:
-            for guild_id in guild_ids:
-                guild = discord.Object(id=guild_id)
-                self.tree.copy_global_to(guild=guild)
-                await self.tree.sync(guild=guild)
+            scopes = [discord.Object(id=guild_id) for guild_id in guild_ids]
         else:
-            await self.tree.sync()
-        log.info("commands synced to %s", f"guilds {guild_ids}" if guild_ids else "all guilds (global)")
+            scopes = [None]
+        for guild in scopes:
+            if guild is not None:
+                self.tree.copy_global_to(guild=guild)
+        if allowed:
+            self.tree.clear_commands(guild=None)
+            scopes.append(None)
+        published = [guild for guild in scopes if await publish_if_changed(self.tree, self.app.store, guild)]
+        where = f"guilds {guild_ids}" if guild_ids else "all guilds (global)"
+        if published:
+            log.info("commands synced to %s", where)
+        else:
+            log.info("commands for %s unchanged since last published: not synced again", where)
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -21,6 +21,7 @@ from bot.discord_bot import AtelierBot, point_at
 from bot.errors import ConfigError
 from bot.jobs import RunnerConfig
 from bot.settings import Settings
+from bot.shards.plan import plan_from
 from bot.store.models import Origin
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -51,8 +52,14 @@ def _token(settings: Settings) -> str | None:
 
 
 async def run_bot(settings: Settings) -> int:
-    """`atelier run`: connect the gateway, publish the commands, run what members start."""
-    return await _serve(settings, AtelierBot, AtelierBot.start, listen=True)
+    """`atelier run`: connect the gateway (on the shards the settings give it, bot.shards), publish the commands,
+    run what members start."""
+    plan = plan_from(settings)
+    if plan is None:
+        return await _serve(settings, AtelierBot, AtelierBot.start, listen=True)
+    from bot.discord_shards import ShardedAtelierBot  # noqa: PLC0415 - only a sharded bot needs it
+
+    return await _serve(settings, lambda app: ShardedAtelierBot(app, plan), ShardedAtelierBot.start, listen=True)
 
 
 async def run_worker(settings: Settings) -> int:

@@ -17,12 +17,6 @@ from tests.test_settings import example_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Names compose uses before this branch has them; each entry says which later change brings it.
-NOT_YET_SETTINGS = frozenset({
-    "DISCORD_SHARD_COUNT",  # shard ranges per bot process: a later change adds them to the Discord settings
-    "DISCORD_SHARD_IDS",
-})
-NOT_YET_COMMANDS: frozenset[str] = frozenset()
 
 
 def compose() -> dict[str, Any]:
@@ -59,9 +53,7 @@ def test_every_command_is_an_atelier_subcommand() -> None:
     for name, service in atelier_services().items():
         command = service["command"]
         assert isinstance(command, list) and command, name
-        assert command[0] in known | NOT_YET_COMMANDS, f"{name}: `atelier {command[0]}` does not exist"
-    # An allowlisted command that exists by now must leave the list.
-    assert not NOT_YET_COMMANDS & known, "remove the command from NOT_YET_COMMANDS: it exists now"
+        assert command[0] in known, f"{name}: `atelier {command[0]}` does not exist"
 
 
 def test_every_environment_name_is_a_setting() -> None:
@@ -69,10 +61,22 @@ def test_every_environment_name_is_a_setting() -> None:
     assert settings == set(example_names())  # what .env.example documents is what Settings reads
     for name, service in atelier_services().items():
         names = set(service["environment"])
-        unknown = names - settings - NOT_YET_SETTINGS
+        unknown = names - settings
         assert not unknown, f"{name}: not Atelier settings: {sorted(unknown)}"
         assert service["environment"]["DATABASE_URL"].startswith("postgresql://"), name
-    assert not NOT_YET_SETTINGS & settings, "remove the name from NOT_YET_SETTINGS: it is a setting now"
+
+
+
+def test_the_bot_processes_split_the_shards_between_them() -> None:
+    """Each bot service connects its own shards of one count, and together they connect every shard once."""
+    bots = {name: s["environment"] for name, s in atelier_services().items() if s["command"][0] == "run"}
+    assert len(bots) >= 2
+    counts = {int(env["DISCORD_SHARD_COUNT"]) for env in bots.values()}
+    assert len(counts) == 1
+    served = [int(i) for env in bots.values() for i in str(env["DISCORD_SHARD_IDS"]).split(",")]
+    assert sorted(served) == list(range(counts.pop()))
+    for env in bots.values():  # the settings as each process reads them
+        Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
 
 
 def test_every_process_publishes_its_metrics_port_and_checks_its_readiness() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bot.config.area import Area, blank_is_none
 
@@ -20,6 +20,12 @@ class DiscordSettings(Area):
     discord_allowed_guilds: str = ""
     discord_leave_other_guilds: bool = False
     prompt_blocklist_file: str = ""
+    # Gateway shards (bot.shards). Unset: one process connects one shard, as a small bot does. DISCORD_SHARD_COUNT
+    # alone: processes on one PostgreSQL database each claim a free range of DISCORD_SHARDS_PER_PROCESS shards
+    # (on SQLite the one process connects them all); with DISCORD_SHARD_IDS too: exactly those shards.
+    discord_shard_count: int | None = Field(default=None, ge=1, le=10_000)
+    discord_shard_ids: str = ""
+    discord_shards_per_process: int = Field(default=1, ge=1, le=1_000)
 
     @property
     def guild_ids(self) -> list[int]:
@@ -28,6 +34,38 @@ class DiscordSettings(Area):
     @property
     def allowed_guilds(self) -> frozenset[int]:
         return frozenset(int(part) for part in self.discord_allowed_guilds.replace(" ", "").split(",") if part)
+
+    @property
+    def shard_ids(self) -> list[int] | None:
+        """The shards named by DISCORD_SHARD_IDS, in order; None when unset."""
+        ids = [int(part) for part in self.discord_shard_ids.replace(" ", "").split(",") if part]
+        return sorted(set(ids)) or None
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _blank_count_is_none(cls, value: object) -> object:
+        return blank_is_none(value)
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shard_ids_are_numbers(cls, value: str) -> str:
+        for part in value.replace(" ", "").split(","):
+            if part and not part.isdigit():
+                raise ValueError(f"{part[:30]!r} is not a shard id (a number from 0)")
+        return value
+
+    @model_validator(mode="after")
+    def _shards_fit_the_count(self) -> DiscordSettings:
+        ids = self.shard_ids
+        if ids is None:
+            return self
+        if self.discord_shard_count is None:
+            raise ValueError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT: the shard ids are out of how many shards")
+        outside = [i for i in ids if i >= self.discord_shard_count]
+        if outside:
+            raise ValueError(f"DISCORD_SHARD_IDS {outside[:5]} are not below DISCORD_SHARD_COUNT="
+                             f"{self.discord_shard_count} (shards are numbered from 0)")
+        return self
 
     @field_validator("discord_guild_ids", "discord_allowed_guilds")
     @classmethod

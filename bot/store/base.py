@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -120,6 +120,11 @@ class JobStore(Protocol):
         even if it was never enqueued."""
 
     async def is_delivered(self, job_id: int, target: str) -> bool: ...
+
+    # --- the slash commands as last published ---------------------------------------------------------------
+    async def sync_commands_once(self, scope: str, digest: str, publish: Callable[[], Awaitable[None]]) -> bool:
+        """Run `publish()` unless the commands of `scope` ("global", "guild:<id>") were last published as
+        `digest`, and record it; True when it published. Processes sharing the store publish each scope once."""
 
     # --- per-guild settings chosen by a guild's administrators -------------------------------------------
     async def guild_settings(self, guild_id: int | str) -> dict[str, Any]: ...
@@ -249,6 +254,15 @@ class SharedJobStore(JobStore, Protocol):
     async def prune_webhooks(self, *, received_before: datetime) -> int: ...
 
     async def prune_processes(self) -> int: ...
+
+    async def claim_shards(self, shard_count: int, ranges: Sequence[Sequence[int]]) -> tuple[int, ...] | None:
+        """The first of `ranges` no live process serves, claimed by this one (or the one it holds); None when
+        every range is served."""
+
+    async def shard_claims(self) -> list[tuple[int, tuple[int, ...], str, bool]]: ...
+
+    async def take_identify_turn(self, bucket: int, interval_s: float) -> float:
+        """0 when this process may IDENTIFY in `bucket` now (the turn is taken), else the seconds to wait."""
 
 
 def shared(store: JobStore) -> SharedJobStore | None:

@@ -35,7 +35,7 @@ import contextlib
 import dataclasses
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -716,6 +716,21 @@ class SqliteJobStore(SqliteMembers):
                 " ON CONFLICT (guild_id, key)"
                 " DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
                 (str(guild_id), key, to_json(value), ts(now)))
+
+    async def sync_commands_once(self, scope: str, digest: str, publish: Callable[[], Awaitable[None]]) -> bool:
+        """Run `publish()` unless the commands of `scope` were last published as `digest`; then record it. (One
+        process uses a SQLite store: nothing to wait for; the write lock is not held while Discord answers.)"""
+        async with self._lock:
+            rows = await self._rows(self._db, "SELECT digest FROM command_syncs WHERE scope = ?", (scope,))
+        if rows and rows[0]["digest"] == digest:
+            return False
+        await publish()
+        async with self._lock:
+            await self._changes(
+                self._db, "INSERT INTO command_syncs (scope, digest, synced_at) VALUES (?, ?, ?) ON CONFLICT (scope)"
+                " DO UPDATE SET digest = excluded.digest, synced_at = excluded.synced_at",
+                (scope, digest, ts(self.clock())))
+        return True
 
     async def clear_guild_setting(self, guild_id: int | str, key: str) -> bool:
         async with self._lock:

@@ -11,6 +11,8 @@ MEMBER_CLASS = PROCESS_CLASS + 1  # a member's quota and member cap: the check a
 SCOPE_CLASS = PROCESS_CLASS + 2  # a guild's spend caps (and the install's, with key 0)
 SLOT_CLASS = PROCESS_CLASS + 3  # one provider's parallel slots
 MIGRATION_LOCK = (PROCESS_CLASS + 4, 0)
+SHARDS_CLASS = PROCESS_CLASS + 5  # claiming a range of gateway shards: (SHARDS_CLASS, shard count)
+COMMANDS_CLASS = PROCESS_CLASS + 6  # publishing the slash commands of one scope: (COMMANDS_CLASS, key(scope))
 
 
 def key(text: str) -> int:

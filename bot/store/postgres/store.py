@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.store.channels import CHANNELS, JOBS_CHANNEL
 from bot.store.postgres.connection import Connection, describe, open_pool, unreachable_as_error
+from bot.store.postgres.gateway import PgGateway
 from bot.store.postgres.jobs import PgJobs
 from bot.store.postgres.members import PgMembers
 from bot.store.postgres.migrate import apply_migrations, schema_version
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 DEFAULT_POOL_SIZE = 10
 
 
-class PostgresJobStore(PgJobs, PgRecords, PgMembers):
+class PostgresJobStore(PgJobs, PgRecords, PgMembers, PgGateway):
     shared = True  # other processes, on other hosts, work on the same jobs
 
     def __init__(self, pool: AsyncConnectionPool[Connection], database_url: str, *,
