@@ -45,6 +45,7 @@ def test_every_area_validator_survives_the_composition() -> None:
     ("FAL_KEY", "  ", "fal_key", None),
     ("DISCORD_TOKEN", "", "discord_token", None),
     ("DISCORD_GUILD_IDS", "1, 2", "guild_ids", [1, 2]),
+    ("DISCORD_SHARD_COUNT", "", "discord_shard_count", None),
     ("JOB_DEADLINES", '{"filter": 120}', "job_deadlines", {"filter": 120.0}),
 ])
 def test_each_area_reads_its_environment_names(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
@@ -59,8 +60,29 @@ def test_each_area_reads_its_environment_names(monkeypatch: pytest.MonkeyPatch, 
     ("DISCORD_GUILD_IDS", "1,abc"),
     ("JOB_DEADLINES", '{"paint": 10}'),
     ("QUOTA_CONCURRENT", "0"),
+    ("DISCORD_SHARD_COUNT", "0"),
+    ("DISCORD_SHARD_IDS", "0,one"),
+    ("DISCORD_SHARDS_PER_PROCESS", "0"),
 ])
 def test_each_area_refuses_bad_values(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_shard_settings_name_this_processs_shards_or_leave_them_to_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    assert Settings(_env_file=None).shard_ids is None  # type: ignore[call-arg]
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "3, 2,3")
+    assert Settings(_env_file=None).shard_ids == [2, 3]  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"DISCORD_SHARD_IDS": "0,1"}, "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT"),
+    ({"DISCORD_SHARD_COUNT": "4", "DISCORD_SHARD_IDS": "2,4"}, r"DISCORD_SHARD_IDS \[4\] are not below"),
+])
+def test_shard_ids_must_fit_the_count(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
         Settings(_env_file=None)  # type: ignore[call-arg]

@@ -279,6 +279,7 @@ class Cluster:
         self.root = root
         self.env = env
         self.bot = BotProcess(self._home("bot"), env)
+        self.bots: list[BotProcess] = [self.bot]
         self.workers: list[WorkerProcess] = []
 
     def _home(self, name: str) -> Path:
@@ -293,9 +294,16 @@ class Cluster:
         self.workers.append(worker)
         return worker
 
+    def another_bot(self) -> BotProcess:
+        """A further `atelier run` process (a sharded bot runs several), not started yet."""
+        bot = BotProcess(self._home(f"bot-{len(self.bots) + 1}"), self.env)
+        bot.NAME = f"bot-{len(self.bots) + 1}"
+        self.bots.append(bot)
+        return bot
+
     @property
     def processes(self) -> list[BotProcess]:
-        return [self.bot, *self.workers]
+        return [*self.bots, *self.workers]
 
     async def stop(self) -> None:
         for process in self.processes:
