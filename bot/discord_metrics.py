@@ -65,13 +65,13 @@ def http_trace(api_base: str) -> aiohttp.TraceConfig:
 
 
 def shards(client: discord.Client) -> Iterable[tuple[int, bool, float | None]]:
-    """(shard id, connected, heartbeat latency) for each shard the client runs (one for an unsharded client)."""
-    latencies = getattr(client, "latencies", None)  # an AutoShardedClient runs several
-    if isinstance(latencies, list) and latencies:
-        found = getattr(client, "shards", {})
-        for shard_id, latency in latencies:
-            info = found.get(shard_id)
+    """(shard id, connected, heartbeat latency) for each shard the client runs (one for an unsharded client). A
+    sharded client lists the shards it claimed, connected or not yet; none while it stands by (bot.shards)."""
+    if isinstance(client, discord.AutoShardedClient):
+        for shard_id in client.shard_ids or ():
+            info = client.get_shard(shard_id)
             up = bool(info is not None and not info.is_closed() and client.is_ready())
+            latency = info.latency if info is not None else math.nan
             yield shard_id, up, latency if math.isfinite(latency) else None
         return
     ws = client.ws
@@ -81,5 +81,7 @@ def shards(client: discord.Client) -> Iterable[tuple[int, bool, float | None]]:
 
 
 async def shards_ready(client: discord.Client) -> str | None:
+    if isinstance(client, discord.AutoShardedClient) and not client.shard_ids:
+        return "standing by: no shard range is free (jobs are worked meanwhile)"
     down = [str(shard) for shard, up, _ in shards(client) if not up]
     return f"shard(s) {', '.join(down)} not connected" if down else None
