@@ -4,8 +4,9 @@ before its bucket's turn.
 
 The two bots claim the ranges {0,1} and {2,3} between them; a member's command in a guild on any shard is answered
 and delivered; a reaction on a result is handled by whichever process serves that guild's shard; the slash
-commands are published once for the whole fleet. SIGKILLed, a bot's range is claimed by a newly started process,
-which publishes nothing again, and the guilds on those shards are served again.
+commands are published once for the whole fleet. A third bot started meanwhile stands by; when the bot serving
+{2,3} is SIGKILLed the standby claims that range at once; SIGKILLed in turn, its range is claimed by a newly started
+process, which publishes nothing again, and the guilds on those shards are served again.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from tests.e2e.harness import BotProcess
 from tests.e2e.test_workers import results_in
 from tests.fakes.discord import Channel, MemberActor
 
-pytestmark = [pytest.mark.asyncio(loop_scope="session"),
-              pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SHARDS = 4
 GUILD_COMMANDS = "/applications/{application_id}/guilds/{guild_id}/commands"
@@ -56,6 +56,7 @@ async def start_answer(run: Any) -> None:
     assert "Started job" in reply.content, reply.content
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: str) -> None:
     discord = fleet.discord
     discord.shard_count, discord.max_concurrency = SHARDS, 2
@@ -77,7 +78,7 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     assert sorted(claims.values()) == [(0, 1), (2, 3)] and set(claims) == {b.pid for b in bots}, claims
     assert discord.gateway.stats.identify_refused == 0
     for bucket in (0, 1):
-        times = sorted(at for at, shard, _ in discord.gateway.identify_log if shard % 2 == bucket)
+        times = sorted(r.at for r in discord.gateway.stats.identify_log if r.shard_id % 2 == bucket)
         assert all(b - a >= 5.0 for a, b in itertools.pairwise(times)), times
     # Published once for the fleet: one PUT per guild, though two bots started.
     puts = discord.calls("PUT", GUILD_COMMANDS)
@@ -100,9 +101,25 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     await discord.wait_for(lambda: len(results_in(discord, channels[3])) == 2, timeout=30,
                            what="the retried job's result")
 
-    # SIGKILL the bot serving shards 2 and 3: their guilds go quiet until a new process claims the range.
+    # A third bot finds both ranges served: it stands by (working jobs meanwhile) and connects no shard.
+    standby = fleet.processes.another_bot()
+    await standby.start(wait_ready=False)
+    await discord.wait_for(lambda: "standing by" in standby.log_since(0), timeout=30, what="the third bot to stand by")
+    assert discord.gateway.connected_shards == set(range(SHARDS))
+    assert standby.pid not in claims_by_pid(database_url)
+
+    # SIGKILL the bot serving shards 2 and 3: the standby claims their range at once and connects them.
     dead = next(b for b in bots if claims[b.pid] == (2, 3))
     await dead.kill()
+    await standby.wait_ready(timeout=30)
+    await discord.wait_for(lambda: discord.gateway.connected_shards == set(range(SHARDS)), timeout=30,
+                           what="shards 2 and 3 served again")
+    assert claims_by_pid(database_url)[standby.pid] == (2, 3)  # type: ignore[index]
+    await delivered(fleet, members[2], channels[2], "a fox on shard 2, after the first kill")
+
+    # SIGKILL that one too: with no standby left, the guilds on shards 2 and 3 go quiet until a newly started
+    # process claims the range.
+    await standby.kill()
     await discord.wait_for(lambda: discord.gateway.connected_shards == {0, 1}, timeout=10,
                            what="shards 2 and 3 gone with their process")
     replacement = fleet.processes.another_bot()
@@ -116,5 +133,25 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     assert len(discord.calls("PUT", GUILD_COMMANDS)) == SHARDS  # nothing changed: nothing published again
     for k in (2, 3, 0):
         await delivered(fleet, members[k], channels[k], f"a fox on shard {k}, again")
-    alive: list[BotProcess] = [b for b in (*bots, replacement) if b.alive]
+    alive: list[BotProcess] = [b for b in fleet.processes.bots if b.alive]
     assert len(alive) == 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_one_bot_connects_every_shard_in_turn(fleet: Fleet) -> None:
+    """One process uses an SQLite store: it serves all the shards, IDENTIFYing them one bucket turn apart."""
+    discord = fleet.discord
+    discord.shard_count, discord.max_concurrency = 2, 1
+    guilds = [await discord.create_guild(f"shard {k}", shard=k) for k in range(2)]
+    fleet.processes.env.update({"DISCORD_SHARD_COUNT": "2", "DISCORD_GUILD_IDS": ",".join(str(g.id) for g in guilds)})
+    await fleet.bot.start(timeout=60)
+    assert discord.gateway.connected_shards == {0, 1}
+    times = [r.at for r in discord.gateway.stats.identify_log]
+    assert len(times) == 2 and times[1] - times[0] >= 5.0 and discord.gateway.stats.identify_refused == 0
+    for k, guild in enumerate(guilds):
+        await delivered(fleet, await guild.add_member(f"member-{k}"), await guild.create_channel("art"), f"fox {k}")
+    # Restarted, it publishes nothing: the commands are as they were.
+    puts = len(discord.calls("PUT", GUILD_COMMANDS))
+    await fleet.bot.stop()
+    await fleet.bot.start(timeout=60)
+    assert len(discord.calls("PUT", GUILD_COMMANDS)) == puts == 2
