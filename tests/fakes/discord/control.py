@@ -4,7 +4,7 @@ Members act and look through members.py.
 
     fake = FakeDiscord()
     await fake.start()                      # then run the bot with fake.bot_env()
-    guild = await fake.create_guild("Atelier e2e")
+    guild = await fake.create_guild("Atelier e2e")  # shard=k: on shard k of fake.shard_count (gateway.py)
     channel = await guild.create_channel("studio")
     alice = await guild.add_member("alice")
     run = await alice.run_command(channel, "imagine", prompt="a red fox")
@@ -19,14 +19,14 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from tests.fakes.discord.cdn import Cdn
 from tests.fakes.discord.endpoints import Endpoints
-from tests.fakes.discord.gateway import Gateway
+from tests.fakes.discord.gateway import Gateway, shard_of
 from tests.fakes.discord.members import MemberActor
 from tests.fakes.discord.models import (
     DM,
@@ -69,6 +69,11 @@ class FakeDiscord:
         self.token_ttl_s = 900.0
         self.nonce_window_s = 300.0
         self.nonce_hits = 0  # posts answered with the message already posted under their nonce
+        # The gateway's shards (gateway.py), set before the bot connects: how many shards /gateway/bot recommends
+        # and events are routed over, how many IDENTIFY buckets run at once, and one IDENTIFY per bucket how often.
+        self.shard_count = 1
+        self.max_concurrency = 1
+        self.identify_interval_s = 5.0
         self.cdn = Cdn()
         self.rest = Rest(self)
         self.endpoints = Endpoints(self)
@@ -160,12 +165,23 @@ class FakeDiscord:
         await self.wait_for(lambda: self.gateway.connected and self.gateway.session is not None, timeout=timeout,
                             what="the bot's gateway session")
 
+    async def wait_shards(self, shard_ids: Iterable[int], *, timeout: float = 30.0) -> None:
+        """Wait until each of these shards has a live session (of the fake's shard count)."""
+        wanted = set(shard_ids)
+        await self.wait_for(lambda: wanted <= self.gateway.connected_shards, timeout=timeout,
+                            what=f"gateway sessions on shards {sorted(wanted)}")
+
+    def shard_of(self, guild_id: int) -> int:
+        """The shard a guild's events go to, (guild_id >> 22) % shard_count."""
+        return shard_of(guild_id, self.shard_count)
+
     # --- world building --------------------------------------------------------------------------------------
 
     @on_fake_loop
     async def create_guild(self, name: str = "Atelier e2e", *, premium_tier: int = 0,
-                           bot_permissions: int = BOT_PERMISSIONS) -> GuildHandle:
-        guild = Guild(id=snowflake(), name=name, owner_id=self.owner.id, premium_tier=premium_tier)
+                           bot_permissions: int = BOT_PERMISSIONS, shard: int | None = None) -> GuildHandle:
+        """A guild the bot is in, announced to its shard; `shard` chooses that shard (else wherever its id falls)."""
+        guild = Guild(id=self._guild_id(shard), name=name, owner_id=self.owner.id, premium_tier=premium_tier)
         guild.roles[guild.id] = Role(guild.id, "@everyone", int(EVERYONE_DEFAULT))
         bot_role = Role(snowflake(), self.bot.username, bot_permissions, position=1, managed=True,
                         bot_id=self.bot.id)
@@ -176,6 +192,20 @@ class FakeDiscord:
         await self.gateway.dispatch("GUILD_CREATE", guild.to_json(self.bot), Intent.GUILDS)
         self.changed()
         return GuildHandle(self, guild)
+
+    def _guild_id(self, shard: int | None) -> int:
+        if shard is None:
+            return snowflake()
+        if not 0 <= shard < self.shard_count:
+            raise ValueError(f"shard {shard} is not one of the fake's {self.shard_count}")
+        while True:
+            # Move the id's timestamp back to the nearest millisecond that falls on the shard: still an id from
+            # the past, with the low bits (the counter) of a fresh one.
+            fresh = snowflake()
+            stamp = fresh >> 22
+            guild_id = ((stamp - (stamp - shard) % self.shard_count) << 22) | (fresh & ((1 << 22) - 1))
+            if guild_id not in self.guilds:
+                return guild_id
 
     def dm_channel(self, user: User) -> Channel:
         channel = self.dm_channels.get(user.id)
@@ -283,9 +313,10 @@ class FakeDiscord:
         return hold
 
     @on_fake_loop
-    async def drop_gateway(self) -> None:
-        """Close the bot's gateway connection; it comes back by RESUME (refused: op 9) and a new IDENTIFY."""
-        await self.gateway.drop()
+    async def drop_gateway(self, *, shard: int | None = None) -> None:
+        """Close the bot's gateway connection (of one shard, or all); it comes back by RESUME (refused: op 9) and
+        a new IDENTIFY."""
+        await self.gateway.drop(shard=shard)
         self.changed()
 
     # --- observation -----------------------------------------------------------------------------------------

@@ -120,8 +120,11 @@ class Endpoints:
             "rpc_origins": [], "tags": [], "redirect_uris": []})
 
     async def get_gateway(self, request: web.Request) -> web.StreamResponse:
-        return json_response({"url": self.fake.gateway_url, "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}})
+        """What a sharded bot asks before it connects: the shard count to run, and how many IDENTIFYs it has left
+        today and may send at once (gateway.py enforces both)."""
+        return json_response({"url": self.fake.gateway_url, "shards": self.fake.shard_count, "session_start_limit": {
+            "total": 1000, "remaining": self.fake.gateway.identify_remaining(), "reset_after": 86_400_000,
+            "max_concurrency": self.fake.max_concurrency}})
 
     def _check_application(self, request: web.Request) -> None:
         if request.match_info["application_id"] != str(self.fake.application_id):
