@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import ConfigError
@@ -83,15 +83,19 @@ LOOKALIKES = {"a": "аα4@ａ", "e": "еε3ｅ", "o": "оο0ｏ", "s": "ѕ5$ｓ"
 
 @st.composite
 def disguised(draw: st.DrawFn, word: str) -> str:
-    """`word` with random look-alikes, case changes, accents and zero-width characters inserted."""
+    """`word` with random look-alikes, case changes, accents and zero-width characters inserted. Not every letter a
+    digit: a number is read as a number ("455" is not "ass", as "1990" is not "igg0"), so a prompt may say 455 nm."""
     out = []
+    letters = []
     for letter in word:
         c = draw(st.sampled_from(LOOKALIKES[letter])) if letter in LOOKALIKES and draw(st.booleans()) else letter
+        letters.append(c)
         out.append(c.upper() if draw(st.booleans()) else c)
         if draw(st.booleans()):
             out.append(draw(ACCENTS))
         if draw(st.booleans()):
             out.append(draw(ZERO_WIDTH))
+    assume(not all(c.isdigit() for c in letters))
     return "".join(out)
 
 
