@@ -15,6 +15,7 @@ import itertools
 import time
 from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -41,6 +42,22 @@ def claims_by_pid(url: str) -> dict[int, tuple[int, ...]]:
         url, "SELECT p.pid, c.shard_ids FROM shard_claims c JOIN processes p ON p.id = c.process_id")}
 
 
+async def ops(process: BotProcess, path: str) -> tuple[int, str]:
+    """GET one of the process's operator endpoints (METRICS_PORT=0: its log says which port it bound)."""
+    line = next(line for line in reversed(process.log_since(0).splitlines())
+                if "metrics and health checks on http://127.0.0.1:" in line)
+    port = int(line.split("http://127.0.0.1:")[1].split(" ")[0].rstrip("/"))
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        return resp.status, await resp.text()
+
+
+def shard_series(metrics: str) -> dict[str, float]:
+    """atelier_discord_shard_connected by shard, from a /metrics page."""
+    return {line.split('shard="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines() if line.startswith("atelier_discord_shard_connected{")}
+
+
 async def delivered(fleet: Fleet, member: MemberActor, channel: Channel, prompt: str) -> None:
     """The member's /imagine is answered at once, and its result posted in the channel."""
     before = len(results_in(fleet.discord, channel))
@@ -63,7 +80,8 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     guilds = [await discord.create_guild(f"shard {k}", shard=k) for k in range(SHARDS)]
     assert [discord.shard_of(g.id) for g in guilds] == list(range(SHARDS))
     fleet.processes.env.update({"DISCORD_SHARD_COUNT": str(SHARDS), "DISCORD_SHARDS_PER_PROCESS": "2",
-                                "DISCORD_GUILD_IDS": ",".join(str(g.id) for g in guilds)})
+                                "DISCORD_GUILD_IDS": ",".join(str(g.id) for g in guilds),
+                                "METRICS_PORT": "0", "METRICS_HOST": "127.0.0.1"})
     bots = [fleet.bot, fleet.processes.another_bot()]
     for bot in bots:
         await bot.start(timeout=60)
@@ -77,6 +95,12 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     claims = claims_by_pid(database_url)
     assert sorted(claims.values()) == [(0, 1), (2, 3)] and set(claims) == {b.pid for b in bots}, claims
     assert discord.gateway.stats.identify_refused == 0
+    # Each bot's metrics show the shards it serves, connected; each is ready.
+    for bot in bots:
+        status, page = await ops(bot, "/metrics")
+        assert status == 200
+        assert shard_series(page) == {str(k): 1.0 for k in claims[bot.pid]}  # type: ignore[index]
+        assert (await ops(bot, "/readyz"))[0] == 200
     for bucket in (0, 1):
         times = sorted(r.at for r in discord.gateway.stats.identify_log if r.shard_id % 2 == bucket)
         assert all(b - a >= 5.0 for a, b in itertools.pairwise(times)), times
@@ -107,6 +131,11 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     await discord.wait_for(lambda: "standing by" in standby.log_since(0), timeout=30, what="the third bot to stand by")
     assert discord.gateway.connected_shards == set(range(SHARDS))
     assert standby.pid not in claims_by_pid(database_url)
+    await discord.wait_for(lambda: "metrics and health checks on" in standby.log_since(0), timeout=10,
+                           what="the standby's operator endpoints")
+    status, body = await ops(standby, "/readyz")
+    assert status == 503 and "standing by" in body, body
+    assert shard_series((await ops(standby, "/metrics"))[1]) == {}
 
     # SIGKILL the bot serving shards 2 and 3: the standby claims their range at once and connects them.
     dead = next(b for b in bots if claims[b.pid] == (2, 3))
@@ -115,6 +144,7 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     await discord.wait_for(lambda: discord.gateway.connected_shards == set(range(SHARDS)), timeout=30,
                            what="shards 2 and 3 served again")
     assert claims_by_pid(database_url)[standby.pid] == (2, 3)  # type: ignore[index]
+    assert (await ops(standby, "/readyz"))[0] == 200
     await delivered(fleet, members[2], channels[2], "a fox on shard 2, after the first kill")
 
     # SIGKILL that one too: with no standby left, the guilds on shards 2 and 3 go quiet until a newly started
