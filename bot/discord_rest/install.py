@@ -1,0 +1,77 @@
+"""Putting the budget in front of the bot's REST requests, and keeping this process's share of it current.
+
+discord.py sends every bot-token request through `HTTPClient.request` (channel posts and edits, reactions, fetches,
+login, command sync); interaction responses go through its webhook adapter and never come here, as Discord exempts
+them. The wrapper is set on the bot's own HTTPClient instance, so nothing else in the process is touched.
+
+On a shared store (PostgreSQL) the live processes are counted again every REFRESH_S, when requests are being made,
+and the budget split evenly between them, as the runner's upkeep splits the providers' request rates. On SQLite the
+one process has the whole budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from bot.discord_rest.budget import RestBudget
+from bot.discord_rest.priority import current_priority
+from bot.store.base import SharedJobStore, shared
+from bot.tasks import TaskSet
+
+if TYPE_CHECKING:
+    import discord
+
+    from bot.app import App
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 3.0
+
+
+class ProcessShare:
+    """Counts the live processes on a shared store now and then, and tells the budget."""
+
+    def __init__(self, budget: RestBudget, store: SharedJobStore) -> None:
+        self.budget = budget
+        self.store = store
+        self.tasks = TaskSet("rest-budget")
+        self._due = 0.0  # monotonic time of the next count
+
+    def refresh_soon(self) -> None:
+        """Count again if the last count is older than REFRESH_S (in the background: no request waits for it)."""
+        now = time.monotonic()
+        if now < self._due:
+            return
+        self._due = now + REFRESH_S
+        self.tasks.spawn(self._refresh(), name="live-processes")
+
+    async def _refresh(self) -> None:
+        try:
+            processes = await self.store.live_processes()
+        except Exception as exc:  # the store is busy or reconnecting: keep the share it had, count again later
+            log.warning("counting live processes for the Discord REST budget failed: %s", exc)
+            return
+        if processes != self.budget.processes:
+            log.info("Discord REST budget: %d live processes, %.1f requests/s for this one", processes,
+                     self.budget.per_second / processes)
+        self.budget.share(processes)
+
+
+def install_budget(bot: discord.Client, app: App) -> RestBudget:
+    """Every bot-token REST request of `bot` waits for its turn in a budget of DISCORD_REST_PER_SECOND."""
+    budget = RestBudget(app.settings.discord_rest_per_second)
+    store = shared(app.store)
+    share = ProcessShare(budget, store) if store is not None else None
+    http = bot.http
+    send = http.request  # discord.py's own, bound to this client
+
+    async def request(route: Any, **kwargs: Any) -> Any:
+        if share is not None:
+            share.refresh_soon()
+        await budget.acquire(current_priority())
+        return await send(route, **kwargs)
+
+    http.request = request  # type: ignore[method-assign]
+    return budget
