@@ -22,6 +22,7 @@ from bot.tasks import TaskSet
 
 if TYPE_CHECKING:
     import discord
+    from discord.http import HTTPClient, Route
 
     from bot.app import App
 
@@ -62,16 +63,20 @@ class ProcessShare:
 def install_budget(bot: discord.Client, app: App) -> RestBudget:
     """Every bot-token REST request of `bot` waits for its turn in a budget of DISCORD_REST_PER_SECOND."""
     budget = RestBudget(app.settings.discord_rest_per_second)
-    store = shared(app.store)
+    wrap_requests(bot.http, budget, shared(app.store))
+    return budget
+
+
+def wrap_requests(http: HTTPClient, budget: RestBudget, store: SharedJobStore | None) -> None:
+    """Put `budget` in front of `http.request` (on that instance only); on a shared store, keep its share of the
+    live processes current."""
     share = ProcessShare(budget, store) if store is not None else None
-    http = bot.http
     send = http.request  # discord.py's own, bound to this client
 
-    async def request(route: Any, **kwargs: Any) -> Any:
+    async def request(route: Route, **kwargs: Any) -> Any:
         if share is not None:
             share.refresh_soon()
         await budget.acquire(current_priority())
         return await send(route, **kwargs)
 
     http.request = request  # type: ignore[method-assign]
-    return budget
