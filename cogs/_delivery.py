@@ -356,8 +356,8 @@ class ProgressEditor:
         finally:
             self._scheduled.discard(job.id)
         text = self._latest.pop(job.id, None)
-        if text is None or text == self._shown.get(job.id):
-            return  # the member would see nothing new: no request
+        if text is None or not self._news(text, self._shown.get(job.id), busy=interval > EDIT_INTERVAL_S):
+            return
         status_id = status_message_id(await self.bot.engine.posts_of(job.id))
         if status_id is None or not job.channel_id:
             return
@@ -368,5 +368,20 @@ class ProgressEditor:
                                                               allowed_mentions=STATUS_MENTIONS)
             self._shown[job.id] = text
 
+    @staticmethod
+    def _news(text: str, shown: str | None, *, busy: bool) -> bool:
+        """Whether an edit to `text` shows the member anything: never when the text is the same; while the budget is
+        short, not when only the time counter at its end moved (the state, place in line or progress must)."""
+        if shown is None:
+            return True
+        if busy:
+            return without_elapsed(text) != without_elapsed(shown)
+        return text != shown
+
     async def close(self) -> None:
         await self.tasks.close()
+
+
+def without_elapsed(text: str) -> str:
+    """A status line without its time counter ("… · 12 s"), which moves every second."""
+    return text.rsplit(" · ", 1)[0]

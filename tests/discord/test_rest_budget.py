@@ -1,0 +1,118 @@
+"""The REST budget (bot.discord_rest) in front of a real discord.py HTTPClient talking to the fake Discord over a
+socket: a burst is spread under the rate and never meets the global 429; a result waiting behind a line of
+progress edits goes first; a request cancelled while it waits leaves the line and never reaches Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+import pytest
+
+from bot.discord_rest import Priority, RestBudget, rest_priority
+from bot.discord_rest.install import wrap_requests
+from tests.fakes.discord import Channel, FakeDiscord
+
+
+@dataclass
+class Client:
+    fake: FakeDiscord
+    http: discord.http.HTTPClient
+    budget: RestBudget
+    channel: Channel
+
+    def calls(self) -> list[Any]:
+        return self.fake.rest.global_requests()
+
+
+@pytest.fixture
+def aimed() -> Iterator[None]:
+    saved = discord.http.Route.BASE
+    yield
+    discord.http.Route.BASE = saved  # discord.py's Route.BASE is global: put back for the other tests
+
+
+@pytest.fixture
+async def make(aimed: None) -> AsyncIterator[Callable[[float], Coroutine[Any, Any, Client]]]:
+    fakes: list[FakeDiscord] = []
+    clients: list[discord.http.HTTPClient] = []
+
+    async def make(per_second: float) -> Client:
+        fake = FakeDiscord()
+        await fake.start()
+        fakes.append(fake)
+        discord.http.Route.BASE = fake.api_base
+        channel = await (await fake.create_guild()).create_channel("budget")
+        http = discord.http.HTTPClient(asyncio.get_running_loop())
+        clients.append(http)
+        budget = RestBudget(per_second)
+        wrap_requests(http, budget, None)  # SQLite: one process, the whole budget
+        await http.static_login(fake.token)
+        return Client(fake, http, budget, channel)
+
+    yield make
+    for http in clients:
+        await http.close()
+    for fake in fakes:
+        await fake.stop()
+
+
+async def test_a_burst_is_spread_under_the_rate_and_meets_no_global_429(make: Any) -> None:
+    client: Client = await make(10)
+    client.fake.rest.global_per_second = 12
+    answers = await asyncio.gather(*(client.http.get_channel(client.channel.id) for _ in range(40)))
+    assert len(answers) == 40
+    assert client.fake.rest.global_429s == 0
+    assert client.fake.rest.peak_per_second <= 11  # the rate, plus the one token a bucket keeps for a burst
+    sent = [c.at for c in client.calls()]
+    assert sent[-1] - sent[0] >= (41 - 2) / 10 - 0.1  # 41 requests (login included), one token to start with
+
+
+async def test_a_result_waiting_behind_progress_edits_goes_first(make: Any) -> None:
+    client: Client = await make(4)
+    status = await client.http.send_message(client.channel.id, params=discord.http.handle_message_parameters(
+        content="queued"))
+    edits = []
+    with rest_priority(Priority.PROGRESS):
+        for n in range(8):
+            params = discord.http.handle_message_parameters(content=f"running {n}")
+            edits.append(asyncio.create_task(client.http.edit_message(client.channel.id, status["id"],
+                                                                      params=params)))
+    await asyncio.sleep(0)  # let the edits start: they are in line now (one may have had a token)
+    assert client.budget.waiting(above=Priority.EXTRA) >= 7
+    with rest_priority(Priority.RESULT):
+        result = asyncio.create_task(client.http.send_message(
+            client.channel.id, params=discord.http.handle_message_parameters(content="your image")))
+    await asyncio.gather(result, *edits)
+    after = [f"{c.method} {c.body.get('content')}" for c in client.calls() if c.method in ("POST", "PATCH")][1:]
+    # At most the one edit that had a token before the result asked: then the result, then the rest in order.
+    assert after.index("POST your image") <= 1, after
+    assert [a for a in after if a.startswith("PATCH")] == [f"PATCH running {n}" for n in range(8)]
+    assert client.budget.waiting() == 0
+
+
+async def test_a_request_cancelled_while_waiting_leaves_the_line(make: Any) -> None:
+    client: Client = await make(2)
+    status = await client.http.send_message(client.channel.id, params=discord.http.handle_message_parameters(
+        content="queued"))
+    with rest_priority(Priority.PROGRESS):
+        edits = [asyncio.create_task(client.http.edit_message(
+            client.channel.id, status["id"], params=discord.http.handle_message_parameters(content=f"edit {n}")))
+            for n in range(5)]
+    await asyncio.sleep(0)  # let the edits start
+    assert client.budget.waiting() == 5
+    for edit in edits:
+        edit.cancel()
+    for edit in edits:
+        with contextlib.suppress(asyncio.CancelledError):
+            await edit
+    assert client.budget.waiting() == 0
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    await client.http.get_channel(client.channel.id)  # the next token is this one's, not a cancelled edit's
+    assert loop.time() - asked <= 0.5 + 0.2
+    assert not [c for c in client.calls() if c.method == "PATCH"]
