@@ -1,11 +1,14 @@
 """A token bucket for bot-token REST requests, with a line of waiting requests served strictly by priority.
 
-Tokens come at `rate` per second (this process's share of DISCORD_REST_PER_SECOND) up to a small burst, so that in
-any one second this process sends at most about rate * (1 + BURST_S) requests: Discord counts its global limit per
-second, and a bucket holding a full second would let two seconds' worth through in one. A request goes at once when
-a token is there and nobody waits; otherwise it joins the line of its priority, and each token, as it comes, goes to
-the first request of the most urgent line. A waiting request that is cancelled leaves its line (a token it was
-handed and never used goes back).
+The bucket holds `limit` tokens (this process's share of DISCORD_REST_PER_SECOND, whole requests), and each token
+spent comes back TOKEN_BACK_S after it was spent. So no one-second window ever sees more than the share from this
+process, which is how Discord counts its global limit, and a burst up to the share goes at once, with no delay. (A
+bucket refilled at a steady rate with room for a burst would let the burst and the refill both into one second.)
+The extra tenth of a second is for requests that take longer to reach Discord than the ones after them.
+
+A request goes at once when a token is there and nobody waits; otherwise it joins the line of its priority, and
+each token, as it comes back, goes to the first request of the most urgent line. A waiting request that is
+cancelled leaves its line (a token it was handed and never used goes back at once).
 
 No task runs: one timer, set only while requests wait, hands out the next token.
 """
@@ -22,7 +25,7 @@ from prometheus_client import Counter
 from bot.discord_rest.priority import Priority
 from bot.ops.metrics import REGISTRY
 
-BURST_S = 0.1  # tokens kept for a burst: a tenth of a second's worth (at least one)
+TOKEN_BACK_S = 1.1  # a spent token is back after this long: Discord's one second, and a margin for latency
 WINDOW_S = 2.0  # how far back the recent use is counted (spare rate, room for extras)
 MIN_SPARE = 0.1  # the spare rate reported is never below this share of the rate: progress slows, never stops
 ROOM = 0.5  # "room" for optional requests: recent use below half the rate, and nobody waiting
@@ -42,8 +45,7 @@ class RestBudget:
         self.per_second = per_second
         self.processes = 1
         self._clock = clock
-        self._tokens = self.capacity
-        self._updated = clock()
+        self._spent: deque[float] = deque()  # when each token out now was spent, oldest first
         self._lines: dict[Priority, deque[asyncio.Future[None]]] = {p: deque() for p in Priority}
         self._timer: asyncio.TimerHandle | None = None
         self._recent: deque[tuple[float, Priority]] = deque()  # (granted at, priority), the last WINDOW_S
@@ -59,29 +61,26 @@ class RestBudget:
         return self.per_second / self.processes
 
     @property
-    def capacity(self) -> float:
-        return max(1.0, self.rate * BURST_S)
+    def limit(self) -> int:
+        """Tokens in the bucket: this process's share in whole requests (at least one)."""
+        return max(1, int(self.rate))
 
     def share(self, processes: int) -> None:
         """`processes` live processes share the budget from now on."""
         processes = max(1, processes)
         if processes == self.processes:
             return
-        self._refill()
         self.processes = processes
-        self._tokens = min(self._tokens, self.capacity)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._schedule()
+        self._hand_out()
 
     # --- taking a token ------------------------------------------------------------------------------------
 
     async def acquire(self, priority: Priority) -> None:
         """Return when a request at `priority` may be sent."""
-        self._refill()
-        if self._tokens >= 1 and not self.waiting():
-            self._tokens -= 1
+        if not self.waiting() and self._take():
             self._granted(priority)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -96,7 +95,7 @@ class RestBudget:
                 if future in line:
                     line.remove(future)
             else:  # handed a token, then cancelled before using it: the next one in line gets it
-                self._tokens += 1
+                self._give_back()
                 self._hand_out()
             raise
         waited = self._clock() - started
@@ -133,10 +132,18 @@ class RestBudget:
 
     # --- the bucket ---------------------------------------------------------------------------------------
 
-    def _refill(self) -> None:
+    def _take(self) -> bool:
         now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
+        while self._spent and self._spent[0] <= now - TOKEN_BACK_S:
+            self._spent.popleft()
+        if len(self._spent) >= self.limit:
+            return False
+        self._spent.append(now)
+        return True
+
+    def _give_back(self) -> None:
+        if self._spent:
+            self._spent.pop()
 
     def _granted(self, priority: Priority) -> None:
         self.sent += 1
@@ -149,11 +156,13 @@ class RestBudget:
             self._recent.popleft()
 
     def _schedule(self) -> None:
-        """Set the timer for the next token, if requests wait and none is set."""
+        """Set the timer for the next token back, if requests wait and none is set."""
         if self._timer is not None or not self.waiting():
             return
-        self._refill()
-        delay = max(0.0, (1 - self._tokens) / self.rate)
+        if len(self._spent) < self.limit:
+            delay = 0.0
+        else:
+            delay = max(0.0, self._spent[len(self._spent) - self.limit] + TOKEN_BACK_S - self._clock())
         self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
 
     def _tick(self) -> None:
@@ -161,24 +170,18 @@ class RestBudget:
         self._hand_out()
 
     def _hand_out(self) -> None:
-        self._refill()
-        while self._tokens >= 1:
-            future = self._next_in_line()
-            if future is None:
-                break
-            self._tokens -= 1
-            future.set_result(None)
-        self._schedule()
-
-    def _next_in_line(self) -> asyncio.Future[None] | None:
-        for priority in Priority:
-            line = self._lines[priority]
+        """Tokens to the waiting requests, the most urgent line first, for as long as there are tokens."""
+        for priority, line in self._lines.items():
             while line:
-                future = line.popleft()
-                if not future.done():
-                    self._granted(priority)
-                    return future
-        return None
+                if line[0].done():  # cancelled meanwhile
+                    line.popleft()
+                    continue
+                if not self._take():
+                    self._schedule()
+                    return
+                self._granted(priority)
+                line.popleft().set_result(None)
+        self._schedule()
 
     def close(self) -> None:
         if self._timer is not None:

@@ -4,15 +4,15 @@ discord.py sends every bot-token request through `HTTPClient.request` (channel p
 login, command sync); interaction responses go through its webhook adapter and never come here, as Discord exempts
 them. The wrapper is set on the bot's own HTTPClient instance, so nothing else in the process is touched.
 
-On a shared store (PostgreSQL) the live processes are counted again every REFRESH_S, when requests are being made,
-and the budget split evenly between them, as the runner's upkeep splits the providers' request rates. On SQLite the
+On a shared store (PostgreSQL) the live processes are counted every REFRESH_S, and the budget split evenly between
+them, as the runner's upkeep splits the providers' request rates. On SQLite the
 one process has the whole budget.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from bot.discord_rest.budget import RestBudget
@@ -32,25 +32,34 @@ REFRESH_S = 3.0
 
 
 class ProcessShare:
-    """Counts the live processes on a shared store now and then, and tells the budget."""
+    """Counts the live processes on a shared store every REFRESH_S, and tells the budget.
+
+    The first count is awaited by the first request, the login: a process that joins must not take the whole
+    budget while the others already share it. At login this process is not among the live ones yet (its runner
+    joins the store in setup_hook, after the login), so that count adds it. After that the count runs in a tracked
+    task of its own, whether or not requests are being made, so that a burst after a quiet spell starts with the
+    right share."""
 
     def __init__(self, budget: RestBudget, store: SharedJobStore) -> None:
         self.budget = budget
         self.store = store
         self.tasks = TaskSet("rest-budget")
-        self._due = 0.0  # monotonic time of the next count
+        self._counted: asyncio.Task[None] | None = None
 
-    def refresh_soon(self) -> None:
-        """Count again if the last count is older than REFRESH_S (in the background: no request waits for it)."""
-        now = time.monotonic()
-        if now < self._due:
-            return
-        self._due = now + REFRESH_S
-        self.tasks.spawn(self._refresh(), name="live-processes")
+    async def counted(self) -> None:
+        if self._counted is None:
+            self._counted = self.tasks.spawn(self._count(joining=True), name="first-count")
+            self.tasks.spawn(self._keep_counting(), name="live-processes")
+        await asyncio.shield(self._counted)
 
-    async def _refresh(self) -> None:
+    async def _keep_counting(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            await self._count()
+
+    async def _count(self, *, joining: bool = False) -> None:
         try:
-            processes = await self.store.live_processes()
+            processes = await self.store.live_processes() + (1 if joining else 0)
         except Exception as exc:  # the store is busy or reconnecting: keep the share it had, count again later
             log.warning("counting live processes for the Discord REST budget failed: %s", exc)
             return
@@ -75,7 +84,7 @@ def wrap_requests(http: HTTPClient, budget: RestBudget, store: SharedJobStore | 
 
     async def request(route: Route, **kwargs: Any) -> Any:
         if share is not None:
-            share.refresh_soon()
+            await share.counted()
         await budget.acquire(current_priority())
         return await send(route, **kwargs)
 
