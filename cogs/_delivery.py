@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord allows in any guild
 EDIT_INTERVAL_S = 2.5  # Discord rate-limits message edits; a few seconds apart reads as "live" anyway
+SHORT_WHEN_S = 2.5  # the budget is short when the jobs editing every this often would need more than is spare
 REACTIONS = 3  # at most: retry, vary, DM me
 LOOKBACK = 50  # messages searched for an already-posted result
 
@@ -336,27 +337,29 @@ class ProgressEditor:
             self._edits.setdefault(job.id, set()).add(task)
             task.add_done_callback(lambda done: self._edits.get(job.id, set()).discard(done))
 
-    def interval(self) -> float:
-        """Seconds between two edits of one job's message: all the jobs editing now share the spare rate."""
-        editing = max(1, len(self._editing))
-        return max(EDIT_INTERVAL_S, editing / self.bot.rest_budget.spare_rate(Priority.PROGRESS))
+    def interval(self) -> tuple[float, bool]:
+        """Seconds between two edits of one job's message, and whether the budget is short: it is when all the jobs
+        editing now, each every SHORT_WHEN_S, would need more than the spare rate; then they share it."""
+        needed = max(1, len(self._editing)) / self.bot.rest_budget.spare_rate(Priority.PROGRESS)
+        short = needed > SHORT_WHEN_S
+        return (max(EDIT_INTERVAL_S, needed) if short else EDIT_INTERVAL_S), short
 
     async def _edit_soon(self, job: Job) -> None:
         try:
-            interval = self.interval()
+            interval, short = self.interval()
             last = self._last_edit.get(job.id)
             if last is not None:
                 wait = interval - (time.monotonic() - last)
             else:
                 # A job's first edit goes at once while the budget has room; under load the first edits of many
                 # jobs started together are spread over one interval instead of all queueing at once.
-                wait = 0.0 if interval <= EDIT_INTERVAL_S else random.uniform(0.0, interval)
+                wait = random.uniform(0.0, interval) if short else 0.0
             if wait > 0:
                 await asyncio.sleep(wait)
         finally:
             self._scheduled.discard(job.id)
         text = self._latest.pop(job.id, None)
-        if text is None or not self._news(text, self._shown.get(job.id), busy=interval > EDIT_INTERVAL_S):
+        if text is None or not self._news(text, self._shown.get(job.id), busy=short):
             return
         status_id = status_message_id(await self.bot.engine.posts_of(job.id))
         if status_id is None or not job.channel_id:
