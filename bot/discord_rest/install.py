@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+import yarl
 
 from bot.discord_rest.budget import RestBudget
 from bot.discord_rest.priority import current_priority
@@ -21,7 +27,6 @@ from bot.store.base import SharedJobStore, shared
 from bot.tasks import TaskSet
 
 if TYPE_CHECKING:
-    import discord
     from discord.http import HTTPClient, Route
 
     from bot.app import App
@@ -77,15 +82,77 @@ def install_budget(bot: discord.Client, app: App) -> RestBudget:
 
 
 def wrap_requests(http: HTTPClient, budget: RestBudget, store: SharedJobStore | None) -> None:
-    """Put `budget` in front of `http.request` (on that instance only); on a shared store, keep its share of the
-    live processes current."""
+    """Put `budget` in front of every bot-token request `http` sends (that instance only); on a shared store, keep
+    its share of the live processes current.
+
+    The token is taken where the request leaves, at the HTTP session, not where `HTTPClient.request` is entered:
+    inside it discord.py waits for its per-route buckets and for its global lock, and retries 429s and 5xx answers,
+    so requests let through at its entrance would bunch up behind those waits and leave together. The session
+    exists only once `static_login` has made it, so it is gated at the first request (the login's own)."""
     share = ProcessShare(budget, store) if store is not None else None
     send = http.request  # discord.py's own, bound to this client
 
     async def request(route: Route, **kwargs: Any) -> Any:
+        gate_session(http, budget)
         if share is not None:
             await share.counted()
-        await budget.acquire(current_priority())
         return await send(route, **kwargs)
 
     http.request = request  # type: ignore[method-assign]
+
+
+SESSION = "_HTTPClient__session"  # discord.py's one session for its REST calls, the webhook adapter's and the gateway
+
+
+def gate_session(http: HTTPClient, budget: RestBudget) -> None:
+    session = getattr(http, SESSION, None)
+    if isinstance(session, aiohttp.ClientSession):
+        setattr(http, SESSION, GatedSession(session, budget))
+
+
+class GatedSession:
+    """discord.py's aiohttp session, its `request` waiting in the budget for every bot-token REST call; everything
+    else (interaction endpoints, which Discord exempts, the gateway, attachment downloads) passes straight on."""
+
+    def __init__(self, session: aiohttp.ClientSession, budget: RestBudget) -> None:
+        self._session = session
+        self._budget = budget
+
+    def request(self, method: str, url: str | yarl.URL, **kwargs: Any) -> Any:
+        if not counted(str(url)):
+            return self._session.request(method, url, **kwargs)
+        return _Gated(self._budget, lambda: self._session.request(method, url, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+class _Gated:
+    """`async with session.request(...)`, entered once the budget lets the request go."""
+
+    def __init__(self, budget: RestBudget, start: Callable[[], Any]) -> None:
+        self._budget = budget
+        self._start = start
+        self._request: Any = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        await self._budget.acquire(current_priority())
+        self._request = self._start()
+        response: aiohttp.ClientResponse = await self._request.__aenter__()
+        return response
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._request is not None:
+            await self._request.__aexit__(*exc)
+
+
+INTERACTION = re.compile(r"^/(interactions/|webhooks/[^/]+/[^/?]+)")
+
+
+def counted(url: str) -> bool:
+    """Whether Discord counts a request to `url` in the bot's global limit: its REST API, except the interaction
+    endpoints (callbacks, and everything under an interaction token: follow-ups, @original)."""
+    base = discord.http.Route.BASE
+    if not url.startswith(base + "/"):
+        return False  # not the REST API (the CDN, the gateway)
+    return not INTERACTION.match(url[len(base):])
