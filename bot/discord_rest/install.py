@@ -1,12 +1,13 @@
 """Putting the budget in front of the bot's REST requests, and keeping this process's share of it current.
 
 discord.py sends every bot-token request through `HTTPClient.request` (channel posts and edits, reactions, fetches,
-login, command sync); interaction responses go through its webhook adapter and never come here, as Discord exempts
-them. The wrapper is set on the bot's own HTTPClient instance, so nothing else in the process is touched.
+login, command sync); interaction responses go through its webhook adapter instead, as Discord exempts them. Both
+use the client's one aiohttp session, and that is where the budget stands (see `wrap_requests`): each bot-token
+request waits there, as it leaves; interaction endpoints, the gateway and the CDN pass straight on. Only the bot's
+own HTTPClient instance is touched.
 
 On a shared store (PostgreSQL) the live processes are counted every REFRESH_S, and the budget split evenly between
-them, as the runner's upkeep splits the providers' request rates. On SQLite the
-one process has the whole budget.
+them, as the runner's upkeep splits the providers' request rates. On SQLite the one process has the whole budget.
 """
 
 from __future__ import annotations
