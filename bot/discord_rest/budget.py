@@ -4,7 +4,8 @@ The bucket holds `limit` tokens (this process's share of DISCORD_REST_PER_SECOND
 spent comes back TOKEN_BACK_S after it was spent. So no one-second window ever sees more than the share from this
 process, which is how Discord counts its global limit, and a burst up to the share goes at once, with no delay. (A
 bucket refilled at a steady rate with room for a burst would let the burst and the refill both into one second.)
-The extra tenth of a second is for requests that take longer to reach Discord than the ones after them.
+The extra fifth of a second is for requests that take longer to reach Discord than the ones after them (a
+busy event loop, on either side, delays some requests and not the next).
 
 A request goes at once when a token is there and nobody waits; otherwise it joins the line of its priority, and
 each token, as it comes back, goes to the first request of the most urgent line. A waiting request that is
@@ -25,7 +26,7 @@ from prometheus_client import Counter
 from bot.discord_rest.priority import Priority
 from bot.ops.metrics import REGISTRY
 
-TOKEN_BACK_S = 1.1  # a spent token is back after this long: Discord's one second, and a margin for latency
+TOKEN_BACK_S = 1.2  # a spent token is back after this long: Discord's one second, and a margin for latency
 WINDOW_S = 2.0  # how far back the recent use is counted (spare rate, room for extras)
 MIN_SPARE = 0.1  # the spare rate reported is never below this share of the rate: progress slows, never stops
 ROOM = 0.5  # "room" for optional requests: recent use below half the rate, and nobody waiting
