@@ -51,6 +51,7 @@ class ProcessShare:
         self.store = store
         self.tasks = TaskSet("rest-budget")
         self._counted: asyncio.Task[None] | None = None
+        self._told: int | None = None  # the count last logged
 
     async def counted(self) -> None:
         if self._counted is None:
@@ -69,10 +70,12 @@ class ProcessShare:
         except Exception as exc:  # the store is busy or reconnecting: keep the share it had, count again later
             log.warning("counting live processes for the Discord REST budget failed: %s", exc)
             return
-        if processes != self.budget.processes:
+        self.budget.share(processes)
+        # Logged from the first count after the login on: a process that fails its login says one line only.
+        if not joining and processes != self._told:
+            self._told = processes
             log.info("Discord REST budget: %d live processes, %.1f requests/s for this one", processes,
                      self.budget.per_second / processes)
-        self.budget.share(processes)
 
 
 def install_budget(bot: discord.Client, app: App) -> RestBudget:
