@@ -12,10 +12,12 @@ from typing import Any
 
 import discord
 import pytest
+from pydantic import ValidationError
 
 from bot.discord_rest import Priority, RestBudget, rest_priority
 from bot.discord_rest.budget import TOKEN_BACK_S
 from bot.discord_rest.install import wrap_requests
+from bot.settings import Settings
 from tests.fakes.discord import Channel, FakeDiscord
 
 
@@ -139,3 +141,17 @@ async def test_a_request_cancelled_while_waiting_leaves_the_line(make: Any) -> N
     await client.http.get_channel(client.channel.id)  # the next token is this one's, not a cancelled edit's
     assert loop.time() - asked <= TOKEN_BACK_S + 0.3
     assert len([c for c in client.calls() if c.method == "PATCH"]) <= gone
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "51", "120"])
+def test_a_budget_discord_would_not_allow_is_refused_with_the_reason(value: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_REST_PER_SECOND", value)
+    with pytest.raises(ValidationError, match=r"at most 50 .*Discord allows 50 requests per second per bot token"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_budget_defaults_to_40_and_takes_up_to_50(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).discord_rest_per_second == 40  # type: ignore[call-arg]
+    monkeypatch.setenv("DISCORD_REST_PER_SECOND", "50")
+    assert Settings(_env_file=None).discord_rest_per_second == 50  # type: ignore[call-arg]
