@@ -17,6 +17,7 @@ from typing import Any
 import discord
 
 from bot.discord_mentions import NOBODY
+from bot.discord_rest import Priority, rest_priority
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -93,5 +94,7 @@ class AuditLog:
 
 def discord_sender(client: discord.Client) -> Callable[[int, str], Awaitable[Any]]:
     async def send(channel_id: int, text: str) -> None:
-        await client.get_partial_messageable(channel_id).send(text, allowed_mentions=NOBODY)
+        # Its own level, whatever the task that queued the first line was doing (bot.discord_rest).
+        with rest_priority(Priority.AUDIT):
+            await client.get_partial_messageable(channel_id).send(text, allowed_mentions=NOBODY)
     return send

@@ -24,6 +24,7 @@ from bot.discord_audit import AuditLog, discord_sender
 from bot.discord_errors import AtelierTree, answering
 from bot.discord_mentions import NOBODY
 from bot.discord_metrics import http_trace, shards, shards_ready
+from bot.discord_rest import install_budget
 from bot.engine import Engine
 from bot.ops import metrics
 from bot.settings import Settings
@@ -58,6 +59,7 @@ class AtelierBot(commands.Bot):
                          tree_cls=AtelierTree, allowed_mentions=NOBODY,
                          http_trace=http_trace(app.settings.discord_api_base), **client_options)
         self.app = app
+        self.rest_budget = install_budget(self, app)  # every bot-token REST request waits its turn (bot.discord_rest)
         # Ready means the gateway's shards are connected too; the metrics show them (bot.discord_metrics).
         app.health.add_check("discord", lambda: shards_ready(self))
         metrics.VIEWS.shards = lambda: shards(self)

@@ -8,6 +8,10 @@ carrying this job's token in its buttons. Text proves nothing: anyone's prompt c
 
 Everything here works over REST alone (channel, guild upload limit and NSFW flag are fetched), because deliveries
 also run before the gateway is connected, and in processes that never connect it.
+
+Every request here waits its turn in the install's REST budget (bot.discord_rest): a delivery's at RESULT, the
+status message's final edit at STATUS, progress edits at PROGRESS (spaced out so that all the jobs editing together
+fit in what the more urgent requests leave), the result's reactions at EXTRA and only while the budget has room.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 
@@ -24,6 +29,7 @@ from bot.codec import takes_seed
 from bot.discord_audit import quote
 from bot.discord_bot import AtelierBot
 from bot.discord_mentions import NOBODY, only
+from bot.discord_rest import Priority, rest_priority
 from bot.errors import AtelierError
 from bot.jobs import JobEvent
 from bot.money.caps import usd
@@ -47,6 +53,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord allows in any guild
 EDIT_INTERVAL_S = 2.5  # Discord rate-limits message edits; a few seconds apart reads as "live" anyway
+SHORT_WHEN_S = 2.5  # the budget is short when the jobs editing every this often would need more than is spare
+REACTIONS = 3  # at most: retry, vary, DM me
 LOOKBACK = 50  # messages searched for an already-posted result
 
 
@@ -90,6 +98,10 @@ class DiscordDelivery:
             return DEFAULT_UPLOAD_LIMIT
 
     async def deliver(self, job: Job) -> None:
+        with rest_priority(Priority.RESULT):  # the channel, the lookup, the post: all of it is the result's
+            await self._deliver(job)
+
+    async def _deliver(self, job: Job) -> None:
         store = self.bot.engine
         posts = await store.posts_of(job.id)
         if job.message_id or any(delivered(p) for p in posts):
@@ -265,12 +277,19 @@ class DiscordDelivery:
         if status_id is None or not job.channel_id:
             return
         channel = self.bot.get_partial_messageable(int(job.channel_id), guild_id=guild_of(job))
-        with contextlib.suppress(discord.HTTPException):
+        with contextlib.suppress(discord.HTTPException), rest_priority(Priority.STATUS):
             await channel.get_partial_message(status_id).edit(content=status_line(job), view=None,
                                                               allowed_mentions=STATUS_MENTIONS)
 
     async def _add_reactions(self, message: discord.Message, job: Job) -> None:
-        with contextlib.suppress(discord.HTTPException):
+        """Three requests for a shortcut: worth it while the budget has room, left out when it is short. The
+        result's buttons still offer Retry, Vary, Remix and Delete, and a member may add the reactions (✉️: send
+        by DM) themselves; cogs.results answers them either way."""
+        budget = self.bot.rest_budget
+        if not budget.has_room(REACTIONS):
+            budget.skipped()
+            return
+        with contextlib.suppress(discord.HTTPException), rest_priority(Priority.EXTRA):
             await message.add_reaction(RETRY)
             if takes_seed(job.operation):
                 await message.add_reaction(VARY)
@@ -278,13 +297,18 @@ class DiscordDelivery:
 
 
 class ProgressEditor:
-    """Edits each job's public message as it moves, at most every EDIT_INTERVAL_S (the latest state wins)."""
+    """Edits each job's public message as it moves (the latest state wins), only when its text changes, and at
+    most every EDIT_INTERVAL_S, or further apart when the jobs editing together would need more than the REST
+    budget has spare after results, status messages and the audit log: the interval grows to
+    editing jobs / spare rate, so progress slows down under load instead of queueing behind the results."""
 
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
         self.tasks = TaskSet("progress")
         self._latest: dict[int, str] = {}
         self._last_edit: dict[int, float] = {}
+        self._shown: dict[int, str] = {}  # the text each job's message shows, as last edited here
+        self._editing: set[int] = set()  # jobs under way whose message this process keeps up to date
         self._scheduled: set[int] = set()
         self._edits: dict[int, set[asyncio.Task[None]]] = {}  # per job: edits waiting or on their way
 
@@ -293,6 +317,8 @@ class ProgressEditor:
         if event.kind == "finished":
             self._latest.pop(job.id, None)  # the delivery writes the final line
             self._last_edit.pop(job.id, None)
+            self._shown.pop(job.id, None)
+            self._editing.discard(job.id)
             # An edit still on its way (waiting its turn, or retrying after Discord's 429) would land after the
             # final line and leave the message saying "running" under a delivered result.
             edits = self._edits.pop(job.id, set())
@@ -304,28 +330,61 @@ class ProgressEditor:
         if job.origin.value != "discord" or not job.channel_id:
             return
         self._latest[job.id] = status_line(job, event.status, event.place_in_line)
+        self._editing.add(job.id)
         if job.id not in self._scheduled:
             self._scheduled.add(job.id)
             task = self.tasks.spawn(self._edit_soon(job), name=f"edit-{job.id}")
             self._edits.setdefault(job.id, set()).add(task)
             task.add_done_callback(lambda done: self._edits.get(job.id, set()).discard(done))
 
+    def interval(self) -> tuple[float, bool]:
+        """Seconds between two edits of one job's message, and whether the budget is short: it is when all the jobs
+        editing now, each every SHORT_WHEN_S, would need more than the spare rate; then they share it."""
+        needed = max(1, len(self._editing)) / self.bot.rest_budget.spare_rate(Priority.PROGRESS)
+        short = needed > SHORT_WHEN_S
+        return (max(EDIT_INTERVAL_S, needed) if short else EDIT_INTERVAL_S), short
+
     async def _edit_soon(self, job: Job) -> None:
         try:
-            wait = EDIT_INTERVAL_S - (time.monotonic() - self._last_edit.get(job.id, 0.0))
+            interval, short = self.interval()
+            last = self._last_edit.get(job.id)
+            if last is not None:
+                wait = interval - (time.monotonic() - last)
+            else:
+                # A job's first edit goes at once while the budget has room; under load the first edits of many
+                # jobs started together are spread over one interval instead of all queueing at once.
+                wait = random.uniform(0.0, interval) if short else 0.0
             if wait > 0:
                 await asyncio.sleep(wait)
         finally:
             self._scheduled.discard(job.id)
         text = self._latest.pop(job.id, None)
+        if text is None or not self._news(text, self._shown.get(job.id), busy=short):
+            return
         status_id = status_message_id(await self.bot.engine.posts_of(job.id))
-        if text is None or status_id is None or not job.channel_id:
+        if status_id is None or not job.channel_id:
             return
         self._last_edit[job.id] = time.monotonic()
         channel = self.bot.get_partial_messageable(int(job.channel_id), guild_id=guild_of(job))
-        with contextlib.suppress(discord.HTTPException):
+        with contextlib.suppress(discord.HTTPException), rest_priority(Priority.PROGRESS):
             await channel.get_partial_message(status_id).edit(content=text, view=status_view(job),
                                                               allowed_mentions=STATUS_MENTIONS)
+            self._shown[job.id] = text
+
+    @staticmethod
+    def _news(text: str, shown: str | None, *, busy: bool) -> bool:
+        """Whether an edit to `text` shows the member anything: never when the text is the same; while the budget is
+        short, not when only the time counter at its end moved (the state, place in line or progress must)."""
+        if shown is None:
+            return True
+        if busy:
+            return without_elapsed(text) != without_elapsed(shown)
+        return text != shown
 
     async def close(self) -> None:
         await self.tasks.close()
+
+
+def without_elapsed(text: str) -> str:
+    """A status line without its time counter ("… · 12 s"), which moves every second."""
+    return text.rsplit(" · ", 1)[0]

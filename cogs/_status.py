@@ -8,6 +8,7 @@ import discord
 
 from bot.discord_bot import AtelierBot
 from bot.discord_mentions import NOBODY
+from bot.discord_rest import Priority, rest_priority
 from bot.store.models import Job, PostKind
 from cogs._buttons import status_view
 from cogs._render import status_line
@@ -36,8 +37,9 @@ class StatusPost:
         store = self.bot.engine
         post, _ = await store.open_post(job.id, PostKind.STATUS, channel_id=self.channel_id)
         try:
-            message = await self.channel.send(status_line(job), nonce=post.nonce, view=status_view(job),
-                                              allowed_mentions=STATUS_MENTIONS)
+            with rest_priority(Priority.STATUS):
+                message = await self.channel.send(status_line(job), nonce=post.nonce, view=status_view(job),
+                                                  allowed_mentions=STATUS_MENTIONS)
         except (discord.Forbidden, discord.NotFound) as exc:
             # Surely not posted. (Other failures may have posted: the post stays open, and the delivery looks.)
             await store.record_post(post.id, message_id=None, note=f"status not posted ({exc.status} {exc.code})")

@@ -26,6 +26,10 @@ class DiscordSettings(Area):
     discord_shard_count: int | None = Field(default=None, ge=1, le=10_000)
     discord_shard_ids: str = ""
     discord_shards_per_process: int = Field(default=1, ge=1, le=1_000)
+    # Bot-token REST requests per second for the whole install, shared by its live processes (bot.discord_rest).
+    # Discord allows 50 per token across every process; the default leaves room for what this install cannot see
+    # (discord.py's retries, another tool using the same token).
+    discord_rest_per_second: float = 40.0
 
     @property
     def guild_ids(self) -> list[int]:
@@ -73,6 +77,14 @@ class DiscordSettings(Area):
         for part in value.replace(" ", "").split(","):
             if part and not part.isdigit():
                 raise ValueError(f"{part[:30]!r} is not a guild id (a number)")
+        return value
+
+    @field_validator("discord_rest_per_second")
+    @classmethod
+    def _within_discords_limit(cls, value: float) -> float:
+        if not 0 < value <= 50:
+            raise ValueError(f"must be more than 0 and at most 50 (Discord allows 50 requests per second per bot "
+                             f"token, across all processes), not {value:g}")
         return value
 
     @field_validator("discord_token", mode="before")

@@ -2,6 +2,10 @@
 multipart `payload_json` + `files[n]`) read once, rate limits counted per route bucket with the X-RateLimit headers
 discord.py reads, and faults, 429s and holds injected where a test asks. Unknown routes are logged and answer 404, so
 gaps show. The endpoints themselves are in endpoints.py.
+
+The global limit is Discord's too: `global_per_second` bot-token requests in any one second (a sliding window),
+whatever process sends them, interaction endpoints exempt; over it, the global 429 (`"global": true`), which
+discord.py answers by holding every request of that client until Retry-After has passed.
 """
 
 from __future__ import annotations
@@ -9,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +34,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_CONTENT = 2000
 PAYLOAD = web.RequestKey("payload", object)  # the JSON body, or the multipart payload_json
 FILES = web.RequestKey("files", list)  # the multipart files[n] parts, as UploadedFile
+# Interaction endpoints, which Discord leaves out of the global limit: callbacks, and everything under an
+# application's interaction token (follow-ups, @original).
+INTERACTION_PATH = re.compile(r"^/(interactions/|webhooks/[^/]+/[^/]+)")
 
 
 class ApiError(Exception):
@@ -49,6 +59,14 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     # Exactly "application/json": discord.py compares the header with == (discord.md §1.2, pitfall 1).
     return web.Response(status=status, body=json.dumps(data).encode(),
                         headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def global_429(retry_after: float) -> web.Response:
+    """Discord's answer to a bot over its global limit."""
+    return json_response({"message": "You are being rate limited.", "retry_after": round(retry_after, 3),
+                          "global": True, "code": 0}, 429,
+                         {"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global",
+                          "Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
 @dataclass
@@ -105,6 +123,27 @@ class Hold:
             self.released.set()
 
 
+class GlobalWindow:
+    """The bot token's requests in the last second, and the most any one second has seen."""
+
+    def __init__(self) -> None:
+        self.accepted: deque[float] = deque()  # what the limit counts: requests let through
+        self.arrived: deque[float] = deque()  # what the peak counts: every request, refused ones too
+        self.peak = 0
+
+    def arrive(self, now: float, limit: int) -> float | None:
+        """Count one request; None when it is within the limit, else the seconds until one more would be."""
+        for window in (self.accepted, self.arrived):
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+        self.arrived.append(now)
+        self.peak = max(self.peak, len(self.arrived))
+        if len(self.accepted) >= limit:
+            return self.accepted[-limit] + 1.0 - now
+        self.accepted.append(now)
+        return None
+
+
 @dataclass
 class Bucket:
     """One rate-limit bucket: `limit` calls per `window` seconds, per route and major parameter, as Discord counts."""
@@ -148,6 +187,19 @@ class Rest:
         self.rate_limited = 0  # calls answered 429 because the bot went over a limit
         self.limits: dict[str, tuple[int, float]] = {}
         self._buckets: dict[tuple[str, str, str], Bucket] = {}
+        # Discord's global limit per bot token, across every process using it (interaction endpoints exempt).
+        self.global_per_second = 50
+        self.global_429s = 0
+        self._global = GlobalWindow()
+
+    @property
+    def peak_per_second(self) -> int:
+        """The most bot-token requests that arrived within any one second (refused ones included)."""
+        return self._global.peak
+
+    def global_requests(self) -> list[RestCall]:
+        """The calls the global limit counts."""
+        return [c for c in self.calls if not INTERACTION_PATH.match(c.path)]
 
     # --- routing -------------------------------------------------------------------------------------------
 
@@ -172,6 +224,15 @@ class Rest:
             if not route.startswith(("/interactions/", "/webhooks/")) and \
                     request.headers.get("Authorization") != f"Bot {self.fake.token}":
                 raise ApiError(401, 0, "401: Unauthorized")
+            if not INTERACTION_PATH.match(call.path):
+                retry_after = self._global.arrive(call.at, self.global_per_second)
+                if retry_after is not None:
+                    self.global_429s += 1
+                    call.status, call.code = 429, 0
+                    response = global_429(retry_after)
+                    response.headers.setdefault("Via", "1.1 google")
+                    self.fake.changed()
+                    return response
             hold = next((h for h in self.holds if h.call is None and h.matches(call)), None)
             if hold is not None:
                 hold.call = call
