@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 import discord
+from async_lru import alru_cache
 
 from bot.codec import takes_seed
 from bot.discord_audit import quote
@@ -52,6 +53,8 @@ from cogs._status import STATUS_MENTIONS, guild_of
 log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord allows in any guild
+CHANNEL_TTL_S = 60.0  # a channel read over REST for a delivery serves the next ones this long
+UPLOAD_LIMIT_TTL_S = 600.0  # a guild's upload limit changes with its boost level: rarely
 EDIT_INTERVAL_S = 2.5  # Discord rate-limits message edits; a few seconds apart reads as "live" anyway
 SHORT_WHEN_S = 2.5  # the budget is short when the jobs editing every this often would need more than is spare
 REACTIONS = 3  # at most: retry, vary, DM me
@@ -77,13 +80,21 @@ def delivered(post: DiscordPost) -> bool:
 class DiscordDelivery:
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
+        # Kept a while, and read once however many deliveries ask at the same moment (alru_cache shares the call).
+        self._fetch_channel = alru_cache(maxsize=4096, ttl=CHANNEL_TTL_S)(self._read_channel)
+        self._fetch_upload_limit = alru_cache(maxsize=4096, ttl=UPLOAD_LIMIT_TTL_S)(self._read_upload_limit)
 
     async def channel_for(self, job: Job) -> discord.abc.Messageable | None:
-        """The job's channel as Discord says it is now (REST: no gateway cache needed)."""
+        """The job's channel as Discord says it is (REST, so any process can deliver any job: a worker has no
+        gateway cache), kept a minute: thousands of results in a few channels must not read each channel thousands
+        of times. A post refused there (deleted, permissions gone) forgets it (see _post_in_channel)."""
         if not job.channel_id:
             return None
+        return await self._fetch_channel(int(job.channel_id))
+
+    async def _read_channel(self, channel_id: int) -> discord.abc.Messageable | None:
         try:
-            channel = await self.bot.fetch_channel(int(job.channel_id))
+            channel = await self.bot.fetch_channel(channel_id)
         except (discord.NotFound, discord.Forbidden):
             return None
         return channel if isinstance(channel, discord.abc.Messageable) else None
@@ -92,6 +103,12 @@ class DiscordDelivery:
         guild_id = guild_of(job)
         if guild_id is None:
             return DEFAULT_UPLOAD_LIMIT
+        guild = self.bot.get_guild(guild_id)
+        if guild is not None:
+            return guild.filesize_limit
+        return await self._fetch_upload_limit(guild_id)
+
+    async def _read_upload_limit(self, guild_id: int) -> int:
         try:
             return (await self.bot.fetch_guild(guild_id)).filesize_limit
         except discord.HTTPException:
@@ -149,6 +166,8 @@ class DiscordDelivery:
             message = message or await self._post(channel, job, result)
             await store.record_post(result.id, message_id=message.id, in_guild=message.guild is not None)
         except (discord.Forbidden, discord.NotFound) as exc:
+            if job.channel_id:  # read it afresh next time: it was deleted, or our permissions changed
+                self._fetch_channel.cache_invalidate(int(job.channel_id))
             return None, f"{type(exc).__name__} {exc.code}", result
         return message, "", result
 

@@ -112,6 +112,10 @@ async def test_jobs_started_together_stay_under_the_budget_and_all_land(tmp_path
         assert w.discord.rest.global_429s == 0
         assert w.discord.rest.peak_per_second <= 3
         check_status_messages(w, 6)
+        # Six deliveries into one channel read the channel once, not six times; the guild's upload limit comes
+        # from the gateway (a worker, with no gateway, reads it once too).
+        assert len(w.discord.calls("GET", "/channels/{channel_id}")) == 1
+        assert len(w.discord.calls("GET", "/guilds/{guild_id}")) == 0
 
 
 async def test_two_processes_on_one_postgres_database_share_the_budget(tmp_path: Path,
