@@ -2,7 +2,7 @@
 new job to whichever process claims it first.
 
 The bot and then a worker are SIGKILLed while jobs are waiting for a slot, queued and running at the providers and
-finished but undelivered, spread over all three; the survivors take the dead processes' jobs at once (the server
+finished but undelivered, spread over them; the survivors take the dead processes' jobs at once (the server
 drops a dead process's liveness lock with its connection) and every job is delivered exactly once, none submitted
 twice, every member charged once. Then a worker holding a running job is frozen (SIGSTOP) past its lease: another
 process finishes and delivers the job; woken (SIGCONT), the frozen one writes nothing about it and posts nothing.
@@ -100,17 +100,20 @@ async def test_bot_and_workers_on_postgres_survive_kills_and_a_frozen_worker(fle
     await asyncio.sleep(0.5)
     assert len((await provider_jobs(providers))["glam"]) == len(before["glam"]) + 2  # the cap holds globally
 
-    # The work is spread: every process holds jobs.
+    # The work is spread: every job is held, by more than one process (which ones claim what is a race).
     held = owner_pids(database_url)
     assert len(held) == len(names)
-    assert {p.pid for p in everyone} == set(held.values()), held
+    assert len(set(held.values())) >= 2 and set(held.values()) <= {p.pid for p in everyone}, held
 
     bot_pid = fleet.bot.pid
     await fleet.bot.kill()
-    # The workers take the bot's jobs at once; then one of them dies too, with its own jobs and the bot's.
+    # The workers take the bot's jobs at once; then the one holding more dies too, with its own jobs and the bot's.
     await until(lambda: _none_held_by(database_url, bot_pid), what="the workers to take the bot's jobs", timeout=10)
-    await workers[0].kill()
-    survivor = workers[1]
+    now_held = list(owner_pids(database_url).values())
+    doomed = max(workers, key=lambda w: now_held.count(w.pid or -1))
+    assert now_held.count(doomed.pid or -1) >= 1
+    await doomed.kill()
+    survivor = next(w for w in workers if w is not doomed)
     for name in ("novita", "fal", "glam"):
         await providers.release(name)
     await providers.script("novita", queue_polls=1, running_polls=1)
