@@ -45,11 +45,6 @@ class DiscordSettings(Area):
         ids = [int(part) for part in self.discord_shard_ids.replace(" ", "").split(",") if part]
         return sorted(set(ids)) or None
 
-    @field_validator("discord_shard_count", mode="before")
-    @classmethod
-    def _blank_count_is_none(cls, value: object) -> object:
-        return blank_is_none(value)
-
     @field_validator("discord_shard_ids")
     @classmethod
     def _shard_ids_are_numbers(cls, value: str) -> str:
@@ -87,7 +82,7 @@ class DiscordSettings(Area):
                              f"token, across all processes), not {value:g}")
         return value
 
-    @field_validator("discord_token", mode="before")
+    @field_validator("discord_token", "discord_shard_count", mode="before")
     @classmethod
-    def _blank_token_is_none(cls, value: object) -> object:
+    def _blank_is_unset(cls, value: object) -> object:
         return blank_is_none(value)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import JobStore, SqliteJobStore, open_store
+from bot.store import JobStore, PostgresJobStore, SqliteJobStore, open_store
 from tests.pg import fresh_database
 from tests.store.helpers import db_url
 
@@ -64,6 +64,23 @@ async def store(store_url: str) -> AsyncIterator[JobStore]:
 @pytest.fixture
 async def sqlite_store(db_path: Path) -> AsyncIterator[SqliteJobStore]:
     opened = await open_store(db_url(db_path))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of the test's own, for tests of that store alone."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def pg(pg_url: str) -> AsyncIterator[PostgresJobStore]:
+    opened = await open_store(pg_url)
+    assert isinstance(opened, PostgresJobStore)
     try:
         yield opened
     finally:

@@ -9,33 +9,22 @@ import asyncio
 import itertools
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.shards.plan import ShardPlan
-from bot.store import PostgresJobStore, open_store
-from tests.pg import fresh_database
+from bot.store import PostgresJobStore
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def pg(pg_url: str) -> AsyncIterator[PostgresJobStore]:
-    store = await open_store(pg_url)
-    assert isinstance(store, PostgresJobStore)
-    await store.join("test:1:x", host="test-host", pid=os.getpid())
-    try:
-        yield store
-    finally:
-        await store.close()
+async def joined(pg: PostgresJobStore) -> PostgresJobStore:
+    """The store, this test process registered on it (as a bot process is before it claims shards)."""
+    await pg.join("test:1:x", host="test-host", pid=os.getpid())
+    return pg
 
 
 class Racers:
@@ -89,22 +78,22 @@ def test_ranges_cover_every_shard_once() -> None:
 
 
 async def test_each_range_goes_to_one_process_and_a_dead_ones_range_is_free_at_once(
-        pg: PostgresJobStore, racers: Racers) -> None:
+        joined: PostgresJobStore, racers: Racers) -> None:
     procs = await racers.start(5, "claim", "4:2")
     answers = {proc: await racers.line(proc) for proc in procs}
     claimed = sorted(a for a in answers.values() if a != "none")
     assert claimed == ["0,1", "2,3"], answers  # five processes, two ranges: each range once, three stand by
     # Every range is served: this process gets none, however often it asks.
-    assert await pg.claim_shards(4, ShardPlan(4, None, 2).ranges()) is None
+    assert await joined.claim_shards(4, ShardPlan(4, None, 2).ranges()) is None
     held = {a: p for p, a in answers.items() if a != "none"}
-    assert {(c, ids, alive) for c, ids, _, alive in await pg.shard_claims()} == {(4, (0, 1), True),
+    assert {(c, ids, alive) for c, ids, _, alive in await joined.shard_claims()} == {(4, (0, 1), True),
                                                                                 (4, (2, 3), True)}
     held["2,3"].kill()
     await held["2,3"].wait()
     # No lease to lapse: the server dropped the dead process's liveness lock with its connection.
-    assert await pg.claim_shards(4, ShardPlan(4, None, 2).ranges()) == (2, 3)
+    assert await joined.claim_shards(4, ShardPlan(4, None, 2).ranges()) == (2, 3)
     # And this process keeps what it claimed when it asks again.
-    assert await pg.claim_shards(4, ShardPlan(4, None, 2).ranges()) == (2, 3)
+    assert await joined.claim_shards(4, ShardPlan(4, None, 2).ranges()) == (2, 3)
 
 
 async def test_identify_turns_of_one_bucket_are_spaced_across_processes(racers: Racers) -> None:
@@ -126,7 +115,7 @@ async def test_the_commands_are_published_once_by_one_process(racers: Racers) ->
     assert sorted(answers) == ["published", "publishing", "skipped", "skipped", "skipped"]
 
 
-async def test_a_process_killed_while_publishing_leaves_the_commands_to_publish(pg: PostgresJobStore,
+async def test_a_process_killed_while_publishing_leaves_the_commands_to_publish(joined: PostgresJobStore,
                                                                                racers: Racers) -> None:
     [hung] = await racers.start(1, "publish", "hang")
     assert await racers.line(hung) == "publishing"
@@ -137,8 +126,8 @@ async def test_a_process_killed_while_publishing_leaves_the_commands_to_publish(
     async def publish() -> None:
         published.append("now")
 
-    assert await pg.sync_commands_once("guild:1", "digest-1", publish) is True
+    assert await joined.sync_commands_once("guild:1", "digest-1", publish) is True
     assert published == ["now"]
-    assert await pg.sync_commands_once("guild:1", "digest-1", publish) is False  # recorded this time
-    assert await pg.sync_commands_once("guild:1", "digest-2", publish) is True  # the commands changed
+    assert await joined.sync_commands_once("guild:1", "digest-1", publish) is False  # recorded this time
+    assert await joined.sync_commands_once("guild:1", "digest-2", publish) is True  # the commands changed
     assert published == ["now", "now"]

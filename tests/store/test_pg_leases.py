@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,28 +16,11 @@ from bot.store import JobState, Origin, PostgresJobStore, open_store
 from bot.store.base import JobStore, SharedJobStore
 from bot.store.fencing import LeaseLostError, work_as
 from bot.store.models import PostKind
-from tests.pg import fresh_database
 from tests.store.helpers import GENEROUS, NOW, new_job
 
 REPO = Path(__file__).resolve().parents[2]
 ME = os.getpid()
 FAR_FUTURE = NOW + timedelta(days=3650)  # a host clock gone wrong: it must not free anyone's lease
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def pg(pg_url: str) -> AsyncIterator[PostgresJobStore]:
-    store = await open_store(pg_url)
-    assert isinstance(store, PostgresJobStore)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def pending(store: JobStore) -> int:
