@@ -1,0 +1,63 @@
+"""Atelier in the members' languages, as Discord and its members see it: the commands as published (translated
+descriptions and choices, English names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.e2e.conftest import E2E
+
+GUILD_COMMANDS = "/applications/{application_id}/guilds/{guild_id}/commands"
+TRANSLATED = ("de", "es-ES", "fr", "pt-BR", "ja")
+
+
+def published(e2e: E2E) -> list[dict[str, Any]]:
+    """The commands as last published to the test guild (the bot publishes them when they change)."""
+    puts = [c for c in e2e.discord.calls("PUT", GUILD_COMMANDS) if c.path.endswith(f"/guilds/{e2e.guild.id}/commands")]
+    assert puts, "the bot published its commands"
+    body = puts[-1].body
+    assert isinstance(body, list)
+    return body
+
+
+def options(command: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every option of a command, subcommands' options included, with the subcommands themselves."""
+    found = []
+    for option in command.get("options", []):
+        found.append(option)
+        found.extend(options(option))
+    return found
+
+
+def test_descriptions_and_choices_are_published_in_every_language(e2e: E2E) -> None:
+    commands = published(e2e)
+    slash = [c for c in commands if c.get("type", 1) == 1]
+    assert {"imagine", "tryon", "settings", "atelier"} <= {c["name"] for c in slash}
+    # "…" is what discord.py sends for an option the code gave no description: nothing to translate.
+    described = [item for item in (*slash, *(o for c in slash for o in options(c))) if item["description"] != "…"]
+    assert len(described) > 60
+    for item in described:
+        localized = item.get("description_localizations") or {}
+        assert set(TRANSLATED) <= set(localized), (item["name"], item["description"], localized)
+        for locale, text in localized.items():
+            assert 1 <= len(text) <= 100 and text != item["description"], (item["name"], locale, text)
+        # Names stay English, as members, the README and the help texts say them.
+        assert not item.get("name_localizations"), item["name"]
+    imagine = next(c for c in slash if c["name"] == "imagine")
+    assert imagine["description_localizations"]["de"] == "Ein Bild aus einem Prompt erzeugen"
+    assert imagine["description_localizations"]["ja"] == "プロンプトから画像を生成"
+    size = next(o for o in imagine["options"] if o["name"] == "size")
+    square = next(c for c in size["choices"] if c["value"] == "square")
+    assert square["name"] == "Square (1:1)"
+    assert square["name_localizations"]["fr"] == "Carré (1:1)" and square["name_localizations"]["ja"] == "正方形（1:1）"
+    # A translation the same as the English ("Portrait 3:4" in French) is not sent: Discord shows the English then.
+    assert all({"de", "ja"} <= set(c.get("name_localizations") or {}) for c in size["choices"])
+
+
+def test_context_menus_are_named_in_every_language(e2e: E2E) -> None:
+    menus = {c["name"]: c for c in published(e2e) if c.get("type") == 3}
+    assert menus["Edit this image"]["name_localizations"]["de"] == "Dieses Bild bearbeiten"
+    for menu in menus.values():
+        localized = menu.get("name_localizations") or {}
+        assert set(TRANSLATED) <= set(localized), menu["name"]
+        assert all(1 <= len(name) <= 32 for name in localized.values()), localized
