@@ -60,7 +60,7 @@ async def start_job(interaction: Interaction, ctx: GuildContext, request: Reques
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
                                                 withhold_nsfw=not await shows_nsfw(interaction.client, ctx),
                                                 private=prefs.private_delivery, parent_job_id=parent_job_id,
-                                                extra=extra)
+                                                extra=extra, locale=ctx.locale)
     await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
     await tell_budget_admins(interaction.client, ctx)
     return job
@@ -76,7 +76,7 @@ async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: 
                                  channel_id=str(ctx.channel_id), prepare=shown,
                                  preferred=ctx.provider_order_for(original.operation),
                                  withhold_nsfw=not await shows_nsfw(bot, ctx), changes=changes,
-                                 private=prefs.private_delivery)
+                                 private=prefs.private_delivery, locale=ctx.locale)
     await tell_budget_admins(bot, ctx)
     return job, shown
 

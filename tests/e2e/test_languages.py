@@ -1,11 +1,15 @@
 """Atelier in the members' languages, as Discord and its members see it: the commands as published (translated
-descriptions and choices, English names)."""
+descriptions and choices, English names), and a job's public posts in its server's language."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import E2E
+from tests.e2e.harness import started_job
+from tests.fakes.discord import Message
 
 GUILD_COMMANDS = "/applications/{application_id}/guilds/{guild_id}/commands"
 TRANSLATED = ("de", "es-ES", "fr", "pt-BR", "ja")
@@ -61,3 +65,36 @@ def test_context_menus_are_named_in_every_language(e2e: E2E) -> None:
         localized = menu.get("name_localizations") or {}
         assert set(TRANSLATED) <= set(localized), menu["name"]
         assert all(1 <= len(name) <= 32 for name in localized.values()), localized
+
+
+async def imagine_in(e2e: E2E, guild_locale: str, member_locale: str) -> tuple[Message, Message, int]:
+    e2e.guild.guild.locale = guild_locale
+    alice = await e2e.member("alice")
+    alice.locale = member_locale
+    run = await alice.run_command(e2e.channel, "imagine", prompt="a lighthouse at dusk")
+    job_id = started_job((await run.reply()).content)
+    result = await e2e.result(job_id)
+    status = e2e.status_message(job_id)
+    assert status is not None
+    await e2e.job(job_id)
+    return result, status, job_id
+
+
+async def test_a_japanese_server_reads_its_posts_in_japanese(e2e: E2E) -> None:
+    # The member's client is in English: public posts speak the server's language, not the asker's.
+    result, status, job_id = await imagine_in(e2e, "ja", "en-US")
+    assert f"さんの **画像生成 · ジョブ #{job_id}**" in status.versions[0]
+    await e2e.discord.wait_for(lambda: "✅ 完了" in status.content, what="the status message to say done (ja)")
+    assert "“a lighthouse at dusk”" in result.content and "novita" in result.content
+    assert f"**画像**ができました · ジョブ #{job_id}" in result.content
+    assert result.labels() == ["再試行", "バリエーション", "リミックス", "削除"]
+    assert "秒" in result.content.splitlines()[-1]  # the time it took, as Japanese writes it
+
+
+@pytest.mark.parametrize("guild_locale", ["zh-CN", "xx-unknown"])
+async def test_a_server_in_another_language_reads_english(e2e: E2E, guild_locale: str) -> None:
+    result, status, job_id = await imagine_in(e2e, guild_locale, "ja")
+    assert status.versions[0].startswith(f"**Imagine · job #{job_id}** for <@")
+    await e2e.discord.wait_for(lambda: "✅ done" in status.content, what="the status message to say done")
+    assert f"your **imagine** is ready · job #{job_id}" in result.content
+    assert result.labels() == ["Retry", "Vary", "Remix", "Delete"]
