@@ -35,6 +35,8 @@ class GuildContext:
     settings: dict[str, Any]
     # The guild's language (a Discord locale), which the job's public posts will speak.
     locale: str | None = None
+    # The language of the member's Discord client, for what only they read; None where they asked by a reaction.
+    member_locale: str | None = None
 
     @property
     def subject(self) -> Subject:
@@ -87,7 +89,7 @@ async def guild_context(interaction: Interaction, command: str) -> GuildContext:
     # Posting needs only the channel's id: REST does the rest, whatever the gateway's cache holds.
     channel = bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
     return GuildContext(interaction.guild_id, channel, interaction.channel_id, interaction.user, settings,
-                        locale=locale_code(interaction.guild_locale))
+                        locale=locale_code(interaction.guild_locale), member_locale=locale_code(interaction.locale))
 
 
 def check_rules(settings: dict[str, Any], command: str, channel_id: int, parent_id: int | None,

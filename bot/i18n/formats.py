@@ -1,12 +1,16 @@
-"""Numbers and durations as a member's language writes them (Babel's CLDR data). English keeps the exact forms
-Atelier has always shown ("45%", "1 min 5 s"), which its members and tests know."""
+"""Numbers, money and durations as a member's language writes them (Babel's CLDR data). English keeps the exact
+forms Atelier has always shown ("45%", "1 min 5 s", "$0.05"), which its members and tests know."""
 
 from __future__ import annotations
 
-from babel.numbers import format_decimal, format_percent
+from decimal import Decimal
+
+from babel.numbers import format_currency, format_decimal, format_percent
 
 from bot.i18n.catalogs import translate
 from bot.i18n.locales import ENGLISH, babel_locale, normalise
+from bot.money.caps import usd
+from bot.money.prices import MICRO_PER_USD
 
 
 def number(locale: object, value: int | float) -> str:
@@ -30,3 +34,12 @@ def duration(locale: object, seconds: int) -> str:
         return translate(locale, "{minutes} min {seconds} s", minutes=number(locale, seconds // 60),
                          seconds=number(locale, seconds % 60))
     return translate(locale, "{seconds} s", seconds=number(locale, seconds))
+
+
+def money(locale: object, micro: int) -> str:
+    """Micro-dollars as the language writes US dollars ("0,629146 $" in German), every significant decimal kept:
+    an estimate of $0.629146 is not $0.63."""
+    name = normalise(locale)
+    if name == ENGLISH:
+        return usd(micro)
+    return format_currency(Decimal(micro) / MICRO_PER_USD, "USD", locale=babel_locale(name), decimal_quantization=False)

@@ -3,6 +3,7 @@ descriptions and choices, English names), and a job's public posts in its server
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -93,8 +94,36 @@ async def test_a_japanese_server_reads_its_posts_in_japanese(e2e: E2E) -> None:
 
 @pytest.mark.parametrize("guild_locale", ["zh-CN", "xx-unknown"])
 async def test_a_server_in_another_language_reads_english(e2e: E2E, guild_locale: str) -> None:
-    result, status, job_id = await imagine_in(e2e, guild_locale, "ja")
+    result, status, job_id = await imagine_in(e2e, guild_locale, guild_locale)
     assert status.versions[0].startswith(f"**Imagine · job #{job_id}** for <@")
     await e2e.discord.wait_for(lambda: "✅ done" in status.content, what="the status message to say done")
     assert f"your **imagine** is ready · job #{job_id}" in result.content
     assert result.labels() == ["Retry", "Vary", "Remix", "Delete"]
+
+
+async def test_a_german_client_reads_its_private_answers_in_german(e2e: E2E) -> None:
+    # The server speaks English, the member's client German: private answers follow the member.
+    alice = await e2e.member("alice")
+    alice.locale = "de"
+    cancel = await (await alice.run_command(e2e.channel, "cancel")).reply()
+    assert cancel.ephemeral and cancel.content == "Du hast keinen laufenden Auftrag, der sich abbrechen ließe."
+
+    run = await alice.run_command(e2e.channel, "imagine", prompt="a lighthouse at dusk")
+    reply = await run.reply()
+    started = re.fullmatch(r"Auftrag #(\d+) gestartet: https://discord\.com/channels/\S+\n"
+                           r"Geschätzte Kosten: bis zu \d+,\d+\xa0\$\.", reply.content)  # its worst case, in German
+    assert reply.ephemeral and started is not None, reply.content
+    job_id = int(started[1])
+    result = await e2e.result(job_id)
+    assert f"your **imagine** is ready · job #{job_id}" in result.content  # public: the server's language
+    await e2e.job(job_id)
+
+    jobs = await (await alice.run_command(e2e.channel, "jobs")).reply()
+    assert f"✅ **#{job_id}** Imagine · novita · fertig · " in jobs.content and "[öffnen](" in jobs.content
+    quota = await (await alice.run_command(e2e.channel, "quota")).reply()
+    assert quota.content.startswith("Du hast heute **1** von **25** Bildern verbraucht (noch 24)"), quota.content
+    assert "\nLaufende Aufträge: 0 von 10." in quota.content
+
+    alice.locale = "en-US"  # the same member, their client switched to English
+    quota = await (await alice.run_command(e2e.channel, "quota")).reply()
+    assert quota.content.startswith("You have used **1** of **25** images today (24 left)"), quota.content

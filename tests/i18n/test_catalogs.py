@@ -16,7 +16,7 @@ from babel.messages.pofile import read_po
 
 from bot.i18n import LANGUAGES, translate
 from bot.i18n.catalogs import DOMAIN, LOCALE_DIR
-from bot.i18n.formats import duration, percent
+from bot.i18n.formats import duration, money, percent
 from bot.i18n.locales import ENGLISH, normalise
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,8 @@ def test_the_committed_mo_is_what_its_po_compiles_to(name: str) -> None:
 def test_the_code_marks_its_texts() -> None:
     """The extraction sees the converted texts at all (a broken extractor would make the next test vacuous)."""
     used = used_in_code()
-    assert {"✅ done", "Retry", "Make an image from a prompt", "Whole outfit", "Edit this image"} <= used
+    assert {"✅ done", "Retry", "Make an image from a prompt", "Whole outfit", "Edit this image",
+            "Started job #{id}: {link}", "You have no job in flight to cancel."} <= used
     assert len(used) > 100
 
 
@@ -86,3 +87,7 @@ def test_texts_and_figures_in_each_language() -> None:
     # English as it always was; the others as their language writes them.
     assert (duration("en-US", 75), duration("en-US", 9), percent("en-US", 45.4)) == ("1 min 15 s", "9 s", "45%")
     assert (duration("ja", 75), percent("de", 45.4), percent("fr", 45.0)) == ("1分15秒", "45\u00a0%", "45\u00a0%")
+    # Money keeps every significant decimal (an estimate of $0.629146 is not $0.63), written the language's way.
+    assert (money("en-US", 629_146), money("en-US", 5_000_000)) == ("$0.629146", "$5.00")
+    assert (money("de", 629_146), money("pt-BR", 5_000_000), money("ja", 50_000)) == \
+        ("0,629146\u00a0$", "US$\u00a05,00", "$0.05")
