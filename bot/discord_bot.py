@@ -26,6 +26,7 @@ from bot.discord_mentions import NOBODY
 from bot.discord_metrics import http_trace, shards, shards_ready
 from bot.discord_rest import install_budget
 from bot.engine import Engine
+from bot.i18n.translator import CatalogTranslator
 from bot.ops import metrics
 from bot.settings import Settings
 
@@ -77,6 +78,8 @@ class AtelierBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.load_cogs()
         self.audit.start()
+        # Before the sync: the published commands carry their translations (and their digest covers them).
+        await self.tree.set_translator(CatalogTranslator())
         await self.sync_commands()
         if self.start_runner:
             # Jobs resume only now, when the cogs that deliver them are loaded.

@@ -19,7 +19,8 @@ import discord
 from discord import app_commands
 
 from bot.discord_mentions import NOBODY, only
-from bot.errors import AtelierError
+from bot.errors import AtelierError, Refusal
+from bot.i18n import translate
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +41,22 @@ def unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def explain(error: BaseException, where: str) -> str:
-    """What the member reads; unexpected errors are logged here, with their traceback, under a new reference."""
+def explain(error: BaseException, where: str, locale: object = None) -> str:
+    """What the member reads, in `locale`'s language (a Discord locale; English for None or one without a
+    catalog); unexpected errors are logged here, with their traceback, under a new reference."""
     error = unwrap(error)
+    if isinstance(error, Refusal):
+        return translate(locale, error.msgid, **error.params)
     if isinstance(error, AtelierError):
-        return str(error)
+        return translate(locale, str(error))  # a text the catalogs know, or as it is (a provider's own words)
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "Atelier works in servers: use this command in a server channel."
+        return translate(locale, "Atelier works in servers: use this command in a server channel.")
     if isinstance(error, app_commands.CheckFailure | app_commands.CommandOnCooldown):
-        return str(error) or "You cannot use this here."
+        return str(error) or translate(locale, "You cannot use this here.")
     reference = new_reference()
     log.error("unexpected error in %s (reference %s)", where, reference, exc_info=error)
-    return (f"Something went wrong on our side (reference `{reference}`). Please try again; if it keeps happening, "
-            f"give this reference to the server's admins.")
+    return translate(locale, "Something went wrong on our side (reference `{reference}`). Please try again; if it "
+                     "keeps happening, give this reference to the server's admins.", reference=reference)
 
 
 async def tell(client: discord.Client, text: str, *, user_id: int, channel_id: int | None = None,
@@ -101,10 +105,13 @@ async def _mention(client: discord.Client, channel_id: int, user_id: int, text: 
 
 async def report(client: discord.Client, error: BaseException, *, where: str, user_id: int,
                  channel_id: int | None = None, interaction: discord.Interaction[Any] | None = None) -> None:
-    """Handle an error from anything a member triggered: explain it to them privately (logging what was not
-    expected). Never raises: it is the last handler."""
+    """Handle an error from anything a member triggered: explain it to them privately, in the language of their
+    Discord client when there is an interaction to say it (logging what was not expected). Never raises: it is the
+    last handler."""
     try:
-        await tell(client, explain(error, where), user_id=user_id, channel_id=channel_id, interaction=interaction)
+        locale = interaction.locale if interaction is not None else None
+        await tell(client, explain(error, where, locale), user_id=user_id, channel_id=channel_id,
+                   interaction=interaction)
     except Exception:
         log.exception("the error handler failed for %s", where)
 

@@ -23,6 +23,7 @@ from bot.providers.base import FilterInfo
 from bot.providers.registry import KNOWN
 from bot.rules.blocklist import Blocklist, load_file
 from bot.store.models import (
+    LOCALE_KEY,
     OUTFIT_KEY,
     OUTFIT_STEP_KEY,
     PRIVATE_DELIVERY_KEY,
@@ -74,26 +75,27 @@ class Engine:
     async def start(self, subject: Subject, request: Request, *, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
                     private: bool = False, parent_job_id: int | None = None,
-                    extra: Mapping[str, Any] | None = None) -> Job:
+                    extra: Mapping[str, Any] | None = None, locale: str | None = None) -> Job:
         """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
         `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged.
         `private`: its result goes to the member by direct message instead of the channel. `parent_job_id`: the
-        job whose result it was made from."""
+        job whose result it was made from. `locale`: the guild's, which the job's public posts speak."""
         preferred = self._resolve_order(request.operation.value, preferred)  # "cheapest first"
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
                                              channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw,
-                                             extra={**(extra or {}), **_private(private)},
+                                             extra={**(extra or {}), **_private(private), **_locale(locale)},
                                              parent_job_id=parent_job_id)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
-                    changes: Mapping[str, Any] | None = None, private: bool = False) -> Job:
+                    changes: Mapping[str, Any] | None = None, private: bool = False,
+                    locale: str | None = None) -> Job:
         """Retry, vary or remix `original` as `subject`'s new job (its child). `changes`: the request's fields the
         member changed (Remix), validated like a new job's."""
         preferred = self._resolve_order(original.operation, preferred)  # "cheapest first"
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
                                             preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw,
-                                            changes=changes, extra=_private(private))
+                                            changes=changes, extra={**_private(private), **_locale(locale)})
 
     async def continue_outfit(self, first: Job, *, prepare: Prepare) -> Job:
         """An outfit's second step, once its first has succeeded: the second garment tried on the first step's
@@ -107,7 +109,8 @@ class Engine:
         garment = ImageInput(data=await self._app.blobs.get(ref["sha256"]), mime=ref["mime"], width=ref["width"],
                              height=ref["height"], filename=ref.get("filename") or "garment", sha256=ref["sha256"])
         request = TryonRequest(person=person, garment=garment, mask=spec["mask"])
-        extra: dict[str, Any] = {OUTFIT_STEP_KEY: 2, **_private(first.private_delivery)}
+        extra: dict[str, Any] = {OUTFIT_STEP_KEY: 2, **_private(first.private_delivery),
+                                 **_locale(first.extra.get(LOCALE_KEY))}
         return await self._app.runner.create(first.subject, Origin.DISCORD, request, provider=first.provider,
                                              channel_id=first.channel_id, parent_job_id=first.id, extra=extra,
                                              prepare=prepare, withhold_nsfw=first.withhold_nsfw)
@@ -277,4 +280,8 @@ class Engine:
 
 def _private(private: bool) -> dict[str, Any]:
     return {PRIVATE_DELIVERY_KEY: True} if private else {}
+
+
+def _locale(locale: str | None) -> dict[str, Any]:
+    return {LOCALE_KEY: locale} if locale else {}
 

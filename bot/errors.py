@@ -95,7 +95,15 @@ class QuotaError(AtelierError):
 
 class Refusal(AtelierError):
     """A clear answer to a member who asked for something Atelier will not do (a command turned off, a cooldown,
-    someone else's result). Shown privately; nothing was charged."""
+    someone else's result). Shown privately; nothing was charged.
+
+    `Refusal(N_("… {left} …"), left=2)` reads "… 2 …" in English and keeps its msgid and params, so the member is
+    told it in their language (bot.discord_errors); a refusal built as a finished string is looked up as it is."""
+
+    def __init__(self, message: str, /, **params: object) -> None:
+        super().__init__(message.format(**params) if params else message)
+        self.msgid = message
+        self.params = params
 
 
 class RestartingError(Refusal):

@@ -12,8 +12,10 @@ import discord
 from bot.codec import takes_seed
 from bot.discord_errors import AtelierView, handled
 from bot.errors import Refusal
+from bot.i18n import N_, translate
 from bot.store.models import Job, JobState
 from cogs._common import Interaction, acknowledge
+from cogs._render import locale_of
 
 RETRY, VARY, REMIX, DELETE, CANCEL, MAIL = "🔄", "🎲", "🎛️", "❌", "🚫", "✉️"
 ACTIONS = "retry|vary|remix|delete|cancel"
@@ -22,11 +24,11 @@ OPENS_A_FORM = frozenset({"remix"})
 RESULT_ACTIONS = ("retry", "vary", "delete")
 EARLIER_INSTALLATION = ("This button is from an earlier installation of Atelier, so it no longer does anything here. "
                         "Start a new job with a command.")
-LABELS = {"retry": ("Retry", RETRY, discord.ButtonStyle.secondary),
-          "vary": ("Vary", VARY, discord.ButtonStyle.secondary),
-          "remix": ("Remix", REMIX, discord.ButtonStyle.secondary),
-          "delete": ("Delete", DELETE, discord.ButtonStyle.danger),
-          "cancel": ("Cancel", CANCEL, discord.ButtonStyle.secondary)}
+LABELS = {"retry": (N_("Retry"), RETRY, discord.ButtonStyle.secondary),
+          "vary": (N_("Vary"), VARY, discord.ButtonStyle.secondary),
+          "remix": (N_("Remix"), REMIX, discord.ButtonStyle.secondary),
+          "delete": (N_("Delete"), DELETE, discord.ButtonStyle.danger),
+          "cancel": (N_("Cancel"), CANCEL, discord.ButtonStyle.secondary)}
 
 
 def custom_id(action: str, token: str) -> str:
@@ -53,9 +55,11 @@ async def _act(interaction: Interaction, action: str, job: Job | None) -> None:
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                 template=rf"atelier:v2:(?P<action>{ACTIONS}):(?P<token>[0-9a-f]{{20}})"):
-    def __init__(self, action: str, token: str) -> None:
+    def __init__(self, action: str, token: str, locale: str | None = None) -> None:
+        # The label is in the post's language; a click is recognised by its custom_id alone, whatever the label.
         label, emoji, style = LABELS[action]
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id(action, token)))
+        super().__init__(discord.ui.Button(label=translate(locale, label), emoji=emoji, style=style,
+                                           custom_id=custom_id(action, token)))
         self.action = action
         self.token = token
 
@@ -97,20 +101,21 @@ class LegacyJobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
 
 
 def result_view(job: Job) -> discord.ui.View:
+    locale = locale_of(job)
     view = AtelierView(timeout=None)
-    view.add_item(JobButton("retry", job.token))
+    view.add_item(JobButton("retry", job.token, locale))
     if takes_seed(job.operation):
-        view.add_item(JobButton("vary", job.token))
-    view.add_item(JobButton("remix", job.token))
+        view.add_item(JobButton("vary", job.token, locale))
+    view.add_item(JobButton("remix", job.token, locale))
     if job.state is JobState.SUCCEEDED:
-        view.add_item(JobButton("delete", job.token))
+        view.add_item(JobButton("delete", job.token, locale))
     return view
 
 
 def status_view(job: Job) -> discord.ui.View:
     view = AtelierView(timeout=None)
     if not job.state.terminal:
-        view.add_item(JobButton("cancel", job.token))
+        view.add_item(JobButton("cancel", job.token, locale_of(job)))
     return view
 
 

@@ -33,6 +33,10 @@ class GuildContext:
     channel_id: int
     member: discord.Member
     settings: dict[str, Any]
+    # The guild's language (a Discord locale), which the job's public posts will speak.
+    locale: str | None = None
+    # The language of the member's Discord client, for what only they read; None where they asked by a reaction.
+    member_locale: str | None = None
 
     @property
     def subject(self) -> Subject:
@@ -45,6 +49,12 @@ class GuildContext:
     def provider_order_for(self, operation: str) -> list[str] | None:
         order = self.settings.get("provider_order", {}).get(operation)
         return list(order) if order else None
+
+
+def locale_code(locale: discord.Locale | None) -> str | None:
+    """A Discord locale as Discord sends it ("ja", "pt-BR"), one discord.py knows or not; None for none."""
+    value = getattr(locale, "value", None)
+    return value if isinstance(value, str) and value else None
 
 
 async def acknowledge(interaction: Interaction) -> None:
@@ -78,7 +88,8 @@ async def guild_context(interaction: Interaction, command: str) -> GuildContext:
     check_allowed(bot, interaction.guild_id, interaction.user.id, settings, command)
     # Posting needs only the channel's id: REST does the rest, whatever the gateway's cache holds.
     channel = bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
-    return GuildContext(interaction.guild_id, channel, interaction.channel_id, interaction.user, settings)
+    return GuildContext(interaction.guild_id, channel, interaction.channel_id, interaction.user, settings,
+                        locale=locale_code(interaction.guild_locale), member_locale=locale_code(interaction.locale))
 
 
 def check_rules(settings: dict[str, Any], command: str, channel_id: int, parent_id: int | None,

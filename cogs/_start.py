@@ -11,6 +11,8 @@ import discord
 from bot.codec import takes_seed
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import handled
+from bot.i18n import N_, translate
+from bot.i18n.formats import money
 from bot.money.caps import usd
 from bot.operations import Request
 from bot.store.models import Job
@@ -60,7 +62,7 @@ async def start_job(interaction: Interaction, ctx: GuildContext, request: Reques
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
                                                 withhold_nsfw=not await shows_nsfw(interaction.client, ctx),
                                                 private=prefs.private_delivery, parent_job_id=parent_job_id,
-                                                extra=extra)
+                                                extra=extra, locale=ctx.locale)
     await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
     await tell_budget_admins(interaction.client, ctx)
     return job
@@ -76,7 +78,7 @@ async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: 
                                  channel_id=str(ctx.channel_id), prepare=shown,
                                  preferred=ctx.provider_order_for(original.operation),
                                  withhold_nsfw=not await shows_nsfw(bot, ctx), changes=changes,
-                                 private=prefs.private_delivery)
+                                 private=prefs.private_delivery, locale=ctx.locale)
     await tell_budget_admins(bot, ctx)
     return job, shown
 
@@ -99,13 +101,15 @@ async def shows_nsfw(bot: AtelierBot, ctx: GuildContext) -> bool:
 
 async def tell_started(interaction: Interaction, job: Job, shown: StatusPost, *, cost: str = "") -> None:
     link = jump_url(job.subject.scope.removeprefix("guild:"), job.channel_id, shown.message_id)
-    await answer(interaction, f"Started job #{job.id}" + (f": {link}" if link else ".") + cost)
+    started = translate(interaction.locale, "Started job #{id}: {link}", id=job.id, link=link) if link else \
+        translate(interaction.locale, "Started job #{id}.", id=job.id)
+    await answer(interaction, started + cost)
 
 
 # --- money ---------------------------------------------------------------------------------------------------
 
-LEFT_LABELS = {"member_daily": "you today", "guild_daily": "this server today", "guild_monthly": "this server "
-               "this month", "install_daily": "this bot today"}
+LEFT_LABELS = {"member_daily": N_("you today"), "guild_daily": N_("this server today"),
+               "guild_monthly": N_("this server this month"), "install_daily": N_("this bot today")}
 
 
 async def price_line(bot: AtelierBot, ctx: GuildContext, job: Job) -> str:
@@ -114,8 +118,13 @@ async def price_line(bot: AtelierBot, ctx: GuildContext, job: Job) -> str:
     if cost == 0:
         return ""
     caps = await bot.engine.spend_caps(ctx.subject)
-    left = [f"{LEFT_LABELS[c.name]} {usd(c.left)} of {usd(c.limit)}" for c in caps]
-    return f"\nEstimated cost: up to {usd(cost)}" + (f"; left: {', '.join(left)}." if left else ".")
+    locale = ctx.member_locale
+    left = [translate(locale, "{who} {left} of {limit}", who=translate(locale, LEFT_LABELS[c.name]),
+                      left=money(locale, c.left), limit=money(locale, c.limit)) for c in caps]
+    if not left:
+        return "\n" + translate(locale, "Estimated cost: up to {cost}.", cost=money(locale, cost))
+    return "\n" + translate(locale, "Estimated cost: up to {cost}; left: {left}.", cost=money(locale, cost),
+                            left=", ".join(left))
 
 
 async def tell_budget_admins(bot: AtelierBot, ctx: GuildContext) -> None:

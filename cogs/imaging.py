@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
 from bot.errors import AtelierError, Refusal
+from bot.i18n import N_
 from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, TryonRequest
 from bot.store.models import OUTFIT_KEY
 from cogs._common import GuildContext, Interaction, read_attachment
@@ -113,11 +114,11 @@ class Imaging(commands.Cog):
 async def check_outfit(bot: AtelierBot, ctx: GuildContext, mask: app_commands.Choice[str] | None) -> None:
     """An outfit is an upper and a lower garment, two images: refused up front when it cannot be both."""
     if mask is not None:
-        raise Refusal("With garment2 the outfit is upper (garment) and lower (garment2): leave mask out.")
+        raise Refusal(N_("With garment2 the outfit is upper (garment) and lower (garment2): leave mask out."))
     usage = await bot.engine.usage(ctx.subject)
     if usage.remaining_today < 2:
-        raise Refusal(f"An outfit makes two images and you have {usage.remaining_today} left today; the quota "
-                      f"resets {discord.utils.format_dt(usage.resets_at, 'R')}.")
+        raise Refusal(N_("An outfit makes two images and you have {left} left today; the quota resets {resets}."),
+                      left=usage.remaining_today, resets=discord.utils.format_dt(usage.resets_at, "R"))
 
 
 async def setup(bot: AtelierBot) -> None:

@@ -11,11 +11,13 @@ from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import report_interaction
+from bot.i18n import N_
 from cogs._common import Interaction
 from cogs._menus import EditForm, FilterForm, ImageForm, TryonForm
 
-EDIT, FILTER, AS_GARMENT, AS_PERSON = "Edit this image", "Apply a filter", "Try on: use as garment", \
-    "Try on: use as person"
+# Menu names are shown in the Apps menu as they are: the translator gives them in the member's language.
+EDIT, FILTER, AS_GARMENT, AS_PERSON = N_("Edit this image"), N_("Apply a filter"), N_("Try on: use as garment"), \
+    N_("Try on: use as person")
 
 
 class Menus(commands.Cog):

@@ -22,6 +22,7 @@ from cogs._common import (
     check_job_prompt,
     check_rules,
     guild_context,
+    locale_code,
 )
 from cogs._delivery import DEFAULT_UPLOAD_LIMIT, DiscordDelivery, ProgressEditor
 from cogs._remix import open_remix
@@ -98,7 +99,8 @@ class Results(commands.Cog):
             check_permissions(self._permissions_in(cached), in_thread=in_thread)
             check_allowed(self.bot, payload.guild_id, member.id, settings, command)
             channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
-            ctx = GuildContext(payload.guild_id, channel, payload.channel_id, member, settings)
+            ctx = GuildContext(payload.guild_id, channel, payload.channel_id, member, settings,
+                               locale=locale_code(member.guild.preferred_locale))
             await check_job_prompt(self.bot, ctx, command, original.request.get("prompt"))
             await rerun_job(self.bot, ctx, original, vary=vary)
 

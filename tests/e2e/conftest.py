@@ -150,8 +150,10 @@ async def e2e(discord: FakeDiscord, guild: GuildHandle, providers: ProviderFakes
     world = E2E(discord, guild, channel, providers, bot, JobsDb(bot.workdir / "data" / "atelier.db"),
                 bot.log_size())
     saved = (discord.ack_deadline_s, discord.token_ttl_s, discord.nonce_window_s, discord.gateway.accept_resume)
+    locale = guild.guild.locale  # the shared guild's language: a test may set another (tests/e2e/test_languages.py)
     yield world
     discord.ack_deadline_s, discord.token_ttl_s, discord.nonce_window_s, discord.gateway.accept_resume = saved
+    guild.guild.locale = locale
     discord.rest.faults.clear()
     for hold in discord.rest.holds:
         hold.release()

@@ -96,6 +96,7 @@ class MemberActor:
     def __init__(self, fake: FakeDiscord, member: GuildMember) -> None:
         self.fake = fake
         self.member = member
+        self.locale = "en-US"  # the language of the member's Discord client, sent with each interaction
 
     def __repr__(self) -> str:
         return f"<member {self.user.username} {self.id}>"
@@ -148,11 +149,11 @@ class MemberActor:
         payload = {
             "id": str(interaction_id), "application_id": str(self.fake.application_id), "type": kind,
             "token": token, "version": 1, "guild_id": str(guild.id),
-            "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
+            "guild": {"id": str(guild.id), "locale": guild.locale, "features": []},
             "channel_id": str(channel.id), "channel": channel.to_json(),
             "member": self.member.to_json(channel=channel),
-            "app_permissions": str(guild.permissions_of(bot_member, channel)), "locale": "en-US",
-            "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)},
+            "app_permissions": str(guild.permissions_of(bot_member, channel)), "locale": self.locale,
+            "guild_locale": guild.locale, "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)},
             "context": 0, "attachment_size_limit": guild.upload_limit, "data": data,
         }
         interaction = Interaction(id=interaction_id, token=token, type=kind, user=self.user, channel=channel,

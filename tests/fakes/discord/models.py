@@ -161,6 +161,9 @@ class Guild:
     channels: dict[int, Channel] = field(default_factory=dict)
     members: dict[int, GuildMember] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    # The server's language (its Community "primary language"): GUILD_CREATE's preferred_locale and every
+    # interaction's guild_locale.
+    locale: str = "en-US"
 
     @property
     def everyone(self) -> Role:
@@ -207,7 +210,7 @@ class Guild:
             "default_message_notifications": 0, "explicit_content_filter": 0, "features": [], "mfa_level": 0,
             "application_id": None, "system_channel_id": None, "system_channel_flags": 0, "rules_channel_id": None,
             "vanity_url_code": None, "description": None, "banner": None, "premium_tier": self.premium_tier,
-            "premium_subscription_count": 0, "preferred_locale": "en-US", "public_updates_channel_id": None,
+            "premium_subscription_count": 0, "preferred_locale": self.locale, "public_updates_channel_id": None,
             "nsfw_level": 0, "premium_progress_bar_enabled": False, "safety_alerts_channel_id": None,
             "roles": [r.to_json() for r in self.roles.values()], "emojis": [], "stickers": [],
             "joined_at": iso(self.members[bot.id].joined_at) if bot.id in self.members else iso(self.created),

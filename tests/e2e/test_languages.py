@@ -1,0 +1,129 @@
+"""Atelier in the members' languages, as Discord and its members see it: the commands as published (translated
+descriptions and choices, English names), and a job's public posts in its server's language."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import E2E
+from tests.e2e.harness import started_job
+from tests.fakes.discord import Message
+
+GUILD_COMMANDS = "/applications/{application_id}/guilds/{guild_id}/commands"
+TRANSLATED = ("de", "es-ES", "fr", "pt-BR", "ja")
+
+
+def published(e2e: E2E) -> list[dict[str, Any]]:
+    """The commands as last published to the test guild (the bot publishes them when they change)."""
+    puts = [c for c in e2e.discord.calls("PUT", GUILD_COMMANDS) if c.path.endswith(f"/guilds/{e2e.guild.id}/commands")]
+    assert puts, "the bot published its commands"
+    body = puts[-1].body
+    assert isinstance(body, list)
+    return body
+
+
+def options(command: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every option of a command, subcommands' options included, with the subcommands themselves."""
+    found = []
+    for option in command.get("options", []):
+        found.append(option)
+        found.extend(options(option))
+    return found
+
+
+def test_descriptions_and_choices_are_published_in_every_language(e2e: E2E) -> None:
+    commands = published(e2e)
+    slash = [c for c in commands if c.get("type", 1) == 1]
+    assert {"imagine", "tryon", "settings", "atelier"} <= {c["name"] for c in slash}
+    # "…" is what discord.py sends for an option the code gave no description: nothing to translate.
+    described = [item for item in (*slash, *(o for c in slash for o in options(c))) if item["description"] != "…"]
+    assert len(described) > 60
+    for item in described:
+        localized = item.get("description_localizations") or {}
+        assert set(TRANSLATED) <= set(localized), (item["name"], item["description"], localized)
+        for locale, text in localized.items():
+            assert 1 <= len(text) <= 100 and text != item["description"], (item["name"], locale, text)
+        # Names stay English, as members, the README and the help texts say them.
+        assert not item.get("name_localizations"), item["name"]
+    imagine = next(c for c in slash if c["name"] == "imagine")
+    assert imagine["description_localizations"]["de"] == "Ein Bild aus einem Prompt erzeugen"
+    assert imagine["description_localizations"]["ja"] == "プロンプトから画像を生成"
+    size = next(o for o in imagine["options"] if o["name"] == "size")
+    square = next(c for c in size["choices"] if c["value"] == "square")
+    assert square["name"] == "Square (1:1)"
+    assert square["name_localizations"]["fr"] == "Carré (1:1)" and square["name_localizations"]["ja"] == "正方形（1:1）"
+    # A translation the same as the English ("Portrait 3:4" in French) is not sent: Discord shows the English then.
+    assert all({"de", "ja"} <= set(c.get("name_localizations") or {}) for c in size["choices"])
+
+
+def test_context_menus_are_named_in_every_language(e2e: E2E) -> None:
+    menus = {c["name"]: c for c in published(e2e) if c.get("type") == 3}
+    assert menus["Edit this image"]["name_localizations"]["de"] == "Dieses Bild bearbeiten"
+    for menu in menus.values():
+        localized = menu.get("name_localizations") or {}
+        assert set(TRANSLATED) <= set(localized), menu["name"]
+        assert all(1 <= len(name) <= 32 for name in localized.values()), localized
+
+
+async def imagine_in(e2e: E2E, guild_locale: str, member_locale: str) -> tuple[Message, Message, int]:
+    e2e.guild.guild.locale = guild_locale
+    alice = await e2e.member("alice")
+    alice.locale = member_locale
+    run = await alice.run_command(e2e.channel, "imagine", prompt="a lighthouse at dusk")
+    job_id = started_job((await run.reply()).content)
+    result = await e2e.result(job_id)
+    status = e2e.status_message(job_id)
+    assert status is not None
+    await e2e.job(job_id)
+    return result, status, job_id
+
+
+async def test_a_japanese_server_reads_its_posts_in_japanese(e2e: E2E) -> None:
+    # The member's client is in English: public posts speak the server's language, not the asker's.
+    result, status, job_id = await imagine_in(e2e, "ja", "en-US")
+    assert f"さんの **画像生成 · ジョブ #{job_id}**" in status.versions[0]
+    await e2e.discord.wait_for(lambda: "✅ 完了" in status.content, what="the status message to say done (ja)")
+    assert "“a lighthouse at dusk”" in result.content and "novita" in result.content
+    assert f"**画像**ができました · ジョブ #{job_id}" in result.content
+    assert result.labels() == ["再試行", "バリエーション", "リミックス", "削除"]
+    assert "秒" in result.content.splitlines()[-1]  # the time it took, as Japanese writes it
+
+
+@pytest.mark.parametrize("guild_locale", ["zh-CN", "xx-unknown"])
+async def test_a_server_in_another_language_reads_english(e2e: E2E, guild_locale: str) -> None:
+    result, status, job_id = await imagine_in(e2e, guild_locale, guild_locale)
+    assert status.versions[0].startswith(f"**Imagine · job #{job_id}** for <@")
+    await e2e.discord.wait_for(lambda: "✅ done" in status.content, what="the status message to say done")
+    assert f"your **imagine** is ready · job #{job_id}" in result.content
+    assert result.labels() == ["Retry", "Vary", "Remix", "Delete"]
+
+
+async def test_a_german_client_reads_its_private_answers_in_german(e2e: E2E) -> None:
+    # The server speaks English, the member's client German: private answers follow the member.
+    alice = await e2e.member("alice")
+    alice.locale = "de"
+    cancel = await (await alice.run_command(e2e.channel, "cancel")).reply()
+    assert cancel.ephemeral and cancel.content == "Du hast keinen laufenden Auftrag, der sich abbrechen ließe."
+
+    run = await alice.run_command(e2e.channel, "imagine", prompt="a lighthouse at dusk")
+    reply = await run.reply()
+    started = re.fullmatch(r"Auftrag #(\d+) gestartet: https://discord\.com/channels/\S+\n"
+                           r"Geschätzte Kosten: bis zu \d+,\d+\xa0\$\.", reply.content)  # its worst case, in German
+    assert reply.ephemeral and started is not None, reply.content
+    job_id = int(started[1])
+    result = await e2e.result(job_id)
+    assert f"your **imagine** is ready · job #{job_id}" in result.content  # public: the server's language
+    await e2e.job(job_id)
+
+    jobs = await (await alice.run_command(e2e.channel, "jobs")).reply()
+    assert f"✅ **#{job_id}** Imagine · novita · fertig · " in jobs.content and "[öffnen](" in jobs.content
+    quota = await (await alice.run_command(e2e.channel, "quota")).reply()
+    assert quota.content.startswith("Du hast heute **1** von **25** Bildern verbraucht (noch 24)"), quota.content
+    assert "\nLaufende Aufträge: 0 von 10." in quota.content
+
+    alice.locale = "en-US"  # the same member, their client switched to English
+    quota = await (await alice.run_command(e2e.channel, "quota")).reply()
+    assert quota.content.startswith("You have used **1** of **25** images today (24 left)"), quota.content
