@@ -119,8 +119,8 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     for k in range(SHARDS):
         await delivered(fleet, members[k], channels[k], f"a fox on shard {k}")
     # A reaction on a result in a guild on the second bot's shards: a new job for the member.
+    # (The bot pre-adds its reactions only while the REST budget has room; a member's own 🔄 works either way.)
     first = results_in(discord, channels[3])[0]
-    await discord.wait_for(lambda: discord.bot.id in first.reacted("🔄"), what="the bot's 🔄")
     await members[3].react(first, "🔄")
     await discord.wait_for(lambda: len(results_in(discord, channels[3])) == 2, timeout=30,
                            what="the retried job's result")
