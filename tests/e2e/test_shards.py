@@ -119,8 +119,11 @@ async def test_four_shards_on_two_bots_and_a_worker(fleet: Fleet, database_url: 
     for k in range(SHARDS):
         await delivered(fleet, members[k], channels[k], f"a fox on shard {k}")
     # A reaction on a result in a guild on the second bot's shards: a new job for the member.
-    # (The bot pre-adds its reactions only while the REST budget has room; a member's own 🔄 works either way.)
+    # Once its delivery is recorded (the bot pre-adds its reactions only while the REST budget has room, so they
+    # are no sign of it; a member's own 🔄 works either way).
     first = results_in(discord, channels[3])[0]
+    await discord.wait_for(lambda: rows(database_url, "SELECT 1 FROM discord_posts WHERE message_id = %s",
+                                        (str(first.id),)), timeout=10, what="the result's post recorded")
     await members[3].react(first, "🔄")
     await discord.wait_for(lambda: len(results_in(discord, channels[3])) == 2, timeout=30,
                            what="the retried job's result")
