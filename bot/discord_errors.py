@@ -19,12 +19,12 @@ import discord
 from discord import app_commands
 
 from bot.discord_mentions import NOBODY, only
-from bot.errors import AtelierError, Refusal
-from bot.i18n import translate
+from bot.errors import AtelierError, Refusal, Term
+from bot.i18n import N_, translate
 
 log = logging.getLogger(__name__)
 
-OTHER_GUILD = "This install of Atelier serves listed servers only, so it does nothing here."
+OTHER_GUILD = N_("This install of Atelier serves listed servers only, so it does nothing here.")
 MENTION_LIFETIME_S = 30.0  # long enough to read, short enough not to clutter the channel
 MAX_ANSWER = 1900
 
@@ -46,7 +46,8 @@ def explain(error: BaseException, where: str, locale: object = None) -> str:
     catalog); unexpected errors are logged here, with their traceback, under a new reference."""
     error = unwrap(error)
     if isinstance(error, Refusal):
-        return translate(locale, error.msgid, **error.params)
+        params = {k: translate(locale, v) if isinstance(v, Term) else v for k, v in error.params.items()}
+        return translate(locale, error.msgid, **params)
     if isinstance(error, AtelierError):
         return translate(locale, str(error))  # a text the catalogs know, or as it is (a provider's own words)
     if isinstance(error, app_commands.NoPrivateMessage):
@@ -154,7 +155,8 @@ class AtelierTree(app_commands.CommandTree[Any]):
             return True
         if interaction.type is discord.InteractionType.application_command:  # autocomplete gets no choices
             with contextlib.suppress(discord.HTTPException):
-                await interaction.response.send_message(OTHER_GUILD, ephemeral=True, allowed_mentions=NOBODY)
+                await interaction.response.send_message(translate(interaction.locale, OTHER_GUILD), ephemeral=True,
+                                                        allowed_mentions=NOBODY)
         return False
 
     async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:

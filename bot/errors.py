@@ -93,6 +93,11 @@ class QuotaError(AtelierError):
         self.resets_at = resets_at  # datetime (UTC) for daily limits
 
 
+class Term(str):
+    """A Refusal parameter that is itself a catalog text (a job's state, an attachment's label): the member reads
+    it in their language too, where the sentence around it is translated."""
+
+
 class Refusal(AtelierError):
     """A clear answer to a member who asked for something Atelier will not do (a command turned off, a cooldown,
     someone else's result). Shown privately; nothing was charged.

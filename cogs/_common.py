@@ -12,6 +12,7 @@ import discord
 
 from bot.discord_bot import AtelierBot
 from bot.errors import QuotaError, Refusal
+from bot.i18n import N_
 from bot.images import load_image
 from bot.operations import ImageInput, Operation
 from bot.store.models import Subject
@@ -73,7 +74,7 @@ async def answer(interaction: Interaction, text: str) -> None:
 async def guild_context(interaction: Interaction, command: str) -> GuildContext:
     if interaction.guild_id is None or not isinstance(interaction.user, discord.Member) \
             or interaction.channel_id is None:
-        raise Refusal("Atelier works in servers: use this command in a server channel.")
+        raise Refusal(N_("Atelier works in servers: use this command in a server channel."))
     bot = interaction.client
     if not serves(bot.engine.allowed_guilds, interaction.guild_id):
         raise Refusal(OTHER_GUILD)
@@ -122,12 +123,12 @@ async def audited_refusals(bot: AtelierBot, guild_id: int | None, member: discor
 def check_allowed(bot: AtelierBot, guild_id: int, user_id: int, settings: dict[str, Any], command: str) -> None:
     """The guild's rules for starting `command`, however the member asks (command, button or reaction)."""
     if command in settings.get("disabled_commands", []):
-        raise Refusal(f"/{command} is turned off in this server.")
+        raise Refusal(N_("/{command} is turned off in this server."), command=command)
     cooldown = float(settings.get("cooldown_s", 0) or 0)
     if cooldown > 0 and command in COMMANDS:
         wait = bot.cooldowns.check(guild_id, user_id, cooldown)
         if wait > 0:
-            raise Refusal(f"Slow down a little: you can start another job in {wait:.0f} s.")
+            raise Refusal(N_("Slow down a little: you can start another job in {wait} s."), wait=f"{wait:.0f}")
 
 
 async def read_attachment(bot: AtelierBot, attachment: discord.Attachment, label: str) -> ImageInput:

@@ -14,6 +14,7 @@ import discord
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import report_interaction
 from bot.errors import Refusal
+from bot.i18n import N_
 from bot.operations import MASKS, EditRequest, FilterRequest, Request, TryonRequest
 from cogs._common import GuildContext, Interaction, read_attachment
 from cogs._prefs import defaults, saved_photo
@@ -31,7 +32,8 @@ def image_of(message: discord.Message) -> discord.Attachment:
         kind = (attachment.content_type or "").split(";")[0].strip().lower()
         if kind in IMAGE_TYPES or (not kind and attachment.filename.lower().endswith(IMAGE_NAMES)):
             return attachment
-    raise Refusal("That message has no image attached: use this on a message with a PNG, JPEG, WEBP or GIF image.")
+    raise Refusal(N_("That message has no image attached: use this on a message with a PNG, JPEG, WEBP or GIF "
+                     "image."))
 
 
 class ImageForm(discord.ui.Modal):
@@ -124,9 +126,9 @@ class TryonForm(ImageForm):
         elif other_role == "person":
             other = await saved_photo(bot, ctx)
         else:
-            raise Refusal("Upload the garment photo in the form.")
+            raise Refusal(N_("Upload the garment photo in the form."))
         mask = str(self.mask.values[0]) if self.mask.values else "overall"
         if mask not in MASKS:
-            raise Refusal("mask must be overall, upper or lower.")
+            raise Refusal(N_("mask must be overall, upper or lower."))
         person, garment = (other, shown) if self.role == "garment" else (shown, other)
         return TryonRequest(person=person, garment=garment, mask=mask)

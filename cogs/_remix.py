@@ -13,6 +13,7 @@ import discord
 
 from bot.discord_errors import handled, report_interaction
 from bot.errors import Refusal
+from bot.i18n import N_
 from bot.operations import MASKS, Size
 from bot.store.models import Job
 from cogs._common import Interaction, acknowledge, audited_refusals, check_job_prompt, guild_context
@@ -86,11 +87,11 @@ class RemixForm(discord.ui.Modal):
         if self.job.operation == "filter":
             name = self.value("name")
             if not name:
-                raise Refusal("Name a filter (start typing in /filter to see them).")
+                raise Refusal(N_("Name a filter (start typing in /filter to see them)."))
             return {"name": name}
         mask = self.value("mask") or "overall"
         if mask not in MASKS:
-            raise Refusal("mask must be overall, upper or lower.")
+            raise Refusal(N_("mask must be overall, upper or lower."))
         return {"mask": mask}
 
     async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
@@ -116,7 +117,8 @@ def _whole(text: str, name: str, low: int, high: int, *, empty: int | None) -> i
     except ValueError:
         number = None
     if number is None or not low <= number <= high:
-        raise Refusal(f"The {name} must be a whole number from {low} to {high}; {text[:20]!r} is not.")
+        raise Refusal(N_("The {name} must be a whole number from {low} to {high}; {value} is not."), name=name, low=low,
+                      high=high, value=repr(text[:20]))
     return number
 
 

@@ -21,6 +21,10 @@ from bot.store.models import LOCALE_KEY, Job, JobState
 
 OPERATION_NAMES = {"tryon": N_("Try-on"), "filter": N_("Filter"), "edit": N_("Edit"), "imagine": N_("Imagine")}
 # As a caption names them mid-sentence ("your **try-on** is ready"): a language may not simply lowercase the above.
+# A job's state as members read it (/jobs, /show, a result's buttons).
+STATE_NAMES = {"pending": N_("pending"), "submitting": N_("submitting"), "queued": N_("queued"),
+               "running": N_("running"), "fetching": N_("fetching"), "succeeded": N_("succeeded"),
+               "failed": N_("failed"), "cancelled": N_("cancelled")}
 OPERATION_NOUNS = {"tryon": N_("try-on"), "filter": N_("filter"), "edit": N_("edit"), "imagine": N_("imagine")}
 SIZE_CHOICES = {
     "square_hd": N_("Square HD (1:1)"), "square": N_("Square (1:1)"), "portrait_4_3": N_("Portrait 3:4"),

@@ -127,3 +127,24 @@ async def test_a_german_client_reads_its_private_answers_in_german(e2e: E2E) -> 
     alice.locale = "en-US"  # the same member, their client switched to English
     quota = await (await alice.run_command(e2e.channel, "quota")).reply()
     assert quota.content.startswith("You have used **1** of **25** images today (24 left)"), quota.content
+
+
+async def test_refusals_are_told_in_the_members_language(e2e: E2E) -> None:
+    admin, alice = await e2e.member("admin", manage_guild=True), await e2e.member("alice")
+    alice.locale = "de"
+    shown = await (await alice.run_command(e2e.channel, "show", job=987654)).reply()
+    assert shown.ephemeral
+    assert shown.content == "Du hast auf diesem Server keinen Auftrag #987654 (/jobs listet deine auf)."
+
+    await (await admin.run_command(e2e.channel, "atelier command", name="imagine", enabled=False)).reply()
+    before = len(e2e.db.jobs_of(alice.id))
+    try:
+        alice.locale = "ja"
+        off = await (await alice.run_command(e2e.channel, "imagine", prompt="a fox")).reply()
+        assert off.ephemeral and off.content == "このサーバーでは /imagine はオフになっています。"
+        alice.locale = "en-US"
+        off = await (await alice.run_command(e2e.channel, "imagine", prompt="a fox")).reply()
+        assert off.content == "/imagine is turned off in this server."
+    finally:
+        await (await admin.run_command(e2e.channel, "atelier command", name="imagine", enabled=True)).reply()
+    assert len(e2e.db.jobs_of(alice.id)) == before  # refused before anything was recorded
