@@ -148,3 +148,29 @@ async def test_refusals_are_told_in_the_members_language(e2e: E2E) -> None:
     finally:
         await (await admin.run_command(e2e.channel, "atelier command", name="imagine", enabled=True)).reply()
     assert len(e2e.db.jobs_of(alice.id)) == before  # refused before anything was recorded
+
+
+async def test_settings_forget_and_forms_speak_the_members_language(e2e: E2E) -> None:
+    carol = await e2e.member("carol")
+    carol.locale = "de"
+    settings = await (await carol.run_command(e2e.channel, "settings", count=2)).reply()
+    assert settings.ephemeral and settings.content == (
+        "**Deine Einstellungen** (gelten überall, wo du nichts anderes angibst)\nFormat: Standard des Anbieters · "
+        "Bilder pro Auftrag: 2 · Ergebnisse: im Kanal · Mein Foto (für die Anprobe): keins")
+
+    carol.locale = "en-US"
+    job_id = started_job((await (await carol.run_command(e2e.channel, "imagine", prompt="a fox")).reply()).content)
+    result = await e2e.result(job_id)
+    await e2e.job(job_id)
+    carol.locale = "ja"  # a form is in the language of the member who opens it, whatever the post's
+    opened = await carol.click(result, "Remix")
+    await opened.acked()
+    form = opened.interaction.modal
+    assert form is not None and form["title"] == f"ジョブ #{job_id} をリミックス"
+    assert [row["label"] for row in form["components"]] == ["プロンプト", "サイズ", "シード", "画像の枚数"]
+
+    forget = await (await carol.run_command(e2e.channel, "forget")).reply()
+    assert forget.content.startswith("このボットが使われているすべてのサーバーで")
+    assert forget.labels() == ["私を忘れる", "すべて残す"]
+    await carol.click(forget, "すべて残す")  # the answer replaces the question
+    await e2e.discord.wait_for(lambda: forget.content == "何も削除していません。", what="the kept answer (ja)")
