@@ -62,7 +62,7 @@ async def start_job(interaction: Interaction, ctx: GuildContext, request: Reques
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
                                                 withhold_nsfw=not await shows_nsfw(interaction.client, ctx),
                                                 private=prefs.private_delivery, parent_job_id=parent_job_id,
-                                                extra=extra, locale=ctx.locale)
+                                                extra=extra, locale=ctx.locale, member_locale=ctx.member_locale)
     await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
     await tell_budget_admins(interaction.client, ctx)
     return job
@@ -78,7 +78,8 @@ async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: 
                                  channel_id=str(ctx.channel_id), prepare=shown,
                                  preferred=ctx.provider_order_for(original.operation),
                                  withhold_nsfw=not await shows_nsfw(bot, ctx), changes=changes,
-                                 private=prefs.private_delivery, locale=ctx.locale)
+                                 private=prefs.private_delivery, locale=ctx.locale,
+                                 member_locale=ctx.member_locale)
     await tell_budget_admins(bot, ctx)
     return job, shown
 

@@ -174,3 +174,21 @@ async def test_settings_forget_and_forms_speak_the_members_language(e2e: E2E) ->
     assert forget.labels() == ["私を忘れる", "すべて残す"]
     await carol.click(forget, "すべて残す")  # the answer replaces the question
     await e2e.discord.wait_for(lambda: forget.content == "何も削除していません。", what="the kept answer (ja)")
+
+
+async def test_a_result_by_direct_message_speaks_the_members_language(e2e: E2E) -> None:
+    dave = await e2e.member("dave")
+    await (await dave.run_command(e2e.channel, "settings", private=True)).reply()
+    try:
+        dave.locale = "ja"  # the server speaks English; the DM reaches Dave alone, so it speaks his language
+        run = await dave.run_command(e2e.channel, "imagine", prompt="a lighthouse at dusk")
+        started = re.match(r"ジョブ #(\d+) を開始しました", (await run.reply()).content)
+        assert started is not None
+        job_id = int(started[1])
+        dm = await e2e.discord.wait_for(lambda: next((m for m in dave.dms() if m.attachments), None),
+                                        what="the result by direct message")
+        assert f"**画像**ができました · ジョブ #{job_id}" in dm.content, dm.content
+        await e2e.job(job_id)
+    finally:
+        dave.locale = "en-US"
+        await (await dave.run_command(e2e.channel, "settings", clear="everything")).reply()
