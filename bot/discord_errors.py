@@ -19,7 +19,7 @@ import discord
 from discord import app_commands
 
 from bot.discord_mentions import NOBODY, only
-from bot.errors import AtelierError, Refusal, Term
+from bot.errors import AtelierError, InputError, Refusal, Term
 from bot.i18n import N_, translate
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def explain(error: BaseException, where: str, locale: object = None) -> str:
     """What the member reads, in `locale`'s language (a Discord locale; English for None or one without a
     catalog); unexpected errors are logged here, with their traceback, under a new reference."""
     error = unwrap(error)
-    if isinstance(error, Refusal):
+    if isinstance(error, Refusal | InputError):
         params = {k: translate(locale, v) if isinstance(v, Term) else v for k, v in error.params.items()}
         return translate(locale, error.msgid, **params)
     if isinstance(error, AtelierError):

@@ -14,7 +14,15 @@ class AtelierError(Exception):
 
 
 class InputError(AtelierError):
-    """The request itself is wrong (bad image, unknown filter, over-long prompt...). Nothing was sent."""
+    """The request itself is wrong (bad image, unknown filter, over-long prompt...). Nothing was sent.
+
+    Like a Refusal, it may carry a msgid and its params (`InputError(N_("The {label} is empty."), label=...)`), so a
+    member is told it in their language."""
+
+    def __init__(self, message: str, /, **params: object) -> None:
+        super().__init__(message.format(**params) if params else message)
+        self.msgid = message
+        self.params = params
 
 
 class ConfigError(AtelierError):

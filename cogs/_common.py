@@ -135,13 +135,13 @@ async def read_attachment(bot: AtelierBot, attachment: discord.Attachment, label
     """Download at once (attachment URLs are signed and expire) and decide by decoding, never by name."""
     limits = bot.engine.image_limits
     if attachment.size > limits.max_bytes:
-        raise Refusal(f"The {label} is {attachment.size / 1_048_576:.1f} MB; the limit is "
-                      f"{limits.max_bytes / 1_048_576:.0f} MB.")
+        raise Refusal(N_("The {label} is {size} MB; the limit is {limit} MB."), label=label,
+                      size=f"{attachment.size / 1_048_576:.1f}", limit=f"{limits.max_bytes / 1_048_576:.0f}")
     if attachment.size == 0:
-        raise Refusal(f"The {label} is empty (0 bytes).")
+        raise Refusal(N_("The {label} is empty (0 bytes)."), label=label)
     try:
         data = await attachment.read()
     except discord.HTTPException as exc:
-        raise Refusal(f"The {label} could not be downloaded from Discord ({exc.status}); please attach it again.") \
-            from exc
+        raise Refusal(N_("The {label} could not be downloaded from Discord ({status}); please attach it again."),
+                      label=label, status=exc.status) from exc
     return await asyncio.to_thread(load_image, data, filename=attachment.filename, limits=limits, label=label)

@@ -13,7 +13,7 @@ import discord
 
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import report_interaction
-from bot.errors import Refusal
+from bot.errors import Refusal, Term
 from bot.i18n import N_, translate
 from bot.operations import MASKS, EditRequest, FilterRequest, Request, TryonRequest
 from cogs._common import GuildContext, Interaction, read_attachment
@@ -83,7 +83,7 @@ class EditForm(ImageForm):
 
     async def build(self, ctx: GuildContext) -> Request:
         size, count = await defaults(self.bot, ctx, None, None)  # the member's /settings, as /edit uses them
-        return EditRequest(images=(await read_attachment(self.bot, self.image, "image"),),
+        return EditRequest(images=(await read_attachment(self.bot, self.image, Term(N_("image"))),),
                            prompt=self.prompt.value.strip(), size=size, count=count)
 
 
@@ -98,7 +98,8 @@ class FilterForm(ImageForm):
                                        description=self._("Its name, as /filter offers them (start typing there)")))
 
     async def build(self, ctx: GuildContext) -> Request:
-        return FilterRequest(image=await read_attachment(self.bot, self.image, "image"), name=self.name.value.strip())
+        return FilterRequest(image=await read_attachment(self.bot, self.image, Term(N_("image"))),
+                             name=self.name.value.strip())
 
 
 class TryonForm(ImageForm):
@@ -125,11 +126,12 @@ class TryonForm(ImageForm):
 
     async def build(self, ctx: GuildContext) -> Request:
         bot = self.bot
-        shown = await read_attachment(bot, self.image, f"{self.role} photo")
+        labels = {"garment": Term(N_("garment photo")), "person": Term(N_("person photo"))}
+        shown = await read_attachment(bot, self.image, labels[self.role])
         uploads = self.upload.values
         other_role = "person" if self.role == "garment" else "garment"
         if uploads:
-            other = await read_attachment(bot, uploads[0], f"{other_role} photo")
+            other = await read_attachment(bot, uploads[0], labels[other_role])
         elif other_role == "person":
             other = await saved_photo(bot, ctx)
         else:

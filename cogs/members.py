@@ -14,7 +14,7 @@ from discord.ext import commands
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import AtelierView, handled, report_interaction
 from bot.discord_mentions import NOBODY
-from bot.errors import Refusal
+from bot.errors import Refusal, Term
 from bot.i18n import N_, translate
 from bot.store.models import MemberPrefs
 from cogs._common import Interaction, acknowledge, answer, guild_context, read_attachment
@@ -78,7 +78,7 @@ class Members(commands.Cog):
                 changes["private_delivery"] = private
             if photo is not None:
                 # Checked like any input image (type, size, dimensions) before it is kept.
-                changes["photo"] = await engine.keep_photo(await read_attachment(self.bot, photo, "photo"))
+                changes["photo"] = await engine.keep_photo(await read_attachment(self.bot, photo, Term(N_("photo"))))
             prefs = dataclasses.replace(prefs, **changes)  # type: ignore[arg-type]
             if clear is not None or changes:
                 await engine.save_member_prefs(prefs)

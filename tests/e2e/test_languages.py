@@ -135,6 +135,11 @@ async def test_refusals_are_told_in_the_members_language(e2e: E2E) -> None:
     shown = await (await alice.run_command(e2e.channel, "show", job=987654)).reply()
     assert shown.ephemeral
     assert shown.content == "Du hast auf diesem Server keinen Auftrag #987654 (/jobs listet deine auf)."
+    # An input's problem names the input in the member's language too.
+    photo = await (await alice.run_command(e2e.channel, "settings", photo=("me.png", b"not an image"))).reply()
+    assert photo.content == "Das Foto ist kein lesbares Bild (PNG, JPEG, WEBP oder GIF)."
+    edit = await (await alice.run_command(e2e.channel, "edit", image=("a.png", b""), prompt="x")).reply()
+    assert edit.content == "Das Bild 1 ist leer (0 Bytes)."
 
     await (await admin.run_command(e2e.channel, "atelier command", name="imagine", enabled=False)).reply()
     before = len(e2e.db.jobs_of(alice.id))
