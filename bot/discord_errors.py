@@ -46,8 +46,9 @@ def explain(error: BaseException, where: str, locale: object = None) -> str:
     catalog); unexpected errors are logged here, with their traceback, under a new reference."""
     error = unwrap(error)
     if isinstance(error, Refusal | InputError):
-        params = {k: translate(locale, v) if isinstance(v, Term) else v for k, v in error.params.items()}
-        return translate(locale, error.msgid, **params)
+        return translate(locale, error.msgid, **_told(locale, error.params))
+    if isinstance(error, AtelierError) and error.args and isinstance(error.args[0], Term):  # a quota's words
+        return told(locale, error.args[0])
     if isinstance(error, AtelierError):
         return translate(locale, str(error))  # a text the catalogs know, or as it is (a provider's own words)
     if isinstance(error, app_commands.NoPrivateMessage):
@@ -58,6 +59,15 @@ def explain(error: BaseException, where: str, locale: object = None) -> str:
     log.error("unexpected error in %s (reference %s)", where, reference, exc_info=error)
     return translate(locale, "Something went wrong on our side (reference `{reference}`). Please try again; if it "
                      "keeps happening, give this reference to the server's admins.", reference=reference)
+
+
+def told(locale: object, term: Term) -> str:
+    """A Term in `locale`'s language, its own Term parameters too."""
+    return translate(locale, term.msgid, **_told(locale, term.params))
+
+
+def _told(locale: object, params: dict[str, object]) -> dict[str, object]:
+    return {k: told(locale, v) if isinstance(v, Term) else v for k, v in params.items()}
 
 
 async def tell(client: discord.Client, text: str, *, user_id: int, channel_id: int | None = None,

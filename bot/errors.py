@@ -103,7 +103,16 @@ class QuotaError(AtelierError):
 
 class Term(str):
     """A Refusal parameter that is itself a catalog text (a job's state, an attachment's label): the member reads
-    it in their language too, where the sentence around it is translated."""
+    it in their language too, where the sentence around it is translated. It may have parameters of its own
+    (`Term(N_("{n} images"), n=3)`), Terms too; as a str it is the English text, filled in."""
+
+    msgid: str
+    params: dict[str, object]
+
+    def __new__(cls, msgid: str, /, **params: object) -> Term:
+        term = super().__new__(cls, msgid.format(**params) if params else msgid)
+        term.msgid, term.params = msgid, params
+        return term
 
 
 class Refusal(AtelierError):

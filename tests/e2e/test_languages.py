@@ -197,3 +197,16 @@ async def test_a_result_by_direct_message_speaks_the_members_language(e2e: E2E) 
     finally:
         dave.locale = "en-US"
         await (await dave.run_command(e2e.channel, "settings", clear="everything")).reply()
+
+
+async def test_a_quota_refusal_is_told_in_the_members_language(e2e: E2E) -> None:
+    admin, erin = await e2e.member("admin", manage_guild=True), await e2e.member("erin")
+    await (await admin.run_command(e2e.channel, "atelier allowance", target=erin, daily=1, concurrent=5)).reply()
+    erin.locale = "de"
+    refused = await (await erin.run_command(e2e.channel, "imagine", prompt="two foxes", count=2)).reply()
+    assert refused.ephemeral
+    assert refused.content == "Dieser Auftrag braucht 2 Bilder, mehr als dein Tageskontingent von 1."
+    erin.locale = "en-US"
+    refused = await (await erin.run_command(e2e.channel, "imagine", prompt="two foxes", count=2)).reply()
+    assert refused.content == "This job needs 2 images, more than your daily quota of 1."
+    assert e2e.db.jobs_of(erin.id) == []
