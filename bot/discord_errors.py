@@ -19,12 +19,12 @@ import discord
 from discord import app_commands
 
 from bot.discord_mentions import NOBODY, only
-from bot.errors import AtelierError, Refusal
-from bot.i18n import translate
+from bot.errors import AtelierError, InputError, Refusal, Term
+from bot.i18n import N_, translate
 
 log = logging.getLogger(__name__)
 
-OTHER_GUILD = "This install of Atelier serves listed servers only, so it does nothing here."
+OTHER_GUILD = N_("This install of Atelier serves listed servers only, so it does nothing here.")
 MENTION_LIFETIME_S = 30.0  # long enough to read, short enough not to clutter the channel
 MAX_ANSWER = 1900
 
@@ -45,8 +45,10 @@ def explain(error: BaseException, where: str, locale: object = None) -> str:
     """What the member reads, in `locale`'s language (a Discord locale; English for None or one without a
     catalog); unexpected errors are logged here, with their traceback, under a new reference."""
     error = unwrap(error)
-    if isinstance(error, Refusal):
-        return translate(locale, error.msgid, **error.params)
+    if isinstance(error, Refusal | InputError):
+        return translate(locale, error.msgid, **_told(locale, error.params))
+    if isinstance(error, AtelierError) and error.args and isinstance(error.args[0], Term):  # a quota's words
+        return told(locale, error.args[0])
     if isinstance(error, AtelierError):
         return translate(locale, str(error))  # a text the catalogs know, or as it is (a provider's own words)
     if isinstance(error, app_commands.NoPrivateMessage):
@@ -57,6 +59,15 @@ def explain(error: BaseException, where: str, locale: object = None) -> str:
     log.error("unexpected error in %s (reference %s)", where, reference, exc_info=error)
     return translate(locale, "Something went wrong on our side (reference `{reference}`). Please try again; if it "
                      "keeps happening, give this reference to the server's admins.", reference=reference)
+
+
+def told(locale: object, term: Term) -> str:
+    """A Term in `locale`'s language, its own Term parameters too."""
+    return translate(locale, term.msgid, **_told(locale, term.params))
+
+
+def _told(locale: object, params: dict[str, object]) -> dict[str, object]:
+    return {k: told(locale, v) if isinstance(v, Term) else v for k, v in params.items()}
 
 
 async def tell(client: discord.Client, text: str, *, user_id: int, channel_id: int | None = None,
@@ -154,7 +165,8 @@ class AtelierTree(app_commands.CommandTree[Any]):
             return True
         if interaction.type is discord.InteractionType.application_command:  # autocomplete gets no choices
             with contextlib.suppress(discord.HTTPException):
-                await interaction.response.send_message(OTHER_GUILD, ephemeral=True, allowed_mentions=NOBODY)
+                await interaction.response.send_message(translate(interaction.locale, OTHER_GUILD), ephemeral=True,
+                                                        allowed_mentions=NOBODY)
         return False
 
     async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:

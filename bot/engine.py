@@ -24,6 +24,7 @@ from bot.providers.registry import KNOWN
 from bot.rules.blocklist import Blocklist, load_file
 from bot.store.models import (
     LOCALE_KEY,
+    MEMBER_LOCALE_KEY,
     OUTFIT_KEY,
     OUTFIT_STEP_KEY,
     PRIVATE_DELIVERY_KEY,
@@ -75,27 +76,31 @@ class Engine:
     async def start(self, subject: Subject, request: Request, *, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
                     private: bool = False, parent_job_id: int | None = None,
-                    extra: Mapping[str, Any] | None = None, locale: str | None = None) -> Job:
+                    extra: Mapping[str, Any] | None = None, locale: str | None = None,
+                    member_locale: str | None = None) -> Job:
         """Record and charge a job from Discord, run `prepare(job)` (its status post), then start it.
         `withhold_nsfw`: its channel will not show an image flagged NSFW, so such a result is not charged.
         `private`: its result goes to the member by direct message instead of the channel. `parent_job_id`: the
-        job whose result it was made from. `locale`: the guild's, which the job's public posts speak."""
+        job whose result it was made from. `locale`: the guild's, which the job's public posts speak; `member_locale`:
+        the member's client's, which a direct message to them speaks."""
         preferred = self._resolve_order(request.operation.value, preferred)  # "cheapest first"
         return await self._app.runner.create(subject, Origin.DISCORD, request, preferred=preferred,
                                              channel_id=channel_id, prepare=prepare, withhold_nsfw=withhold_nsfw,
-                                             extra={**(extra or {}), **_private(private), **_locale(locale)},
+                                             extra={**(extra or {}), **_private(private),
+                                                    **_locale(locale, member_locale)},
                                              parent_job_id=parent_job_id)
 
     async def rerun(self, original: Job, subject: Subject, *, vary: bool, channel_id: str,
                     preferred: Sequence[str] | None, prepare: Prepare, withhold_nsfw: bool,
                     changes: Mapping[str, Any] | None = None, private: bool = False,
-                    locale: str | None = None) -> Job:
+                    locale: str | None = None, member_locale: str | None = None) -> Job:
         """Retry, vary or remix `original` as `subject`'s new job (its child). `changes`: the request's fields the
         member changed (Remix), validated like a new job's."""
         preferred = self._resolve_order(original.operation, preferred)  # "cheapest first"
         return await self._app.runner.rerun(original.id, subject, vary=vary, channel_id=channel_id,
                                             preferred=preferred, prepare=prepare, withhold_nsfw=withhold_nsfw,
-                                            changes=changes, extra={**_private(private), **_locale(locale)})
+                                            changes=changes,
+                                            extra={**_private(private), **_locale(locale, member_locale)})
 
     async def continue_outfit(self, first: Job, *, prepare: Prepare) -> Job:
         """An outfit's second step, once its first has succeeded: the second garment tried on the first step's
@@ -110,7 +115,7 @@ class Engine:
                              height=ref["height"], filename=ref.get("filename") or "garment", sha256=ref["sha256"])
         request = TryonRequest(person=person, garment=garment, mask=spec["mask"])
         extra: dict[str, Any] = {OUTFIT_STEP_KEY: 2, **_private(first.private_delivery),
-                                 **_locale(first.extra.get(LOCALE_KEY))}
+                                 **_locale(first.extra.get(LOCALE_KEY), first.extra.get(MEMBER_LOCALE_KEY))}
         return await self._app.runner.create(first.subject, Origin.DISCORD, request, provider=first.provider,
                                              channel_id=first.channel_id, parent_job_id=first.id, extra=extra,
                                              prepare=prepare, withhold_nsfw=first.withhold_nsfw)
@@ -282,6 +287,6 @@ def _private(private: bool) -> dict[str, Any]:
     return {PRIVATE_DELIVERY_KEY: True} if private else {}
 
 
-def _locale(locale: str | None) -> dict[str, Any]:
-    return {LOCALE_KEY: locale} if locale else {}
+def _locale(locale: str | None, member_locale: str | None = None) -> dict[str, Any]:
+    return {**({LOCALE_KEY: locale} if locale else {}), **({MEMBER_LOCALE_KEY: member_locale} if member_locale else {})}
 

@@ -14,7 +14,15 @@ class AtelierError(Exception):
 
 
 class InputError(AtelierError):
-    """The request itself is wrong (bad image, unknown filter, over-long prompt...). Nothing was sent."""
+    """The request itself is wrong (bad image, unknown filter, over-long prompt...). Nothing was sent.
+
+    Like a Refusal, it may carry a msgid and its params (`InputError(N_("The {label} is empty."), label=...)`), so a
+    member is told it in their language."""
+
+    def __init__(self, message: str, /, **params: object) -> None:
+        super().__init__(message.format(**params) if params else message)
+        self.msgid = message
+        self.params = params
 
 
 class ConfigError(AtelierError):
@@ -91,6 +99,20 @@ class QuotaError(AtelierError):
         self.limit = limit
         self.used = used
         self.resets_at = resets_at  # datetime (UTC) for daily limits
+
+
+class Term(str):
+    """A Refusal parameter that is itself a catalog text (a job's state, an attachment's label): the member reads
+    it in their language too, where the sentence around it is translated. It may have parameters of its own
+    (`Term(N_("{n} images"), n=3)`), Terms too; as a str it is the English text, filled in."""
+
+    msgid: str
+    params: dict[str, object]
+
+    def __new__(cls, msgid: str, /, **params: object) -> Term:
+        term = super().__new__(cls, msgid.format(**params) if params else msgid)
+        term.msgid, term.params = msgid, params
+        return term
 
 
 class Refusal(AtelierError):

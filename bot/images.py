@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError, _imaging
 
 from bot.errors import InputError
+from bot.i18n import N_
 from bot.operations import ImageInput
 
 # Formats every provider and Discord accept. Anything else is refused before upload. MPO (what phones save: a
@@ -81,7 +82,7 @@ def _human_bytes(n: int) -> str:
 def check_image(data: bytes, *, label: str = "image", max_megapixels: float | None = None) -> CheckedImage:
     """Decode enough to be sure the image is readable; raise InputError otherwise. Blocking: run in a thread."""
     if not data:
-        raise InputError(f"The {label} is empty (0 bytes).")
+        raise InputError(N_("The {label} is empty (0 bytes)."), label=label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -89,24 +90,24 @@ def check_image(data: bytes, *, label: str = "image", max_megapixels: float | No
                 fmt = img.format or ""
                 width, height = img.size
                 if fmt not in ACCEPTED_FORMATS:
-                    raise InputError(
-                        f"The {label} is a {fmt or 'unknown'} image; use PNG, JPEG, WEBP or GIF."
-                    )
+                    raise InputError(N_("The {label} is a {format} image; use PNG, JPEG, WEBP or GIF."), label=label,
+                                     format=fmt or "unknown")
                 megapixels = width * height / 1_000_000
                 if max_megapixels is not None and megapixels > max_megapixels:
                     raise TooManyPixelsError(
-                        f"The {label} is {width}x{height} ({megapixels:.1f} megapixels); "
-                        f"the limit is {max_megapixels:g} megapixels."
-                    )
+                        N_("The {label} is {width}x{height} ({megapixels} megapixels); the limit is {limit} "
+                           "megapixels."), label=label, width=width, height=height,
+                        megapixels=f"{megapixels:.1f}", limit=f"{max_megapixels:g}")
                 if fmt == "MPO":
                     data = _first_frame(data, img)
                 _verify_pixels(img, fmt)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"The {label} has far too many pixels to process.") from exc
+        raise InputError(N_("The {label} has far too many pixels to process."), label=label) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputError(f"The {label} is not an image that can be read (PNG, JPEG, WEBP or GIF).") from exc
+        raise InputError(N_("The {label} is not an image that can be read (PNG, JPEG, WEBP or GIF)."),
+                         label=label) from exc
     return CheckedImage(data=data, mime=ACCEPTED_FORMATS[fmt], width=width, height=height)
 
 
@@ -152,15 +153,13 @@ def _without_mp_index(jpeg: bytes) -> bytes:
 def load_image(data: bytes, *, filename: str = "image", limits: ImageLimits, label: str = "image") -> ImageInput:
     """Check an input image against Atelier's limits. Blocking: run in a thread for large inputs."""
     if len(data) > limits.max_bytes:
-        raise InputError(
-            f"The {label} is {_human_bytes(len(data))}; the limit is {_human_bytes(limits.max_bytes)}."
-        )
+        raise InputError(N_("The {label} is {size}; the limit is {limit}."), label=label,
+                         size=_human_bytes(len(data)), limit=_human_bytes(limits.max_bytes))
     checked = check_image(data, label=label, max_megapixels=limits.max_megapixels)
     width, height = checked.width, checked.height
     if min(width, height) < limits.min_side:
-        raise InputError(
-            f"The {label} is {width}x{height}; its shortest side must be at least {limits.min_side} px."
-        )
+        raise InputError(N_("The {label} is {width}x{height}; its shortest side must be at least {side} px."),
+                         label=label, width=width, height=height, side=limits.min_side)
     return ImageInput(
         data=checked.data, mime=checked.mime, width=width, height=height, filename=filename,
         sha256=hashlib.sha256(checked.data).hexdigest(),

@@ -22,8 +22,8 @@ ACTIONS = "retry|vary|remix|delete|cancel"
 # These answer with a form, which must be the interaction's first response: no defer before them.
 OPENS_A_FORM = frozenset({"remix"})
 RESULT_ACTIONS = ("retry", "vary", "delete")
-EARLIER_INSTALLATION = ("This button is from an earlier installation of Atelier, so it no longer does anything here. "
-                        "Start a new job with a command.")
+EARLIER_INSTALLATION = N_("This button is from an earlier installation of Atelier, so it no longer does anything "
+                          "here. Start a new job with a command.")
 LABELS = {"retry": (N_("Retry"), RETRY, discord.ButtonStyle.secondary),
           "vary": (N_("Vary"), VARY, discord.ButtonStyle.secondary),
           "remix": (N_("Remix"), REMIX, discord.ButtonStyle.secondary),
@@ -49,7 +49,7 @@ async def _act(interaction: Interaction, action: str, job: Job | None) -> None:
         # The actions live with the Results cog, which owns everything a result can do.
         results = interaction.client.get_cog("Results")
         if not isinstance(results, ButtonActions):
-            raise Refusal("Atelier is restarting; please try again in a moment.")
+            raise Refusal(N_("Atelier is restarting; please try again in a moment."))
         await results.on_button(interaction, action, job)
 
 

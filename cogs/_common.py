@@ -12,6 +12,7 @@ import discord
 
 from bot.discord_bot import AtelierBot
 from bot.errors import QuotaError, Refusal
+from bot.i18n import N_
 from bot.images import load_image
 from bot.operations import ImageInput, Operation
 from bot.store.models import Subject
@@ -73,7 +74,7 @@ async def answer(interaction: Interaction, text: str) -> None:
 async def guild_context(interaction: Interaction, command: str) -> GuildContext:
     if interaction.guild_id is None or not isinstance(interaction.user, discord.Member) \
             or interaction.channel_id is None:
-        raise Refusal("Atelier works in servers: use this command in a server channel.")
+        raise Refusal(N_("Atelier works in servers: use this command in a server channel."))
     bot = interaction.client
     if not serves(bot.engine.allowed_guilds, interaction.guild_id):
         raise Refusal(OTHER_GUILD)
@@ -122,25 +123,25 @@ async def audited_refusals(bot: AtelierBot, guild_id: int | None, member: discor
 def check_allowed(bot: AtelierBot, guild_id: int, user_id: int, settings: dict[str, Any], command: str) -> None:
     """The guild's rules for starting `command`, however the member asks (command, button or reaction)."""
     if command in settings.get("disabled_commands", []):
-        raise Refusal(f"/{command} is turned off in this server.")
+        raise Refusal(N_("/{command} is turned off in this server."), command=command)
     cooldown = float(settings.get("cooldown_s", 0) or 0)
     if cooldown > 0 and command in COMMANDS:
         wait = bot.cooldowns.check(guild_id, user_id, cooldown)
         if wait > 0:
-            raise Refusal(f"Slow down a little: you can start another job in {wait:.0f} s.")
+            raise Refusal(N_("Slow down a little: you can start another job in {wait} s."), wait=f"{wait:.0f}")
 
 
 async def read_attachment(bot: AtelierBot, attachment: discord.Attachment, label: str) -> ImageInput:
     """Download at once (attachment URLs are signed and expire) and decide by decoding, never by name."""
     limits = bot.engine.image_limits
     if attachment.size > limits.max_bytes:
-        raise Refusal(f"The {label} is {attachment.size / 1_048_576:.1f} MB; the limit is "
-                      f"{limits.max_bytes / 1_048_576:.0f} MB.")
+        raise Refusal(N_("The {label} is {size} MB; the limit is {limit} MB."), label=label,
+                      size=f"{attachment.size / 1_048_576:.1f}", limit=f"{limits.max_bytes / 1_048_576:.0f}")
     if attachment.size == 0:
-        raise Refusal(f"The {label} is empty (0 bytes).")
+        raise Refusal(N_("The {label} is empty (0 bytes)."), label=label)
     try:
         data = await attachment.read()
     except discord.HTTPException as exc:
-        raise Refusal(f"The {label} could not be downloaded from Discord ({exc.status}); please attach it again.") \
-            from exc
+        raise Refusal(N_("The {label} could not be downloaded from Discord ({status}); please attach it again."),
+                      label=label, status=exc.status) from exc
     return await asyncio.to_thread(load_image, data, filename=attachment.filename, limits=limits, label=label)

@@ -32,6 +32,7 @@ from bot.discord_bot import AtelierBot
 from bot.discord_mentions import NOBODY, only
 from bot.discord_rest import Priority, rest_priority
 from bot.errors import AtelierError
+from bot.i18n import translate
 from bot.jobs import JobEvent
 from bot.money.caps import usd
 from bot.store.models import DiscordPost, Job, JobState, PostKind
@@ -47,7 +48,15 @@ from cogs._buttons import (
     status_view,
 )
 from cogs._outfits import continue_outfit, first_step_done, second_step, settle_failed_second_step
-from cogs._render import failure_caption, nsfw_caption, result_caption, result_files, status_line
+from cogs._render import (
+    as_its_member_reads,
+    failure_caption,
+    locale_of,
+    nsfw_caption,
+    result_caption,
+    result_files,
+    status_line,
+)
 from cogs._status import STATUS_MENTIONS, guild_of
 
 log = logging.getLogger(__name__)
@@ -272,18 +281,20 @@ class DiscordDelivery:
 
     async def _dm(self, job: Job) -> discord.Message | None:
         store = self.bot.engine
+        mine = as_its_member_reads(job)  # the captions in the member's own language
         post, _ = await store.open_post(job.id, PostKind.DM, channel_id=None)
         try:
             user = await self.bot.fetch_user(int(job.subject.user_id))
             if job.state is JobState.SUCCEEDED and not any(o.nsfw for o in job.outputs):
                 files = await result_files(job, self.bot.engine.blobs, limit=DEFAULT_UPLOAD_LIMIT, spoiler=False)
-                message = await user.send(result_caption(job), files=files, nonce=post.nonce,
+                message = await user.send(result_caption(mine), files=files, nonce=post.nonce,
                                           allowed_mentions=NOBODY)
             else:
                 if job.state is JobState.SUCCEEDED:
                     await store.received_nothing(job)  # its images are flagged NSFW: none goes by DM
-                message = await user.send(failure_caption(job) if job.state is not JobState.SUCCEEDED else
-                                          f"Job #{job.id} finished; its image was flagged NSFW and is not sent by DM.",
+                message = await user.send(failure_caption(mine) if job.state is not JobState.SUCCEEDED else
+                                          translate(locale_of(mine), "Job #{id} finished; its image was flagged NSFW "
+                                                    "and is not sent by DM.", id=job.id),
                                           nonce=post.nonce, allowed_mentions=NOBODY)
         except discord.HTTPException as exc:
             await store.record_post(post.id, message_id=None, note=f"direct message refused ({exc.status})")

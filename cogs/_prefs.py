@@ -6,6 +6,7 @@ from discord import app_commands
 
 from bot.discord_bot import AtelierBot
 from bot.errors import Refusal
+from bot.i18n import N_
 from bot.operations import ImageInput, Size
 from cogs._common import GuildContext
 
@@ -23,5 +24,5 @@ async def saved_photo(bot: AtelierBot, ctx: GuildContext) -> ImageInput:
     prefs = await bot.engine.member_prefs(ctx.member.id)
     photo = await bot.engine.photo_image(prefs.photo) if prefs.photo is not None else None
     if photo is None:
-        raise Refusal("Attach a photo of the person, or save yours once with `/settings photo:`.")
+        raise Refusal(N_("Attach a photo of the person, or save yours once with `/settings photo:`."))
     return photo

@@ -13,6 +13,7 @@ import discord
 
 from bot.discord_errors import handled, report_interaction
 from bot.errors import Refusal
+from bot.i18n import N_, translate
 from bot.operations import MASKS, Size
 from bot.store.models import Job
 from cogs._common import Interaction, acknowledge, audited_refusals, check_job_prompt, guild_context
@@ -22,7 +23,7 @@ FORM_TIMEOUT_S = 30 * 60  # Discord never says when a form is closed unsent; aft
 MAX_SEED = 2**32 - 1  # the commands' own range for seed
 MAX_COUNT = 4
 PROMPT_INPUT_MAX = 4000  # Discord's limit for a text input; the prompt's own limit is checked like a command's
-MASK_LABELS = {"overall": "Whole outfit", "upper": "Upper body", "lower": "Lower body"}
+MASK_LABELS = {"overall": N_("Whole outfit"), "upper": N_("Upper body"), "lower": N_("Lower body")}
 
 
 def _text(label: str, custom_id: str, default: str, *, style: discord.TextStyle = discord.TextStyle.short,
@@ -37,31 +38,34 @@ class RemixForm(discord.ui.Modal):
     """The job's parameters, as the member may change them: prompt, size, seed and count (edit, imagine), the
     filter's name (filter) or the mask (try-on). At most five components, as Discord allows."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, locale: object = None) -> None:
+        """`locale`: the member's Discord client's, whose language the form speaks."""
+        def _(text: str, **params: object) -> str:
+            return translate(locale, text, **params)
         # A random custom_id (discord.py's default): two members may have this job's form open at once.
-        super().__init__(title=f"Remix job #{job.id}"[:45], timeout=FORM_TIMEOUT_S)
+        super().__init__(title=_("Remix job #{id}", id=job.id)[:45], timeout=FORM_TIMEOUT_S)
         self.job = job
         self.fields: dict[str, discord.ui.TextInput[Any] | discord.ui.Select[Any]] = {}
         request = job.request
         if job.operation in ("edit", "imagine"):
-            self._add("prompt", _text("Prompt", "prompt", request.get("prompt") or "", required=True,
+            self._add("prompt", _text(_("Prompt"), "prompt", request.get("prompt") or "", required=True,
                                       style=discord.TextStyle.paragraph, max_length=PROMPT_INPUT_MAX))
-            self._add("size", _text("Size", "size", request.get("size") or "", description="A preset such as "
-                                    "square_hd or landscape_16_9, or WIDTHxHEIGHT; empty: the provider's default"))
+            self._add("size", _text(_("Size"), "size", request.get("size") or "", description=_(
+                "A preset such as square_hd or landscape_16_9, or WIDTHxHEIGHT; empty: the provider's default")))
             seed = request.get("seed")
-            self._add("seed", _text("Seed", "seed", "" if seed is None else str(seed),
-                                    description=f"0 to {MAX_SEED}; empty: a new random one"))
-            self._add("count", _text("How many images", "count", str(request.get("count") or 1), required=True,
-                                     max_length=2, description=f"1 to {MAX_COUNT}"))
+            self._add("seed", _text(_("Seed"), "seed", "" if seed is None else str(seed),
+                                    description=_("{low} to {high}; empty: a new random one", low=0, high=MAX_SEED)))
+            self._add("count", _text(_("How many images"), "count", str(request.get("count") or 1), required=True,
+                                     max_length=2, description=_("{low} to {high}", low=1, high=MAX_COUNT)))
         elif job.operation == "filter":
-            self._add("name", _text("Filter", "name", request.get("name") or "", required=True, max_length=100,
-                                    description="The filter's name, as /filter offers them"))
+            self._add("name", _text(_("Filter"), "name", request.get("name") or "", required=True, max_length=100,
+                                    description=_("The filter's name, as /filter offers them")))
         else:
             current = request.get("mask") or "overall"
             select: discord.ui.Select[Any] = discord.ui.Select(custom_id="mask", required=False, options=[
-                discord.SelectOption(label=MASK_LABELS[m], value=m, default=m == current) for m in MASKS])
+                discord.SelectOption(label=_(MASK_LABELS[m]), value=m, default=m == current) for m in MASKS])
             self.fields["mask"] = select
-            self.add_item(discord.ui.Label(text="Which part of the outfit to replace", component=select))
+            self.add_item(discord.ui.Label(text=_("Which part of the outfit to replace"), component=select))
 
     def _add(self, name: str, label: discord.ui.Label[Any]) -> None:
         assert isinstance(label.component, discord.ui.TextInput)
@@ -86,11 +90,11 @@ class RemixForm(discord.ui.Modal):
         if self.job.operation == "filter":
             name = self.value("name")
             if not name:
-                raise Refusal("Name a filter (start typing in /filter to see them).")
+                raise Refusal(N_("Name a filter (start typing in /filter to see them)."))
             return {"name": name}
         mask = self.value("mask") or "overall"
         if mask not in MASKS:
-            raise Refusal("mask must be overall, upper or lower.")
+            raise Refusal(N_("mask must be overall, upper or lower."))
         return {"mask": mask}
 
     async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
@@ -116,10 +120,11 @@ def _whole(text: str, name: str, low: int, high: int, *, empty: int | None) -> i
     except ValueError:
         number = None
     if number is None or not low <= number <= high:
-        raise Refusal(f"The {name} must be a whole number from {low} to {high}; {text[:20]!r} is not.")
+        raise Refusal(N_("The {name} must be a whole number from {low} to {high}; {value} is not."), name=name, low=low,
+                      high=high, value=repr(text[:20]))
     return number
 
 
 async def open_remix(interaction: Interaction, job: Job) -> None:
     """The Remix button: the form is the first (and only) response, within Discord's three seconds."""
-    await interaction.response.send_modal(RemixForm(job))
+    await interaction.response.send_modal(RemixForm(job, interaction.locale))

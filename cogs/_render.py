@@ -6,6 +6,7 @@ so that whichever process delivers it later writes the same language; English wh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from datetime import UTC, datetime
 
@@ -17,10 +18,14 @@ from bot.i18n import N_, translate
 from bot.i18n.formats import duration, percent
 from bot.images import extension_for, full_decode
 from bot.providers.status import JobStatus, Queued, Running
-from bot.store.models import LOCALE_KEY, Job, JobState
+from bot.store.models import LOCALE_KEY, MEMBER_LOCALE_KEY, Job, JobState
 
 OPERATION_NAMES = {"tryon": N_("Try-on"), "filter": N_("Filter"), "edit": N_("Edit"), "imagine": N_("Imagine")}
 # As a caption names them mid-sentence ("your **try-on** is ready"): a language may not simply lowercase the above.
+# A job's state as members read it (/jobs, /show, a result's buttons).
+STATE_NAMES = {"pending": N_("pending"), "submitting": N_("submitting"), "queued": N_("queued"),
+               "running": N_("running"), "fetching": N_("fetching"), "succeeded": N_("succeeded"),
+               "failed": N_("failed"), "cancelled": N_("cancelled")}
 OPERATION_NOUNS = {"tryon": N_("try-on"), "filter": N_("filter"), "edit": N_("edit"), "imagine": N_("imagine")}
 SIZE_CHOICES = {
     "square_hd": N_("Square HD (1:1)"), "square": N_("Square (1:1)"), "portrait_4_3": N_("Portrait 3:4"),
@@ -37,6 +42,15 @@ def locale_of(job: Job) -> str | None:
     """The language of the job's public posts: its guild's, as Discord named it when the job was asked for."""
     locale = job.extra.get(LOCALE_KEY)
     return locale if isinstance(locale, str) else None
+
+
+def as_its_member_reads(job: Job) -> Job:
+    """The job as what is said to its member alone (a direct message) renders it: in the language of their client
+    when they asked, where one is stored (a reaction carries none: then the server's, like its public posts)."""
+    member = job.extra.get(MEMBER_LOCALE_KEY)
+    if not isinstance(member, str) or not member:
+        return job
+    return dataclasses.replace(job, extra={**job.extra, LOCALE_KEY: member})
 
 
 def operation_name(job: Job) -> str:

@@ -20,6 +20,7 @@ import discord
 from bot.discord_audit import quote
 from bot.discord_errors import OTHER_GUILD
 from bot.errors import Refusal
+from bot.i18n import N_
 from bot.rules.blocklist import Blocklist, Hit, parse_entries
 
 log = logging.getLogger(__name__)
@@ -49,26 +50,28 @@ def check_channel(settings: dict[str, Any], command: str, channel_id: int, paren
     for key in (ANY_COMMAND, command):
         rule = rules.get(key, {})
         if here & set(rule.get("deny", [])):
-            raise Refusal(f"/{command} cannot be used in this channel."
-                          + _pointer(rule.get("allow", []) or rules.get(ANY_COMMAND, {}).get("allow", [])))
+            raise _not_here(command, rule.get("allow", []) or rules.get(ANY_COMMAND, {}).get("allow", []))
         allowed = rule.get("allow", [])
         if allowed and not here & set(allowed):
-            raise Refusal(f"/{command} cannot be used in this channel." + _pointer(allowed))
+            raise _not_here(command, allowed)
 
 
-def _pointer(channels: list[int]) -> str:
+def _not_here(command: str, channels: list[int]) -> Refusal:
+    if not channels:
+        return Refusal(N_("/{command} cannot be used in this channel."), command=command)
     # Channel mentions ping nobody; they render as links to the channel.
-    return f" Use {', '.join(f'<#{c}>' for c in channels[:5])}." if channels else ""
+    return Refusal(N_("/{command} cannot be used in this channel. Use {channels}."), command=command,
+                   channels=", ".join(f"<#{c}>" for c in channels[:5]))
 
 
 def check_blocked(settings: dict[str, Any], member: discord.Member, command: str) -> None:
     blocked: dict[str, list[int]] = settings.get("blocked", {})
     if member.id in blocked.get("members", []):
-        raise RuleRefusal("You cannot use Atelier in this server.", f"refused /{command} for {member.mention}: "
+        raise RuleRefusal(N_("You cannot use Atelier in this server."), f"refused /{command} for {member.mention}: "
                           "the member is blocked")
     roles = {r.id for r in member.roles} & set(blocked.get("roles", []))
     if roles:
-        raise RuleRefusal("You cannot use Atelier in this server.", f"refused /{command} for {member.mention}: "
+        raise RuleRefusal(N_("You cannot use Atelier in this server."), f"refused /{command} for {member.mention}: "
                           f"role <@&{min(roles)}> is blocked")
 
 
@@ -96,8 +99,9 @@ def check_permissions(perms: discord.Permissions | None, *, in_thread: bool) -> 
         return
     missing = missing_permissions(perms, in_thread=in_thread)
     if missing:
-        raise Refusal(f"Atelier may not post its result in this channel (missing permission: {', '.join(missing)}). "
-                      "Ask an admin to allow it, or use another channel. Nothing was charged.")
+        # Permission names as Discord's English settings name them: they are what an admin searches for.
+        raise Refusal(N_("Atelier may not post its result in this channel (missing permission: {missing}). Ask an "
+                         "admin to allow it, or use another channel. Nothing was charged."), missing=", ".join(missing))
 
 
 @lru_cache(maxsize=256)
@@ -124,6 +128,6 @@ async def check_prompt(install: Blocklist, settings: dict[str, Any], prompt: str
         return
     log.info("prompt refused by the blocklist for member %s (/%s, entry %r%s)", member.id, command, hit.entry,
              ", timed out" if hit.timed_out else "")
-    raise RuleRefusal("That prompt is not allowed in this server. Nothing was sent or charged.",
+    raise RuleRefusal(N_("That prompt is not allowed in this server. Nothing was sent or charged."),
                       f"refused /{command} for {member.mention}: the blocklist (entry {quote(hit.entry, 60)}) "
                       f"matched {quote(prompt, 80)}")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import discord
 
 from bot.discord_mentions import NOBODY
-from bot.errors import Refusal
+from bot.errors import Refusal, Term
+from bot.i18n import N_
 from bot.store.models import Job, JobState, PostKind
 from cogs._buttons import result_view
 from cogs._common import GuildContext, Interaction
 from cogs._delivery import DEFAULT_UPLOAD_LIMIT, delivered
-from cogs._render import failure_caption, result_caption, result_files
+from cogs._render import STATE_NAMES, failure_caption, result_caption, result_files
 
 
 async def showable(interaction: Interaction, ctx: GuildContext, job_id: int) -> Job:
@@ -21,12 +22,13 @@ async def showable(interaction: Interaction, ctx: GuildContext, job_id: int) -> 
     manager = ctx.member.guild_permissions.manage_guild
     if job is None or job.subject.scope != f"guild:{ctx.guild_id}" or \
             (job.subject.user_id != str(ctx.member.id) and not manager):
-        raise Refusal(f"You have no job #{job_id} in this server (/jobs lists yours).")
+        raise Refusal(N_("You have no job #{id} in this server (/jobs lists yours)."), id=job_id)
     if not job.state.terminal:
-        raise Refusal(f"Job #{job.id} is still {job.state.value}; its result is posted when it is done.")
+        raise Refusal(N_("Job #{id} is still {state}; its result is posted when it is done."), id=job.id,
+                      state=Term(STATE_NAMES.get(job.state.value, job.state.value)))
     posts = await interaction.client.engine.posts_of(job.id)
     if not job.undeliverable and not any(delivered(p) for p in posts):
-        raise Refusal(f"Job #{job.id}'s result is on its way; try again in a moment.")
+        raise Refusal(N_("Job #{id}'s result is on its way; try again in a moment."), id=job.id)
     return job
 
 
@@ -35,14 +37,16 @@ async def show_again(interaction: Interaction, ctx: GuildContext, job: Job) -> d
     engine = interaction.client.engine
     nsfw = any(o.nsfw for o in job.outputs)
     if nsfw and not bool(getattr(interaction.channel, "nsfw", False)):
-        raise Refusal(f"Job #{job.id}'s image was flagged NSFW, so it can only be shown in an age-restricted channel.")
+        raise Refusal(N_("Job #{id}'s image was flagged NSFW, so it can only be shown in an age-restricted channel."),
+                      id=job.id)
     files: list[discord.File] = []
     if job.state is JobState.SUCCEEDED:
         limit = interaction.guild.filesize_limit if interaction.guild is not None else DEFAULT_UPLOAD_LIMIT
         try:
             files = await result_files(job, engine.blobs, limit=limit, spoiler=nsfw)
         except FileNotFoundError:
-            raise Refusal(f"Job #{job.id}'s images are no longer kept, so it cannot be shown again.") from None
+            raise Refusal(N_("Job #{id}'s images are no longer kept, so it cannot be shown again."),
+                          id=job.id) from None
     post, new = await engine.open_post(job.id, PostKind.RESULT, channel_id=ctx.channel_id)
     if not new:
         # An earlier /show died between recording and posting: settle it, and post under a fresh nonce.
@@ -55,6 +59,7 @@ async def show_again(interaction: Interaction, ctx: GuildContext, job: Job) -> d
                                          allowed_mentions=NOBODY)
     except discord.HTTPException as exc:
         await engine.record_post(post.id, message_id=None, note=f"re-post failed ({exc.status})")
-        raise Refusal(f"Discord refused the post ({exc.status}); check the bot's permissions here.") from exc
+        raise Refusal(N_("Discord refused the post ({status}); check the bot's permissions here."),
+                      status=exc.status) from exc
     await engine.record_post(post.id, message_id=message.id)
     return message

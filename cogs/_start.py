@@ -12,8 +12,8 @@ from bot.codec import takes_seed
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import handled
 from bot.i18n import N_, translate
-from bot.i18n.formats import money
-from bot.money.caps import usd
+from bot.i18n.formats import money, percent
+from bot.money.caps import CapState
 from bot.operations import Request
 from bot.store.models import Job
 from cogs._common import (
@@ -62,7 +62,7 @@ async def start_job(interaction: Interaction, ctx: GuildContext, request: Reques
                                                 preferred=ctx.provider_order(request.operation), prepare=shown,
                                                 withhold_nsfw=not await shows_nsfw(interaction.client, ctx),
                                                 private=prefs.private_delivery, parent_job_id=parent_job_id,
-                                                extra=extra, locale=ctx.locale)
+                                                extra=extra, locale=ctx.locale, member_locale=ctx.member_locale)
     await tell_started(interaction, job, shown, cost=await price_line(interaction.client, ctx, job))
     await tell_budget_admins(interaction.client, ctx)
     return job
@@ -78,7 +78,8 @@ async def rerun_job(bot: AtelierBot, ctx: GuildContext, original: Job, *, vary: 
                                  channel_id=str(ctx.channel_id), prepare=shown,
                                  preferred=ctx.provider_order_for(original.operation),
                                  withhold_nsfw=not await shows_nsfw(bot, ctx), changes=changes,
-                                 private=prefs.private_delivery, locale=ctx.locale)
+                                 private=prefs.private_delivery, locale=ctx.locale,
+                                 member_locale=ctx.member_locale)
     await tell_budget_admins(bot, ctx)
     return job, shown
 
@@ -127,6 +128,16 @@ async def price_line(bot: AtelierBot, ctx: GuildContext, job: Job) -> str:
                             left=", ".join(left))
 
 
+def budget_notice(locale: object, server: str, cap: CapState, *, monthly: bool) -> str:
+    """That a server passed 80% of a cap, in `locale`'s language (the audit log's is English: None)."""
+    text = N_("the server {server} has used {spent} of its monthly budget of {limit} ({share}). Jobs that would go "
+              "over it are refused; `/atelier budget` changes it.") if monthly else \
+        N_("the server {server} has used {spent} of its daily budget of {limit} ({share}). Jobs that would go over "
+           "it are refused; `/atelier budget` changes it.")
+    return translate(locale, text, server=server, spent=money(locale, cap.spent), limit=money(locale, cap.limit),
+                     share=percent(locale, cap.spent * 100 // cap.limit))
+
+
 async def tell_budget_admins(bot: AtelierBot, ctx: GuildContext) -> None:
     """Once per period, the server's admins hear that it passed 80% of a cap: in its audit channel (where it has
     one) and by DM to the member who set the budget."""
@@ -137,15 +148,15 @@ async def tell_budget_admins(bot: AtelierBot, ctx: GuildContext) -> None:
         budget = await bot.engine.budget(ctx.guild_id)
         texts = []
         for cap in due:
-            period = "monthly" if cap.name == "guild_monthly" else "daily"
-            texts.append(f"the server {ctx.member.guild.name} has used {usd(cap.spent)} of its {period} budget of "
-                         f"{usd(cap.limit)} ({cap.spent * 100 // cap.limit}%). Jobs that would go over it are "
-                         f"refused; `/atelier budget` changes it.")
-            bot.audit.note(ctx.guild_id, f"budget: {texts[-1]}")
+            monthly = cap.name == "guild_monthly"
+            bot.audit.note(ctx.guild_id, "budget: " + budget_notice(None, ctx.member.guild.name, cap, monthly=monthly))
+            # The member who set the budget is told in the server's language: theirs is not known outside a command.
+            texts.append(budget_notice(ctx.locale, ctx.member.guild.name, cap, monthly=monthly))
         if budget.set_by is None:
             return
         user = bot.get_user(int(budget.set_by)) or await bot.fetch_user(int(budget.set_by))
         for text in texts:
-            await user.send(f"Atelier: {text}", allowed_mentions=discord.AllowedMentions.none())
+            await user.send(translate(ctx.locale, "Atelier: {notice}", notice=text),
+                            allowed_mentions=discord.AllowedMentions.none())
     except discord.HTTPException as exc:  # DMs closed, or the member left: the budget still holds
         log.warning("guild %s: could not tell its budget's owner it passed 80%%: %s", ctx.guild_id, exc)

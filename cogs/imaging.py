@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
-from bot.errors import AtelierError, Refusal
+from bot.errors import AtelierError, Refusal, Term
 from bot.i18n import N_
 from bot.operations import EditRequest, FilterRequest, ImagineRequest, Request, TryonRequest
 from bot.store.models import OUTFIT_KEY
@@ -21,6 +21,8 @@ from cogs._start import Builder, run_job_command
 log = logging.getLogger(__name__)
 
 SIZES = [app_commands.Choice(name=label, value=value) for value, label in SIZE_CHOICES.items()]
+# What a refusal calls each attachment of /edit (told in the member's language, like the sentence around it).
+IMAGE_LABELS = (N_("image 1"), N_("image 2"), N_("image 3"), N_("image 4"))
 MASKS = [app_commands.Choice(name="Whole outfit", value="overall"),
          app_commands.Choice(name="Upper body", value="upper"),
          app_commands.Choice(name="Lower body", value="lower")]
@@ -50,12 +52,12 @@ class Imaging(commands.Cog):
         async def build(ctx: GuildContext) -> Request:
             if garment2 is not None:
                 await check_outfit(self.bot, ctx, mask)
-            photo = await read_attachment(self.bot, person, "person photo") if person is not None else \
+            photo = await read_attachment(self.bot, person, Term(N_("person photo"))) if person is not None else \
                 await saved_photo(self.bot, ctx)
-            upper = await read_attachment(self.bot, garment, "garment photo")
+            upper = await read_attachment(self.bot, garment, Term(N_("garment photo")))
             if garment2 is None:
                 return TryonRequest(person=photo, garment=upper, mask=mask.value if mask else "overall")  # type: ignore[arg-type]
-            lower = await read_attachment(self.bot, garment2, "second garment photo")
+            lower = await read_attachment(self.bot, garment2, Term(N_("second garment photo")))
             # Kept now, by content, so the second step has it whenever the first one ends (restarts included).
             outfit[OUTFIT_KEY] = {"garment": await self.bot.engine.keep_image(lower), "mask": "lower"}
             return TryonRequest(person=photo, garment=upper, mask="upper")
@@ -67,7 +69,7 @@ class Imaging(commands.Cog):
     async def filter(self, interaction: Interaction, image: discord.Attachment,
                      name: app_commands.Range[str, 1, 100]) -> None:
         async def build(ctx: GuildContext) -> Request:
-            return FilterRequest(image=await read_attachment(self.bot, image, "image"), name=name.strip())
+            return FilterRequest(image=await read_attachment(self.bot, image, Term(N_("image"))), name=name.strip())
         await self._run(interaction, "filter", build)
 
     @filter.autocomplete("name")
@@ -92,7 +94,8 @@ class Imaging(commands.Cog):
                    seed: SEED | None = None, count: COUNT | None = None) -> None:
         async def build(ctx: GuildContext) -> Request:
             attachments = [a for a in (image, image2, image3, image4) if a is not None]
-            images = tuple([await read_attachment(self.bot, a, f"image {i}") for i, a in enumerate(attachments, 1)])
+            images = tuple([await read_attachment(self.bot, a, Term(label))
+                            for label, a in zip(IMAGE_LABELS, attachments, strict=False)])
             chosen, many = await defaults(self.bot, ctx, size, count)
             return EditRequest(images=images, prompt=prompt.strip(), size=chosen, seed=seed, count=many)
         await self._run(interaction, "edit", build)

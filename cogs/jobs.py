@@ -15,14 +15,11 @@ from bot.i18n.formats import number
 from bot.store.models import IN_FLIGHT_STATES, OUTFIT_KEY, OUTFIT_STEP_KEY, PostKind
 from cogs._common import Interaction, acknowledge, answer, guild_context
 from cogs._delivery import status_message_id
-from cogs._render import OPERATION_NAMES, jump_url
+from cogs._render import OPERATION_NAMES, STATE_NAMES, jump_url
 from cogs._show import show_again, showable
 
 STATE_ICONS = {"pending": "⏳", "submitting": "📡", "queued": "🕒", "running": "🎨", "fetching": "📡",
                "succeeded": "✅", "failed": "❌", "cancelled": "🚫"}
-STATE_NAMES = {"pending": N_("pending"), "submitting": N_("submitting"), "queued": N_("queued"),
-               "running": N_("running"), "fetching": N_("fetching"), "succeeded": N_("succeeded"),
-               "failed": N_("failed"), "cancelled": N_("cancelled")}
 
 
 class Jobs(commands.Cog):

@@ -14,7 +14,8 @@ from discord.ext import commands
 from bot.discord_bot import AtelierBot
 from bot.discord_errors import AtelierView, handled, report_interaction
 from bot.discord_mentions import NOBODY
-from bot.errors import Refusal
+from bot.errors import Refusal, Term
+from bot.i18n import N_, translate
 from bot.store.models import MemberPrefs
 from cogs._common import Interaction, acknowledge, answer, guild_context, read_attachment
 from cogs._render import SIZE_CHOICES
@@ -25,13 +26,16 @@ CLEARABLE = [app_commands.Choice(name="size", value="size"), app_commands.Choice
              app_commands.Choice(name="everything", value="everything")]
 
 
-def describe(prefs: MemberPrefs) -> str:
-    size = SIZE_CHOICES.get(prefs.size, prefs.size) if prefs.size else "the provider's default"
-    photo = f"saved ({prefs.photo.width}x{prefs.photo.height})" if prefs.photo else "none"
-    where = "by direct message" if prefs.private_delivery else "in the channel"
-    return (f"**Your settings** (used wherever you do not say otherwise)\n"
-            f"Size: {size} · Images per job: {prefs.count or 1} · Results: {where} · My photo (for try-on): "
-            f"{photo}")
+def describe(prefs: MemberPrefs, locale: object = None) -> str:
+    """The member's settings, in `locale`'s language (their Discord client's)."""
+    label = SIZE_CHOICES.get(prefs.size) if prefs.size else N_("the provider's default")
+    size = translate(locale, label) if label else str(prefs.size)
+    photo = translate(locale, "saved ({width}x{height})", width=prefs.photo.width, height=prefs.photo.height) \
+        if prefs.photo else translate(locale, "none")
+    where = translate(locale, "by direct message") if prefs.private_delivery else translate(locale, "in the channel")
+    return translate(locale, "**Your settings** (used wherever you do not say otherwise)\nSize: {size} · Images per "
+                     "job: {count} · Results: {where} · My photo (for try-on): {photo}", size=size,
+                     count=prefs.count or 1, where=where, photo=photo)
 
 
 class Members(commands.Cog):
@@ -74,21 +78,21 @@ class Members(commands.Cog):
                 changes["private_delivery"] = private
             if photo is not None:
                 # Checked like any input image (type, size, dimensions) before it is kept.
-                changes["photo"] = await engine.keep_photo(await read_attachment(self.bot, photo, "photo"))
+                changes["photo"] = await engine.keep_photo(await read_attachment(self.bot, photo, Term(N_("photo"))))
             prefs = dataclasses.replace(prefs, **changes)  # type: ignore[arg-type]
             if clear is not None or changes:
                 await engine.save_member_prefs(prefs)
-            await answer(interaction, describe(prefs))
+            await answer(interaction, describe(prefs, interaction.locale))
 
 
     @app_commands.command(name="forget", description="Delete your prompts, images, settings and photo here")
     async def forget(self, interaction: Interaction) -> None:
         async with handled(interaction, "/forget"):
-            await interaction.response.send_message(
-                "This deletes, in every server this bot serves: your prompts, your images (inputs and results), "
-                "your /settings and your saved photo. What you used still counts toward quotas and budgets, "
-                "without your name. It cannot be undone.", view=forget_view(interaction.user.id), ephemeral=True,
-                allowed_mentions=NOBODY)
+            await interaction.response.send_message(translate(
+                interaction.locale, "This deletes, in every server this bot serves: your prompts, your images "
+                "(inputs and results), your /settings and your saved photo. What you used still counts toward quotas "
+                "and budgets, without your name. It cannot be undone."),
+                view=forget_view(interaction.user.id, interaction.locale), ephemeral=True, allowed_mentions=NOBODY)
 
 
 class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
@@ -96,10 +100,10 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
     """The one step between /forget and forgetting. Stateless (the member's id is in its custom_id), so it works
     after a restart too; only that member can see it (the message is private), and only they may use it."""
 
-    def __init__(self, user_id: int, choice: str) -> None:
-        label, style = ("Forget me", discord.ButtonStyle.danger) if choice == "yes" else \
-            ("Keep everything", discord.ButtonStyle.secondary)
-        super().__init__(discord.ui.Button(label=label, style=style,
+    def __init__(self, user_id: int, choice: str, locale: object = None) -> None:
+        label, style = (N_("Forget me"), discord.ButtonStyle.danger) if choice == "yes" else \
+            (N_("Keep everything"), discord.ButtonStyle.secondary)
+        super().__init__(discord.ui.Button(label=translate(locale, label), style=style,
                                            custom_id=f"atelier:v2:forget:{user_id}:{choice}"))
         self.user_id = user_id
         self.choice = choice
@@ -117,25 +121,26 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
 
     async def _act(self, interaction: Interaction) -> None:
         if interaction.user.id != self.user_id:
-            raise Refusal("Only the member who asked can answer this.")
+            raise Refusal(N_("Only the member who asked can answer this."))
+        locale = interaction.locale  # the member's, as the question was
         if self.choice == "no":
-            await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+            await interaction.response.edit_message(content=translate(locale, "Nothing was deleted."), view=None)
             return
-        await interaction.response.edit_message(content="Forgetting you…", view=None)
+        await interaction.response.edit_message(content=translate(locale, "Forgetting you…"), view=None)
         done = await interaction.client.engine.forget(self.user_id)
         if done is None:
-            text = ("You have a job still running (or its result is on its way): nothing was deleted. Try again "
-                    "once it has finished, or /cancel it.")
+            text = translate(locale, "You have a job still running (or its result is on its way): nothing was "
+                             "deleted. Try again once it has finished, or /cancel it.")
         else:
-            text = (f"Done: {done.jobs} job(s) no longer name you, and {len(done.blobs)} image(s) and your "
-                    f"settings are deleted.")
+            text = translate(locale, "Done: {jobs} job(s) no longer name you, and {images} image(s) and your settings "
+                             "are deleted.", jobs=done.jobs, images=len(done.blobs))
         await interaction.edit_original_response(content=text)
 
 
-def forget_view(user_id: int) -> discord.ui.View:
+def forget_view(user_id: int, locale: object = None) -> discord.ui.View:
     view = AtelierView(timeout=None)
-    view.add_item(ForgetButton(user_id, "yes"))
-    view.add_item(ForgetButton(user_id, "no"))
+    view.add_item(ForgetButton(user_id, "yes", locale))
+    view.add_item(ForgetButton(user_id, "no", locale))
     return view
 
 

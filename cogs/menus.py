@@ -24,17 +24,18 @@ class Menus(commands.Cog):
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
         self.menus = [
-            self._menu(EDIT, lambda message: EditForm(bot, message)),
-            self._menu(FILTER, lambda message: FilterForm(bot, message)),
-            self._menu(AS_GARMENT, lambda message: TryonForm(bot, message, "garment")),
-            self._menu(AS_PERSON, lambda message: TryonForm(bot, message, "person")),
+            self._menu(EDIT, lambda message, locale: EditForm(bot, message, locale)),
+            self._menu(FILTER, lambda message, locale: FilterForm(bot, message, locale)),
+            self._menu(AS_GARMENT, lambda message, locale: TryonForm(bot, message, "garment", locale)),
+            self._menu(AS_PERSON, lambda message, locale: TryonForm(bot, message, "person", locale)),
         ]
 
-    def _menu(self, name: str, form: Callable[[discord.Message], ImageForm]) -> app_commands.ContextMenu:
+    def _menu(self, name: str,
+              form: Callable[[discord.Message, discord.Locale], ImageForm]) -> app_commands.ContextMenu:
         async def opened(interaction: Interaction, message: discord.Message) -> None:
             # The form is the first response, within three seconds: nothing slow happens before it.
             try:
-                await interaction.response.send_modal(form(message))
+                await interaction.response.send_modal(form(message, interaction.locale))  # in the member's language
             except Exception as exc:
                 await report_interaction(interaction, exc, f"the {name!r} menu")
         return app_commands.guild_only(app_commands.ContextMenu(name=name, callback=opened))

@@ -11,6 +11,7 @@ from bot.discord_bot import AtelierBot
 from bot.discord_errors import report
 from bot.discord_mentions import NOBODY
 from bot.errors import Refusal
+from bot.i18n import N_, translate
 from bot.store.models import Job, JobState
 from cogs._buttons import DELETE, MAIL, RETRY, VARY, JobButton, LegacyJobButton
 from cogs._common import (
@@ -26,7 +27,7 @@ from cogs._common import (
 )
 from cogs._delivery import DEFAULT_UPLOAD_LIMIT, DiscordDelivery, ProgressEditor
 from cogs._remix import open_remix
-from cogs._render import result_caption, result_files
+from cogs._render import STATE_NAMES, result_caption, result_files
 from cogs._rules import check_permissions, serves
 from cogs._start import rerun_job, tell_started
 
@@ -132,19 +133,21 @@ async def rerun_by_button(interaction: Interaction, original: Job, *, vary: bool
 
 async def delete_result(interaction: Interaction, job: Job) -> None:
     if job.subject.user_id != str(interaction.user.id):
-        raise Refusal("Only the member who made this can delete it.")
+        raise Refusal(N_("Only the member who made this can delete it."))
     if interaction.message is not None:
         await interaction.message.delete()
     interaction.client.audit.note(interaction.guild_id, f"{interaction.user.mention} deleted the result of job "
                                                         f"#{job.id}")
-    await answer(interaction, f"Deleted the result of job #{job.id}.")
+    await answer(interaction, translate(interaction.locale, "Deleted the result of job #{id}.", id=job.id))
 
 
 async def cancel_job(interaction: Interaction, job: Job) -> None:
     if job.subject.user_id != str(interaction.user.id):
-        raise Refusal("Only the member who started this job can cancel it.")
+        raise Refusal(N_("Only the member who started this job can cancel it."))
     cancelled = await interaction.client.engine.cancel(job.id, job.subject)
-    await answer(interaction, f"Job #{job.id} is {cancelled.state.value}.")
+    state = STATE_NAMES.get(cancelled.state.value)
+    await answer(interaction, translate(interaction.locale, "Job #{id} is {state}.", id=job.id,
+                                        state=translate(interaction.locale, state) if state else cancelled.state.value))
 
 
 async def setup(bot: AtelierBot) -> None:

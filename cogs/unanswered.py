@@ -13,10 +13,11 @@ from discord.ext import commands
 
 from bot.discord_bot import AtelierBot
 from bot.discord_mentions import NOBODY
+from bot.i18n import N_, translate
 
 log = logging.getLogger(__name__)
 
-EXPIRED = "This form has expired (the bot restarted since it was shown). Please start again."
+EXPIRED = N_("This form has expired (the bot restarted since it was shown). Please start again.")
 
 
 def has_form(bot: AtelierBot, custom_id: str) -> bool:
@@ -40,7 +41,8 @@ class Unanswered(commands.Cog):
             return
         log.info("form %r was submitted after a restart: the member is told it expired", custom_id[:40])
         with contextlib.suppress(discord.HTTPException):
-            await interaction.response.send_message(EXPIRED, ephemeral=True, allowed_mentions=NOBODY)
+            await interaction.response.send_message(translate(interaction.locale, EXPIRED), ephemeral=True,
+                                                    allowed_mentions=NOBODY)
 
 
 async def setup(bot: AtelierBot) -> None:

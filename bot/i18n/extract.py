@@ -1,9 +1,9 @@
 """Babel's extraction method for Atelier's Python (babel.cfg names it): what `pybabel extract` puts in the catalog.
 
-Besides the usual calls (`translate(locale, "…")`, `N_("…")`), it finds the texts of the command tree, which
-discord.py hands to the translator (bot.i18n.translator) without any marker in the code: the `description=` of
-`app_commands.command` and `Group`, a GroupCog's `group_description=`, every value of `app_commands.describe(...)`
-and the `name=` of `app_commands.Choice` — whenever they are literal strings.
+Besides the usual calls (`translate(locale, "…")`, `N_("…")`, a form's `_("…")`), it finds the texts of the command
+tree, which discord.py hands to the translator (bot.i18n.translator) without any marker in the code: the
+`description=` of `app_commands.command` and `Group`, a GroupCog's `group_description=`, every value of
+`app_commands.describe(...)` and the `name=` of `app_commands.Choice` — whenever they are literal strings.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import ast
 from collections.abc import Iterator
 from typing import IO, Any
 
-MARKERS = {"N_": 0, "translate": 1}  # the helper's name: the position of its msgid
+# The helper's name: the position of its msgid. `_` is a form's own shorthand for translate in the member's locale.
+MARKERS = {"N_": 0, "_": 0, "translate": 1}
 DESCRIBED = {"command": "description", "Group": "description", "Choice": "name", "context_menu": "name"}
 
 # Babel reads no keyword spec for a call named None: each text found is one plain message.

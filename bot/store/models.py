@@ -161,6 +161,9 @@ class Job:
 WITHHOLD_NSFW_KEY = "withhold_nsfw"
 # In `extra`: the Discord locale of the job's guild when it was asked for; its public posts speak that language.
 LOCALE_KEY = "locale"
+# In `extra`: the Discord locale of the member's client when they asked (absent for a reaction, which carries none);
+# what reaches them alone, a result by direct message, speaks that language.
+MEMBER_LOCALE_KEY = "member_locale"
 PRIVATE_DELIVERY_KEY = "private_delivery"  # in `extra`: the member's result goes by direct message, not the channel
 # An outfit is two try-on jobs: the first's `extra` holds what the second needs ({"garment": image reference,
 # "mask": ...}); the second's `extra` says it is step 2. The first's result is the second's person photo.

@@ -10,7 +10,8 @@ import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from bot.errors import QuotaError
+from bot.errors import QuotaError, Term
+from bot.i18n import N_
 from bot.store.models import QuotaUsage
 from bot.store.rows import Row
 
@@ -80,33 +81,40 @@ def resolve_limit(rows: Iterable[Row], column: str, default: int) -> int:
     return default
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+# The words are Terms: English as str (the CLI's, the logs'), and a Discord member reads them in their language.
+def _images(count: int) -> Term:
+    return Term(N_("{n} image") if count == 1 else N_("{n} images"), n=count)
 
 
-def _until(delta: timedelta) -> str:
+def _jobs(count: int) -> Term:
+    return Term(N_("{n} job") if count == 1 else N_("{n} jobs"), n=count)
+
+
+def _until(delta: timedelta) -> Term:
     minutes = max(1, math.ceil(delta.total_seconds() / 60))
     hours, minutes = divmod(minutes, 60)
     if hours and minutes:
-        return f"in {hours} h {minutes} min"
-    return f"in {hours} h" if hours else f"in {minutes} min"
+        return Term(N_("in {hours} h {minutes} min"), hours=hours, minutes=minutes)
+    return Term(N_("in {hours} h"), hours=hours) if hours else Term(N_("in {minutes} min"), minutes=minutes)
 
 
-def daily_message(*, used: int, limit: int, cost: int, now: datetime, resets_at: datetime) -> str:
-    resets = f"the quota resets at 00:00 UTC ({_until(resets_at - now)})"
+def daily_message(*, used: int, limit: int, cost: int, now: datetime, resets_at: datetime) -> Term:
+    resets = Term(N_("the quota resets at 00:00 UTC ({until})"), until=_until(resets_at - now))
     if limit == 0:
-        return "Your daily image quota here is 0, so you cannot start jobs."
+        return Term(N_("Your daily image quota here is 0, so you cannot start jobs."))
     if cost > limit:
-        return f"This job needs {_plural(cost, 'image')}, more than your daily quota of {limit}."
+        return Term(N_("This job needs {cost}, more than your daily quota of {limit}."), cost=_images(cost),
+                    limit=limit)
     if used >= limit:
-        return f"You have used {used} of your {_plural(limit, 'image')} today; {resets}."
-    return (f"This job needs {_plural(cost, 'image')}, but you have only {limit - used} of your "
-            f"{_plural(limit, 'image')} left today; {resets}.")
+        return Term(N_("You have used {used} of your {limit} today; {resets}."), used=used, limit=_images(limit),
+                    resets=resets)
+    return Term(N_("This job needs {cost}, but you have only {left} of your {limit} left today; {resets}."),
+                cost=_images(cost), left=limit - used, limit=_images(limit), resets=resets)
 
 
-def concurrent_message(*, in_flight: int, limit: int, scope: str) -> str:
+def concurrent_message(*, in_flight: int, limit: int, scope: str) -> Term:
     if limit == 0:
-        return "You cannot run jobs here: your limit of jobs running at once is 0."
-    cancel = "/cancel one" if scope.startswith("guild:") else "cancel one"
-    return (f"You already have {_plural(in_flight, 'job')} running; the limit is {limit}. "
-            f"Wait for one to finish or {cancel}.")
+        return Term(N_("You cannot run jobs here: your limit of jobs running at once is 0."))
+    cancel = Term(N_("/cancel one")) if scope.startswith("guild:") else Term(N_("cancel one"))
+    return Term(N_("You already have {jobs} running; the limit is {limit}. Wait for one to finish or {cancel}."),
+                jobs=_jobs(in_flight), limit=limit, cancel=cancel)

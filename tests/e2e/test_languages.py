@@ -127,3 +127,86 @@ async def test_a_german_client_reads_its_private_answers_in_german(e2e: E2E) -> 
     alice.locale = "en-US"  # the same member, their client switched to English
     quota = await (await alice.run_command(e2e.channel, "quota")).reply()
     assert quota.content.startswith("You have used **1** of **25** images today (24 left)"), quota.content
+
+
+async def test_refusals_are_told_in_the_members_language(e2e: E2E) -> None:
+    admin, alice = await e2e.member("admin", manage_guild=True), await e2e.member("alice")
+    alice.locale = "de"
+    shown = await (await alice.run_command(e2e.channel, "show", job=987654)).reply()
+    assert shown.ephemeral
+    assert shown.content == "Du hast auf diesem Server keinen Auftrag #987654 (/jobs listet deine auf)."
+    # An input's problem names the input in the member's language too.
+    photo = await (await alice.run_command(e2e.channel, "settings", photo=("me.png", b"not an image"))).reply()
+    assert photo.content == "Das Foto ist kein lesbares Bild (PNG, JPEG, WEBP oder GIF)."
+    edit = await (await alice.run_command(e2e.channel, "edit", image=("a.png", b""), prompt="x")).reply()
+    assert edit.content == "Das Bild 1 ist leer (0 Bytes)."
+
+    await (await admin.run_command(e2e.channel, "atelier command", name="imagine", enabled=False)).reply()
+    before = len(e2e.db.jobs_of(alice.id))
+    try:
+        alice.locale = "ja"
+        off = await (await alice.run_command(e2e.channel, "imagine", prompt="a fox")).reply()
+        assert off.ephemeral and off.content == "このサーバーでは /imagine はオフになっています。"
+        alice.locale = "en-US"
+        off = await (await alice.run_command(e2e.channel, "imagine", prompt="a fox")).reply()
+        assert off.content == "/imagine is turned off in this server."
+    finally:
+        await (await admin.run_command(e2e.channel, "atelier command", name="imagine", enabled=True)).reply()
+    assert len(e2e.db.jobs_of(alice.id)) == before  # refused before anything was recorded
+
+
+async def test_settings_forget_and_forms_speak_the_members_language(e2e: E2E) -> None:
+    carol = await e2e.member("carol")
+    carol.locale = "de"
+    settings = await (await carol.run_command(e2e.channel, "settings", count=2)).reply()
+    assert settings.ephemeral and settings.content == (
+        "**Deine Einstellungen** (gelten überall, wo du nichts anderes angibst)\nFormat: Standard des Anbieters · "
+        "Bilder pro Auftrag: 2 · Ergebnisse: im Kanal · Mein Foto (für die Anprobe): keins")
+
+    carol.locale = "en-US"
+    job_id = started_job((await (await carol.run_command(e2e.channel, "imagine", prompt="a fox")).reply()).content)
+    result = await e2e.result(job_id)
+    await e2e.job(job_id)
+    carol.locale = "ja"  # a form is in the language of the member who opens it, whatever the post's
+    opened = await carol.click(result, "Remix")
+    await opened.acked()
+    form = opened.interaction.modal
+    assert form is not None and form["title"] == f"ジョブ #{job_id} をリミックス"
+    assert [row["label"] for row in form["components"]] == ["プロンプト", "サイズ", "シード", "画像の枚数"]
+
+    forget = await (await carol.run_command(e2e.channel, "forget")).reply()
+    assert forget.content.startswith("このボットが使われているすべてのサーバーで")
+    assert forget.labels() == ["私を忘れる", "すべて残す"]
+    await carol.click(forget, "すべて残す")  # the answer replaces the question
+    await e2e.discord.wait_for(lambda: forget.content == "何も削除していません。", what="the kept answer (ja)")
+
+
+async def test_a_result_by_direct_message_speaks_the_members_language(e2e: E2E) -> None:
+    dave = await e2e.member("dave")
+    await (await dave.run_command(e2e.channel, "settings", private=True)).reply()
+    try:
+        dave.locale = "ja"  # the server speaks English; the DM reaches Dave alone, so it speaks his language
+        run = await dave.run_command(e2e.channel, "imagine", prompt="a lighthouse at dusk")
+        started = re.match(r"ジョブ #(\d+) を開始しました", (await run.reply()).content)
+        assert started is not None
+        job_id = int(started[1])
+        dm = await e2e.discord.wait_for(lambda: next((m for m in dave.dms() if m.attachments), None),
+                                        what="the result by direct message")
+        assert f"**画像**ができました · ジョブ #{job_id}" in dm.content, dm.content
+        await e2e.job(job_id)
+    finally:
+        dave.locale = "en-US"
+        await (await dave.run_command(e2e.channel, "settings", clear="everything")).reply()
+
+
+async def test_a_quota_refusal_is_told_in_the_members_language(e2e: E2E) -> None:
+    admin, erin = await e2e.member("admin", manage_guild=True), await e2e.member("erin")
+    await (await admin.run_command(e2e.channel, "atelier allowance", target=erin, daily=1, concurrent=5)).reply()
+    erin.locale = "de"
+    refused = await (await erin.run_command(e2e.channel, "imagine", prompt="two foxes", count=2)).reply()
+    assert refused.ephemeral
+    assert refused.content == "Dieser Auftrag braucht 2 Bilder, mehr als dein Tageskontingent von 1."
+    erin.locale = "en-US"
+    refused = await (await erin.run_command(e2e.channel, "imagine", prompt="two foxes", count=2)).reply()
+    assert refused.content == "This job needs 2 images, more than your daily quota of 1."
+    assert e2e.db.jobs_of(erin.id) == []
