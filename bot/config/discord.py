@@ -48,10 +48,7 @@ class DiscordSettings(Area):
     @field_validator("discord_shard_ids")
     @classmethod
     def _shard_ids_are_numbers(cls, value: str) -> str:
-        for part in value.replace(" ", "").split(","):
-            if part and not part.isdigit():
-                raise ValueError(f"{part[:30]!r} is not a shard id (a number from 0)")
-        return value
+        return _numbers(value, "a shard id (a number from 0)")
 
     @model_validator(mode="after")
     def _shards_fit_the_count(self) -> DiscordSettings:
@@ -69,10 +66,7 @@ class DiscordSettings(Area):
     @field_validator("discord_guild_ids", "discord_allowed_guilds")
     @classmethod
     def _guild_ids_are_numbers(cls, value: str) -> str:
-        for part in value.replace(" ", "").split(","):
-            if part and not part.isdigit():
-                raise ValueError(f"{part[:30]!r} is not a guild id (a number)")
-        return value
+        return _numbers(value, "a guild id (a number)")
 
     @field_validator("discord_rest_per_second")
     @classmethod
@@ -86,3 +80,11 @@ class DiscordSettings(Area):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return blank_is_none(value)
+
+
+def _numbers(value: str, what: str) -> str:
+    """A comma-separated list of ids, each a number; else the first that is not, named as `what`."""
+    for part in value.replace(" ", "").split(","):
+        if part and not part.isdigit():
+            raise ValueError(f"{part[:30]!r} is not {what}")
+    return value
